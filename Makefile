@@ -1,0 +1,39 @@
+# The two commands of README: `make demo` and `make test`. Everything installs into .venv.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Every pip install on this CPU machine goes through the torch pin (see constraints/cpu.txt).
+# On a GPU machine: make test CONSTRAINTS=
+CONSTRAINTS ?= constraints/cpu.txt
+PIP := PIP_CONSTRAINT=$(if $(CONSTRAINTS),$(abspath $(CONSTRAINTS))) $(PY) -m pip
+BASE_IMAGE ?= restem-sandbox-base:bookworm
+
+.PHONY: test demo lint proto images docker clean
+
+# Reinstall whenever pyproject.toml or the constraints change.
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+docker:
+	@scripts/ensure-docker.sh
+
+images: docker
+	sandbox/image/build-base.sh $(BASE_IMAGE)
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+
+proto: $(VENV)/.installed-dev
+	$(PY) proto/generate.py
+
+test: $(VENV)/.installed-dev images lint
+	$(VENV)/bin/pytest
+
+demo: $(VENV)/.installed-dev images
+	@scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

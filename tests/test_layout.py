@@ -1,0 +1,75 @@
+"""The package layout and its import boundaries (ARCHITECTURE.md: who may import whom)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+OURS = {"sandbox", "verifier_server", "restem_client", "evals", "restem_proto"}
+# package -> our packages it may import
+ALLOWED = {
+    "sandbox": set(),
+    "restem_proto": set(),
+    "verifier_server": {"sandbox", "restem_proto"},
+    "evals": set(),
+    "restem_client": {"evals", "restem_proto", "verifier_server"},
+}
+# The sandbox may import the standard library and the Docker SDK, nothing else.
+SANDBOX_THIRD_PARTY = {"docker"}
+
+
+def imported_top_levels(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def package_files(package: str) -> list[Path]:
+    return sorted((REPO / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", sorted(OURS))
+def test_package_imports_and_has_docstring(package: str) -> None:
+    module = importlib.import_module(package)
+    assert module.__doc__ and module.__doc__.strip(), f"{package} needs a module docstring"
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_import_boundaries(package: str) -> None:
+    violations = []
+    for path in package_files(package):
+        ours = (imported_top_levels(path) & OURS) - {package}
+        for name in sorted(ours - ALLOWED[package]):
+            violations.append(f"{path.relative_to(REPO)} imports {name}")
+    assert not violations, violations
+
+
+def test_sandbox_imports_only_stdlib_and_docker() -> None:
+    allowed = set(sys.stdlib_module_names) | SANDBOX_THIRD_PARTY | {"sandbox", "__future__"}
+    bad = [f"{p.relative_to(REPO)}: {n}" for p in package_files("sandbox")
+           for n in sorted(imported_top_levels(p) - allowed)]
+    assert not bad, bad
+
+
+def test_every_module_has_a_docstring() -> None:
+    missing = [str(p.relative_to(REPO)) for pkg in sorted(OURS) for p in package_files(pkg)
+               if "_pb2" not in p.name and ast.get_docstring(ast.parse(p.read_text())) is None]
+    assert not missing, f"modules without a docstring: {missing}"
+
+
+def test_boundary_checker_sees_a_violation(tmp_path: Path) -> None:
+    # The checker itself must be able to fail.
+    bad = tmp_path / "bad.py"
+    bad.write_text("import restem_client.cli\nfrom verifier_server import math\n")
+    assert imported_top_levels(bad) == {"restem_client", "verifier_server"}
