@@ -1,0 +1,136 @@
+"""The public checks: `check` one completion against a gold answer, `check_many` a batch
+(identical pairs decided once, symbolic work fanned out to the worker pool), and `canonical`.
+
+Never raises on any input and never hangs: inputs are capped, the inline fast path is
+bounded, and everything sympy does runs in a worker with a wall-clock timeout. A timeout is
+its own verdict (TIMEOUT), never a silent FAIL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+
+from verifier_server.math.compare import canonical_key, fast_equal
+from verifier_server.math.extract import Extraction, extract_answer, gold_answer
+from verifier_server.math.pool import WorkerPool, default_pool
+from verifier_server.math.values import Value, parse_answer
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class Verdict(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    NO_ANSWER = "NO_ANSWER"
+    TIMEOUT = "TIMEOUT"
+
+
+@dataclass(frozen=True)
+class MathVerdict:
+    verdict: Verdict
+    extracted: str | None   # the answer found in the completion
+    canonical: str | None   # its canonical key (majority voting groups by it)
+    rule: str | None        # the extraction rule that fired
+    elapsed_ms: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    extraction: Extraction | None
+    answer: Value | None
+    gold: Value
+
+
+def _prepare(completion: str, gold: str, extract: bool, mode: str) -> _Prepared:
+    if mode not in ("math", "gsm8k"):
+        raise ValueError(f"mode must be 'math' or 'gsm8k', not {mode!r}")
+    if extract:
+        extraction = extract_answer(completion, mode)
+    else:
+        extraction = Extraction(completion.strip(), "none") if completion.strip() else None
+    answer = parse_answer(extraction.answer) if extraction else None
+    return _Prepared(extraction, answer, parse_answer(gold_answer(gold, mode)))
+
+
+def _decide(prepared: _Prepared, pool: WorkerPool | None, timeout_s: float) -> tuple[Verdict, str]:
+    if prepared.answer is None:
+        return Verdict.NO_ANSWER, "no answer found"
+    fast = fast_equal(prepared.gold, prepared.answer)
+    if fast is not None:
+        return (Verdict.PASS if fast else Verdict.FAIL), ""
+    try:
+        equal = (pool or default_pool()).run(prepared.gold, prepared.answer, timeout_s)
+    except TimeoutError as exc:
+        return Verdict.TIMEOUT, str(exc)
+    except RuntimeError as exc:
+        if "worker died" in str(exc):
+            return Verdict.TIMEOUT, str(exc)
+        return Verdict.FAIL, f"symbolic comparison failed: {exc}"
+    return (Verdict.PASS if equal else Verdict.FAIL), ""
+
+
+def _verdict(prepared: _Prepared, decided: tuple[Verdict, str], started: float) -> MathVerdict:
+    ext = prepared.extraction
+    return MathVerdict(
+        verdict=decided[0],
+        extracted=ext.answer if ext else None,
+        canonical=canonical_key(prepared.answer) if prepared.answer is not None else None,
+        rule=ext.rule if ext else None,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+        detail=decided[1],
+    )
+
+
+def check(completion: str, gold: str, *, extract: bool = True, mode: str = "math",
+          timeout_s: float = DEFAULT_TIMEOUT_S, pool: WorkerPool | None = None) -> MathVerdict:
+    """Is the completion's final answer equal to the gold answer?"""
+    started = time.perf_counter()
+    prepared = _prepare(completion, gold, extract, mode)
+    return _verdict(prepared, _decide(prepared, pool, timeout_s), started)
+
+
+def check_many(pairs: Iterable[tuple[str, str]], *, extract: bool = True, mode: str = "math",
+               timeout_s: float = DEFAULT_TIMEOUT_S, pool: WorkerPool | None = None
+               ) -> list[MathVerdict]:
+    """Check (completion, gold) pairs; identical (gold, answer) pairs are decided once and
+    the symbolic ones run concurrently on the worker pool. Results are in input order."""
+    started = time.perf_counter()
+    prepared = [_prepare(c, g, extract, mode) for c, g in pairs]
+    unique: dict[tuple[Value, Value | None], _Prepared] = {}
+    for p in prepared:
+        unique.setdefault((p.gold, p.answer), p)
+    decided: dict[tuple[Value, Value | None], tuple[Verdict, str]] = {}
+    slow = []
+    for key, p in unique.items():
+        if p.answer is None:
+            decided[key] = (Verdict.NO_ANSWER, "no answer found")
+        elif (fast := fast_equal(p.gold, p.answer)) is not None:
+            decided[key] = (Verdict.PASS if fast else Verdict.FAIL, "")
+        else:
+            slow.append((key, p))
+    if slow:
+        workers = (pool or default_pool()).size
+        with ThreadPoolExecutor(max_workers=workers) as threads:
+            for (key, _), result in zip(slow, threads.map(
+                    lambda item: _decide(item[1], pool, timeout_s), slow), strict=True):
+                decided[key] = result
+    return [_verdict(p, decided[(p.gold, p.answer)], started) for p in prepared]
+
+
+def canonical(answer: str) -> str:
+    """Stable key of a bare answer: equivalent numbers share it (\\frac12, 0.5, 1/2)."""
+    return canonical_key(parse_answer(answer))
+
+
+__all__ = ["DEFAULT_TIMEOUT_S", "MathVerdict", "Verdict", "canonical", "check", "check_many"]
+
+

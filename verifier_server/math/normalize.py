@@ -1,0 +1,92 @@
+"""String normalization of an extracted answer, before it is parsed into a typed value.
+
+Only rewrites that cannot change which value is meant: delimiters, sizing and spacing
+commands, \\dfrac and friends, \\text-like wrappers, units at the very end on word
+boundaries, degrees, currency, thousands separators in true 3-digit groups, `\\frac12`
+repairs, and "and"/"or" lists. The percent sign is returned as a flag, not applied.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_ANSWER_CHARS = 2_000
+
+_WRAPPERS = ("text", "textbf", "textit", "textrm", "textnormal", "mathrm", "mathbf", "mbox",
+             "operatorname", "mathit", "boldsymbol", "bm", "emph")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad\b|~|\\displaystyle|\\limits")
+_UNITS = ("square units", "sq units", "square feet", "square inches", "square meters",
+          "square centimeters", "square cm", "sq ft", "cubic feet", "cubic inches",
+          "cubic units", "cubic centimeters", "cubic meters", "units", "unit", "cm", "mm",
+          "km", "meters", "meter", "inches", "inch", "in", "feet", "foot", "ft", "yards",
+          "yard", "miles", "mile", "mph", "hours", "hour", "minutes", "minute", "seconds",
+          "second", "days", "day", "weeks", "week", "years", "year", "dollars", "dollar",
+          "cents", "cent", "degrees", "degree", "points", "ways", "people", "students",
+          "pounds", "ounces", "gallons", "liters", "grams", "kg", "sq", "cups", "apples")
+_UNIT_AT_END = re.compile(r"(?<=[\d}\s)])\s*(?:\\?\s*)(?:" + "|".join(
+    re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?:\^\{?[23]\}?)?\s*$")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?$")
+
+
+def unwrap_macro(text: str, name: str) -> str:
+    """Replace every \\name{content} by content (balanced braces)."""
+    pattern = "\\" + name + "{"
+    out, i = [], 0
+    while (at := text.find(pattern, i)) >= 0:
+        end = at + len(pattern)
+        # \textbf must not be taken for \text{...}: the next character must be the brace.
+        depth, j = 1, end
+        while j < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            j += 1
+        if depth:  # unbalanced: leave the rest alone
+            break
+        out.append(text[i:at])
+        out.append(text[end : j - 1])
+        i = j
+    out.append(text[i:])
+    return "".join(out)
+
+
+def _repair_short_args(text: str) -> str:
+    r"""\frac12 -> \frac{1}{2}, \frac1{x} -> \frac{1}{x}, \sqrt2 -> \sqrt{2}."""
+    text = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", text)
+    text = re.sub(r"\\frac\s*(\d)\s*(?=\{)", r"\\frac{\1}", text)
+    text = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d|[a-zA-Z])(?![a-zA-Z])", r"\\frac\1{\2}", text)
+    return re.sub(r"\\sqrt\s*(\d|[a-zA-Z])(?![a-zA-Z])", r"\\sqrt{\1}", text)
+
+
+def normalize(answer: str) -> tuple[str, bool]:
+    """Normalized answer string and whether it carried a percent sign."""
+    s = answer.strip()[:MAX_ANSWER_CHARS]
+    for _ in range(2):  # delimiters may nest: $\( ... \)$
+        s = s.strip()
+        for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+            if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+                s = s[len(left) : len(s) - len(right)]
+    s = s.replace("\n", " ")
+    s = re.sub(r"\\left\s*\.|\\right\s*\.", "", s)  # invisible delimiters
+    s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
+    s = re.sub(r"\\[dt]frac", r"\\frac", s).replace("\\dbinom", "\\binom").replace(
+        "\\tbinom", "\\binom")
+    for name in _WRAPPERS:
+        s = unwrap_macro(s, name)
+    s = _SPACING.sub(" ", s)
+    # Degrees and currency carry no value of their own.
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree", "", s)
+    s = s.replace("\\$", "").replace("$", "")
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    percent = bool(re.search(r"\\?%$", s))
+    s = re.sub(r"\s*\\?%$", "", s)
+    s = re.sub(r"\s*(?:percent)$", "", s) if re.search(r"\d\s*percent$", s) else s
+    previous = None
+    while previous != s:  # several units may trail: "5 square units"
+        previous = s
+        s = _UNIT_AT_END.sub("", s).strip()
+    s = re.sub(r"\s*\b(?:and|or)\b\s*", ",", s) if re.search(r"\S\s+(?:and|or)\s+\S", s) else s
+    s = re.sub(r"^(?:[a-z]\s*)?\\in\s*", "", s)  # "x \in [1,2]"
+    if _THOUSANDS.match(s):
+        s = s.replace("{,}", "").replace(",", "")
+    s = _repair_short_args(s)
+    s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)  # .5 -> 0.5
+    return s.strip(), percent

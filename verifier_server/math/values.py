@@ -1,0 +1,243 @@
+"""Typed answers: a normalized answer string parsed into the value it denotes.
+
+Kinds: `Number` (an exact Fraction, with the printed precision of a decimal), `Based`
+(digits in a base, `204_5`), `Text` (words, multiple-choice letters), `Expr` (LaTeX left for
+the symbolic comparison), `Seq` (tuples, vectors and intervals, with their brackets), `SetOf`
+(sets, "find all" lists, unions of intervals, the two values of `\\pm`), `Matrix`, and
+`Relation` (equations and inequalities that are not a plain `x = value`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from verifier_server.math.normalize import normalize
+
+MAX_DIGITS = 400  # longer number literals are left to the symbolic path (which guards them)
+
+
+@dataclass(frozen=True)
+class Number:
+    value: Fraction
+    decimals: int | None  # digits after the point when printed as a decimal, else None
+    significant: int      # significant digits as printed
+
+
+@dataclass(frozen=True)
+class Based:
+    digits: str
+    base: int
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Expr:
+    latex: str
+
+
+@dataclass(frozen=True)
+class Seq:
+    open: str
+    close: str
+    items: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class SetOf:
+    items: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    rows: tuple[tuple[Value, ...], ...]
+
+
+@dataclass(frozen=True)
+class Relation:
+    op: str  # "=", "<", "<=", ">", ">=", "!="
+    lhs: Expr
+    rhs: Expr
+
+
+Value = Number | Based | Text | Expr | Seq | SetOf | Matrix | Relation
+
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_RELATIONS = [("\\leq", "<="), ("\\geq", ">="), ("\\le", "<="), ("\\ge", ">="), ("\\neq", "!="),
+              ("\\ne", "!="), ("\\lt", "<"), ("\\gt", ">"), ("<=", "<="), (">=", ">="),
+              ("=", "="), ("<", "<"), (">", ">")]
+NAME = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w]+\}?)?(?:\([a-z]\))?$")
+_DECIMAL = re.compile(r"^(-)?(\d+)?(?:\.(\d+))?$")
+_FRAC = re.compile(r"^(-)?\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
+_SLASH = re.compile(r"^(-?[\d.]+)\s*/\s*(-?[\d.]+)$")
+_MIXED = re.compile(r"^(\d+)\s*(?:\\frac\{(\d+)\}\{(\d+)\}|\s(\d+)/(\d+))$")
+_SCI = re.compile(r"^(-?[\d.]+)\s*(?:\\times|\\cdot|\*)\s*10\^\{?(-?\d{1,3})\}?$")
+_BASED = re.compile(r"^([0-9A-Za-z]+)_\{?(\d{1,2})\}?$")
+_LETTER_CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
+_WORDS = re.compile(r"^[A-Za-z][A-Za-z\s'\-]*$")
+
+
+def split_top_level(s: str, separators: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Split on separators that sit outside every bracket and brace; a separator that ends in
+    a letter must not run into one (\\le is not \\left). Returns the parts and the
+    separators found between them."""
+    parts, found, depth, start, i = [], [], 0, 0, 0
+    while i < len(s):
+        depth += (s[i] in "([{") - (s[i] in ")]}")
+        sep = next((t for t in separators if depth == 0 and s.startswith(t, i) and not (
+            t[-1].isalpha() and s[i + len(t):i + len(t) + 1].isalpha())), None)
+        if sep is None:
+            i += 1
+            continue
+        parts.append(s[start:i].strip())
+        found.append(sep)
+        i += len(sep)
+        start = i
+    parts.append(s[start:].strip())
+    return parts, found
+
+
+def _matching_close(s: str, open_at: int) -> int:
+    depth = 0
+    for i in range(open_at, len(s)):
+        if s[i] in "([{":
+            depth += 1
+        elif s[i] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def parse_number(s: str) -> Number | None:
+    """Exact value of a plain number written as an integer, decimal, fraction, mixed number
+    or in scientific notation; None for anything else."""
+    s = s.replace(" ", "") if not _MIXED.match(s) else s
+    if len(s) > MAX_DIGITS:
+        return None
+    if (m := _DECIMAL.match(s)) and (m.group(2) or m.group(3)):
+        sign, whole, frac = m.group(1), m.group(2) or "0", m.group(3)
+        value = Fraction(f"{whole}.{frac}" if frac else whole)
+        digits = (whole + (frac or "")).lstrip("0") or "0"
+        return Number(-value if sign else value, len(frac) if frac else None, len(digits))
+    if (m := _FRAC.match(s)) or (m := _SLASH.match(s)):
+        groups = m.groups()
+        sign = groups[0] if len(groups) == 3 else None
+        num, den = groups[-2], groups[-1]
+        try:
+            value = Fraction(num) / Fraction(den)
+        except (ValueError, ZeroDivisionError):
+            return None
+        return Number(-value if sign else value, None, MAX_DIGITS)
+    if m := _MIXED.match(s):
+        whole, a, b, c, d = m.groups()
+        num, den = (a, b) if a else (c, d)
+        if int(den) == 0 or int(num) >= int(den):
+            return None
+        return Number(int(whole) + Fraction(int(num), int(den)), None, MAX_DIGITS)
+    if m := _SCI.match(s):
+        mantissa = parse_number(m.group(1))
+        if mantissa is None:
+            return None
+        return Number(mantissa.value * Fraction(10) ** int(m.group(2)), None,
+                      mantissa.significant)
+    return None
+
+
+def _interval_from_inequality(parts: list[str], ops: list[str]) -> Seq | None:
+    inf, neg_inf = Expr("\\infty"), Expr("-\\infty")
+    if len(parts) == 2 and NAME.match(parts[0]) and ops[0] in ("<", "<=", ">", ">="):
+        bound = parse_scalar(parts[1])
+        if ops[0] in ("<", "<="):
+            return Seq("(", ")" if ops[0] == "<" else "]", (neg_inf, bound))
+        return Seq("(" if ops[0] == ">" else "[", ")", (bound, inf))
+    if len(parts) == 2 and NAME.match(parts[1]) and ops[0] in ("<", "<=", ">", ">="):
+        flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[ops[0]]
+        return _interval_from_inequality([parts[1], parts[0]], [flipped])
+    if (len(parts) == 3 and NAME.match(parts[1]) and ops[0] == ops[1] == "<") or (
+            len(parts) == 3 and NAME.match(parts[1]) and set(ops) <= {"<", "<="}):
+        return Seq("(" if ops[0] == "<" else "[", ")" if ops[1] == "<" else "]",
+                   (parse_scalar(parts[0]), parse_scalar(parts[2])))
+    return None
+
+
+def _split_relations(s: str) -> tuple[list[str], list[str]]:
+    parts, tokens = split_top_level(s, tuple(token for token, _ in _RELATIONS))
+    return parts, [dict(_RELATIONS)[t] for t in tokens]
+
+
+def has_variables(latex: str) -> bool:
+    """Whether letters other than macro names (\\pi, \\sqrt, ...) and e occur."""
+    return bool(re.search(r"[a-df-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", latex)))
+
+
+def parse_scalar(s: str) -> Value:
+    s = s.strip()
+    if (number := parse_number(s)) is not None:
+        return number
+    if m := _BASED.match(s):
+        base = int(m.group(2))
+        digits = m.group(1).upper()
+        if 2 <= base <= 36 and all(int(d, 36) < base for d in digits):
+            return Based(digits, base)
+    if m := _LETTER_CHOICE.match(s):
+        return Text(m.group(1).upper())
+    if _WORDS.match(s) and (len(s) >= 3 or " " in s):
+        return Text(" ".join(s.lower().replace("-", " ").split()))
+    return Expr(s)
+
+
+def parse_value(s: str) -> Value:
+    """Parse a normalized answer string."""
+    s = s.strip()
+    if not s:
+        return Text("")
+    if m := re.fullmatch(r"\\begin\{([pbvBV]?matrix)\}(.*)\\end\{\1\}", s, re.S):
+        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+        return Matrix(tuple(tuple(parse_value(c) for c in r.split("&")) for r in rows))
+    for sign in ("\\pm", "\\mp"):
+        if sign in s:
+            plus, minus = s.replace(sign, "+", 1), s.replace(sign, "-", 1)
+            return SetOf((parse_value(plus), parse_value(minus)))
+    union, _ = split_top_level(s, ("\\cup",))
+    if len(union) > 1:
+        return SetOf(tuple(parse_value(p) for p in union))
+    parts, ops = _split_relations(s)
+    if ops:
+        if all(op == "=" for op in ops) and all(NAME.match(p) for p in parts[:-1]):
+            if len(parts) == 2 and has_variables(parts[1]):
+                return Relation("=", Expr(parts[0]), Expr(parts[1]))  # "y = 2x + 3"
+            return parse_value(parts[-1])  # "x = 5", "a = b = 5"
+        if interval := _interval_from_inequality(parts, ops):
+            return interval
+        if len(ops) == 1:
+            return Relation(ops[0], Expr(parts[0]), Expr(parts[1]))
+        return Expr(s)
+    opener = "\\{" if s.startswith("\\{") else s[0]
+    if opener in _OPENERS or opener == "\\{":
+        at = 1 if opener == "\\{" else 0
+        close = _matching_close(s, at)
+        if close == len(s) - 1 or (opener == "\\{" and close == len(s) - 2 and s.endswith("\\}")):
+            inner = s[at + 1 : close - (1 if opener == "\\{" else 0)]
+            items, _ = split_top_level(inner, (",",))
+            if opener == "\\{":
+                return SetOf(tuple(parse_value(i) for i in items if i))
+            if len(items) >= 2:
+                return Seq(opener, s[-1], tuple(parse_value(i) for i in items))
+            if opener in "({":
+                return parse_value(inner)
+    items, _ = split_top_level(s, (",", ";"))
+    if len(items) > 1:
+        return SetOf(tuple(parse_value(i) for i in items if i))
+    return parse_scalar(s)
+
+
+def parse_answer(answer: str) -> Value:
+    """Normalize then parse an answer string."""
+    text, _percent = normalize(answer)  # the percent sign is dropped by convention
+    return parse_value(text)
