@@ -90,7 +90,8 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
             return Extraction(numbers[-1].rstrip(","), "last_number")
         return None
     bare = text.strip()
-    if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare:
+    prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", bare))
+    if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and prose_words <= 3:
         return Extraction(bare, "bare")
     return None
 

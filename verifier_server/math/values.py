@@ -150,6 +150,10 @@ def parse_number(s: str) -> Number | None:
 
 
 def _interval_from_inequality(parts: list[str], ops: list[str]) -> Seq | None:
+    """x < 3, 2 <= x, -1 < x <= 4 as intervals; None when a bound has variables."""
+    names = [p for p in parts if NAME.match(p)]
+    if len(names) != 1 or any(has_variables(p) for p in parts if p not in names):
+        return None
     inf, neg_inf = Expr("\\infty"), Expr("-\\infty")
     if len(parts) == 2 and NAME.match(parts[0]) and ops[0] in ("<", "<=", ">", ">="):
         bound = parse_scalar(parts[1])

@@ -1,0 +1,238 @@
+"""verifier_server.math on real data, on the labeled case file, on generated inputs, and on
+inputs built to hang or crash a checker."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import REPO
+from verifier_server.math import Verdict, canonical, check, check_many, extract_answer
+from verifier_server.math.extract import last_boxed
+from verifier_server.math.pool import WorkerPool
+
+CASES = REPO / "tests" / "data" / "math_cases.tsv"
+SLACK_S = 3.0
+
+# MATH solutions whose last \boxed{} is empty: no gold to check against.
+EMPTY_GOLD = {"train/number_theory/7115.json", "train/number_theory/7117.json"}
+# Mismatched pairs (solution i against the gold of problem i+1) whose two golds differ as
+# strings but are the same answer; every other mismatched pair with different golds fails.
+EQUIVALENT_NEIGHBOURS = {
+    ("train/geometry/847.json", "8", "K=8"),
+    ("train/prealgebra/90.json", "120", "120^\\circ"),
+    ("train/prealgebra/600.json", "18 \\text{ degrees}", "18"),
+    ("train/prealgebra/2076.json", "120", "120^\\circ"),
+    ("test/prealgebra/1032.json", "120^\\circ", "120"),
+    ("test/prealgebra/1928.json", "7\\%", "7"),
+}
+
+
+def load_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def math_rows(data_dir: Path) -> list[dict]:
+    rows = load_jsonl(data_dir / "math" / "train.jsonl") + load_jsonl(data_dir / "math/test.jsonl")
+    assert len(rows) == 12_500
+    return rows
+
+
+def test_every_math_solution_passes_against_its_own_boxed_answer(math_rows: list[dict]) -> None:
+    pairs = [(r["solution"], last_boxed(r["solution"])) for r in math_rows
+             if r["unique_id"] not in EMPTY_GOLD]
+    results = check_many(pairs)
+    failed = [(r["unique_id"], v) for r, v in zip(math_rows, results, strict=False) if not v.passed]
+    assert len(pairs) == 12_498
+    assert not failed, failed[:5]
+    assert all(v.rule == "boxed" for v in results)
+
+
+def test_mismatched_math_pairs_fail_unless_the_golds_are_equivalent(math_rows: list[dict]) -> None:
+    golds = [last_boxed(r["solution"]) for r in math_rows]
+    keep = [i for i in range(len(math_rows)) if math_rows[i]["unique_id"] not in EMPTY_GOLD
+            and math_rows[(i + 1) % len(math_rows)]["unique_id"] not in EMPTY_GOLD]
+    pairs = [(math_rows[i]["solution"], golds[(i + 1) % len(golds)]) for i in keep]
+    results = check_many(pairs)
+    unexpected = []
+    for i, verdict in zip(keep, results, strict=True):
+        own, other = golds[i], golds[(i + 1) % len(golds)]
+        expected = own == other or (math_rows[i]["unique_id"], own, other) in EQUIVALENT_NEIGHBOURS
+        if verdict.passed != expected:
+            unexpected.append((math_rows[i]["unique_id"], own, other, verdict.verdict))
+    assert not unexpected, unexpected[:10]
+    assert sum(not v.passed for v in results) > 12_300  # the test is not vacuous
+
+
+def test_every_gsm8k_answer_passes_against_its_own_hashes(data_dir: Path) -> None:
+    rows = load_jsonl(data_dir / "gsm8k/train.jsonl") + load_jsonl(data_dir / "gsm8k/test.jsonl")
+    assert len(rows) == 8_792
+    pairs = [(r["answer"], r["answer"].split("####")[-1].strip()) for r in rows]
+    results = check_many(pairs, mode="gsm8k")
+    assert all(v.passed for v in results), [v for v in results if not v.passed][:5]
+    # Against the next problem's number it fails unless the numbers are equal.
+    shifted = [(r["answer"], pairs[(i + 1) % len(pairs)][1]) for i, r in enumerate(rows)]
+    for (_, own), (_, other), verdict in zip(pairs, shifted, check_many(shifted, mode="gsm8k"),
+                                             strict=True):
+        assert verdict.passed == (Fraction(own.replace(",", "")) == Fraction(
+            other.replace(",", ""))), (own, other)
+
+
+def labeled_cases() -> list[dict]:
+    with CASES.open() as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def test_labeled_case_file_covers_every_category_and_both_verdicts() -> None:
+    cases = labeled_cases()
+    assert len(cases) >= 300
+    categories = {c["category"] for c in cases}
+    assert {"number", "fraction", "units", "base", "tuple_interval", "set", "matrix",
+            "relation", "text", "symbolic"} <= categories
+    for category in categories:
+        verdicts = {c["expected"] for c in cases if c["category"] == category}
+        assert verdicts == {"PASS", "FAIL"}, category
+
+
+@pytest.mark.parametrize("case", labeled_cases(), ids=lambda c: f"{c['gold']}|{c['answer']}")
+def test_labeled_case(case: dict) -> None:
+    verdict = check(case["answer"], case["gold"], extract=False)
+    assert verdict.verdict == case["expected"], case["note"]
+
+
+@pytest.mark.parametrize(("text", "answer", "rule"), [
+    ("so the area is $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}", "boxed"),
+    ("first \\boxed{1} then \\boxed{2}", "2", "boxed"),
+    ("hence \\fbox{7}", "7", "boxed"),
+    ("$\\boxed 5$", "5", "boxed"),
+    ("Final Answer: The final answer is $12$. I hope it is correct.", "$12$", "minerva"),
+    ("Adding up, the answer is 42.", "42", "answer_is"),
+    ("She pays 3*4=12 dollars.\n#### 12", "12", "gsm8k_hashes"),
+    ("$x = 3$", "$x = 3$", "bare"),
+    ("The answer is 4.\nProblem: what is 2+3? The answer is 5.", "4", "answer_is"),
+])
+def test_extraction_rules(text: str, answer: str, rule: str) -> None:
+    extraction = extract_answer(text)
+    assert extraction is not None
+    assert (extraction.answer, extraction.rule) == (answer, rule)
+
+
+def test_gsm8k_mode_falls_back_to_the_last_number() -> None:
+    text = "Tom has 3 apples and buys 4 more, so he has 7 apples in total"
+    assert check(text, "7", mode="gsm8k").rule == "last_number"
+    assert check(text, "7", mode="gsm8k").passed
+    assert check(text, "7").verdict is Verdict.NO_ANSWER  # not in MATH mode: too long for bare
+
+
+def test_no_answer_is_its_own_verdict() -> None:
+    verdict = check("I am not sure how to approach this problem at all.\n" * 3, "5")
+    assert verdict.verdict is Verdict.NO_ANSWER
+    assert verdict.extracted is None and not verdict.passed
+
+
+def test_canonical_groups_equal_numbers() -> None:
+    assert canonical("\\frac12") == canonical("0.5") == canonical("1/2") == "1/2"
+    assert canonical("\\{2, 1\\}") == canonical("1, 2")
+    assert canonical("(1, 2)") != canonical("(2, 1)")
+    assert check("\\boxed{0.5}", "\\frac12").canonical == "1/2"
+
+
+# ------------------------------------------------------------------ properties
+
+rationals = st.fractions(min_value=-10**6, max_value=10**6, max_denominator=10**4)
+
+
+def notations(value: Fraction) -> list[str]:
+    sign = "-" if value < 0 else ""
+    p, q = abs(value.numerator), value.denominator
+    out = [f"{sign}\\frac{{{p}}}{{{q}}}", f"{value.numerator}/{q}",
+           f"{sign}\\frac{{{2 * p}}}{{{2 * q}}}"]
+    if q == 1:
+        out.append(str(value.numerator))
+    if 10**6 % q == 0:  # terminating decimal
+        out.append(f"{sign}{p * (10**6 // q) // 10**6}.{p * (10**6 // q) % 10**6:06d}")
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(rationals, st.data())
+def test_equal_rationals_in_different_notations_pass(value: Fraction, data: st.DataObject) -> None:
+    forms = notations(value)
+    a = data.draw(st.sampled_from(forms))
+    b = data.draw(st.sampled_from(forms))
+    assert check(a, b, extract=False).passed, (a, b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rationals, rationals)
+def test_distinct_rationals_fail(a: Fraction, b: Fraction) -> None:
+    if a != b:
+        assert not check(notations(a)[0], notations(b)[1], extract=False).passed
+
+
+bare_answers = st.one_of(
+    rationals.map(lambda v: notations(v)[0]),
+    st.sampled_from(["\\sqrt{8}", "2\\sqrt{2}", "(1,2)", "[1,2)", "x^2-1", "(x-1)(x+1)",
+                     "\\{1,2\\}", "2, 1", "\\pi", "3.14", "x < 3", "(-\\infty, 3)", "y=2x+1",
+                     "\\text{even}", "204_5", "50\\%", "\\frac{\\sqrt{3}}{3}"]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(bare_answers, bare_answers)
+def test_equivalence_is_symmetric_on_bare_answers(a: str, b: str) -> None:
+    assert check(a, b, extract=False).verdict == check(b, a, extract=False).verdict
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300), st.text(max_size=60))
+def test_junk_never_raises_and_returns_in_time(completion: str, gold: str) -> None:
+    start = time.monotonic()
+    verdict = check(completion, gold, timeout_s=2.0)
+    assert verdict.verdict in set(Verdict)
+    assert time.monotonic() - start < 2.0 + SLACK_S
+
+
+def test_threads_give_the_same_verdicts_as_serial_calls() -> None:
+    cases = labeled_cases()[:120]
+    serial = [check(c["answer"], c["gold"], extract=False).verdict for c in cases]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(lambda c: check(c["answer"], c["gold"], extract=False).verdict,
+                                 cases))
+    assert threaded == serial
+
+
+# ------------------------------------------------------------------ pathological inputs
+
+@pytest.mark.parametrize(("completion", "gold"), [
+    ("\\boxed{10^{10^{10}}}", "10^{10^{10}} + 1"),
+    ("\\boxed{9999!}", "9998!"),
+    ("\\boxed{2^{2^{2^{2^{2^{2}}}}}}", "3"),
+    ("{" * 5000 + "1" + "}" * 5000, "1"),
+    ("\\boxed{" + "{" * 5000 + "x" + "}" * 5000 + "}", "x+1"),
+    ("x" * 200_000, "5"),
+    ("The answer is " + "(" * 3000 + "1" + ")" * 3000, "1"),
+    ("\\boxed{(x+1)^{150} - (x+2)^{150}}", "0"),
+])
+def test_pathological_inputs_return_within_the_timeout(completion: str, gold: str) -> None:
+    start = time.monotonic()
+    verdict = check(completion, gold, timeout_s=2.0)
+    assert time.monotonic() - start < 2.0 + SLACK_S
+    assert verdict.verdict in (Verdict.FAIL, Verdict.TIMEOUT, Verdict.NO_ANSWER)
+
+
+def test_a_timeout_is_its_own_verdict_and_the_pool_recovers() -> None:
+    with WorkerPool(workers=1) as pool:
+        timed_out = check("\\sqrt{8}", "2\\sqrt{2}", extract=False, timeout_s=0.0001, pool=pool)
+        assert timed_out.verdict is Verdict.TIMEOUT
+        assert "exceeded" in timed_out.detail
+        again = check("\\sqrt{8}", "2\\sqrt{2}", extract=False, timeout_s=30, pool=pool)
+        assert again.verdict is Verdict.PASS
