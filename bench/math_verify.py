@@ -1,0 +1,105 @@
+"""Our math checker against math-verify, side by side on the same cases in the same run.
+
+Case sets: (1) tests/data/math_cases.tsv, our labeled bare answers; (2) MATH-500 model-style
+completions (the full reference solution, ending in \\boxed{}) against the `answer` field
+(label PASS) and against the next problem's answer (label FAIL, skipping pairs whose two
+answers are the same up to spacing). math-verify is called the way its README recommends:
+`verify(parse(gold), parse(answer))`, with bare LaTeX wrapped in `$...$` (its best case).
+Both run serially on the main thread. Prints agreement with the labels, false positives,
+median and p99 latency per check, and the ratios.
+
+    .venv/bin/python bench/math_verify.py [--data ../shared/data] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from verifier_server.math import check
+from verifier_server.math.pool import default_pool
+
+# This file is named like the peer package: drop its own folder from the import path first.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from math_verify import parse, verify  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def labeled_cases() -> list[tuple[str, str, bool, bool]]:
+    """(gold, answer, label, extract) tuples."""
+    with (REPO / "tests/data/math_cases.tsv").open() as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [(r["gold"], r["answer"], r["expected"] == "PASS", False) for r in rows]
+
+
+def math500_cases(data: Path) -> list[tuple[str, str, bool, bool]]:
+    rows = [json.loads(x) for x in (data / "math/math500_test.jsonl").read_text().splitlines()]
+    cases = [(r["answer"], r["solution"], True, True) for r in rows]
+    for i, r in enumerate(rows):
+        other = rows[(i + 1) % len(rows)]["answer"]
+        if "".join(other.split()) != "".join(r["answer"].split()):
+            cases.append((other, r["solution"], False, True))
+    return cases
+
+
+def ours(gold: str, answer: str, extract: bool) -> bool:
+    return check(answer, gold, extract=extract).passed
+
+
+def peer(gold: str, answer: str, extract: bool) -> bool:
+    wrap = (lambda s: s) if extract else (lambda s: f"${s}$")
+    return bool(verify(parse(wrap(gold)), parse(wrap(answer))))
+
+
+def run(name: str, fn, cases, repeat: int) -> dict:
+    latencies, agree, false_pos = [], 0, 0
+    for gold, answer, label, extract in cases:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            try:
+                got = fn(gold, answer, extract)
+            except Exception:  # a peer that raises scores the case as not passed
+                got = False
+            times.append(time.perf_counter() - start)
+        latencies.append(statistics.median(times))
+        agree += got == label
+        false_pos += got and not label
+    latencies.sort()
+    return {"name": name, "agreement": agree / len(cases), "false_positives": false_pos,
+            "median_ms": statistics.median(latencies) * 1e3,
+            "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--repeat", type=int, default=1, help="timings per case (median)")
+    args = parser.parse_args()
+    default_pool()  # start our workers before timing, as a server does
+    check("\\sqrt{8}", "2\\sqrt{2}", extract=False)
+    peer("1", "1", False)
+    sets = {"labeled (ours)": labeled_cases(), "MATH-500 rewrites": math500_cases(args.data)}
+    print(f"# bench/math_verify.py on {os.cpu_count()} cores, repeat={args.repeat}")
+    print("| case set | n | checker | agreement | false positives | median ms | p99 ms |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for set_name, cases in sets.items():
+        a = run("restem", ours, cases, args.repeat)
+        b = run("math-verify", peer, cases, args.repeat)
+        for r in (a, b):
+            print(f"| {set_name} | {len(cases)} | {r['name']} | {r['agreement']:.3f} | "
+                  f"{r['false_positives']} | {r['median_ms']:.3f} | {r['p99_ms']:.2f} |")
+        print(f"| {set_name} | | ratio restem/math-verify | "
+              f"{a['agreement'] / b['agreement']:.3f} | | {a['median_ms'] / b['median_ms']:.3f} | "
+              f"{a['p99_ms'] / b['p99_ms']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
