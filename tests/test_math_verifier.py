@@ -236,3 +236,16 @@ def test_a_timeout_is_its_own_verdict_and_the_pool_recovers() -> None:
         assert "exceeded" in timed_out.detail
         again = check("\\sqrt{8}", "2\\sqrt{2}", extract=False, timeout_s=30, pool=pool)
         assert again.verdict is Verdict.PASS
+
+
+def test_checks_from_asyncio_match_serial_verdicts() -> None:
+    import asyncio
+
+    cases = labeled_cases()[200:260]
+
+    async def all_checks() -> list[Verdict]:
+        verdicts = await asyncio.gather(*(asyncio.to_thread(
+            check, c["answer"], c["gold"], extract=False) for c in cases))
+        return [v.verdict for v in verdicts]
+
+    assert asyncio.run(all_checks()) == [c["expected"] for c in cases]
