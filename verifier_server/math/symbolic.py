@@ -88,14 +88,11 @@ def _arg_tokens(node) -> list[Token]:
 
 
 def _flatten(nodes) -> list:
+    """pylatexenc nests node lists; macros may also take their arguments from the next nodes,
+    so the converter walks one flat list."""
     out = []
     for node in nodes:
-        if isinstance(node, list):
-            out.extend(_flatten(node))
-        elif isinstance(node, LatexGroupNode):
-            out.append(node)
-        else:
-            out.append(node)
+        out.extend(_flatten(node) if isinstance(node, list) else [node])
     return out
 
 
