@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from verifier_server.math.compare import canonical_key, fast_equal
 from verifier_server.math.extract import Extraction, extract_answer, gold_answer
-from verifier_server.math.pool import WorkerPool, default_pool
+from verifier_server.math.pool import WorkerDied, WorkerPool, default_pool
 from verifier_server.math.values import Value, parse_answer
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -61,19 +61,20 @@ def _prepare(completion: str, gold: str, extract: bool, mode: str) -> _Prepared:
     return _Prepared(extraction, answer, parse_answer(gold_answer(gold, mode)))
 
 
-def _decide(prepared: _Prepared, pool: WorkerPool | None, timeout_s: float) -> tuple[Verdict, str]:
+def _decide_fast(prepared: _Prepared) -> tuple[Verdict, str] | None:
     if prepared.answer is None:
         return Verdict.NO_ANSWER, "no answer found"
     fast = fast_equal(prepared.gold, prepared.answer)
-    if fast is not None:
-        return (Verdict.PASS if fast else Verdict.FAIL), ""
+    return None if fast is None else ((Verdict.PASS if fast else Verdict.FAIL), "")
+
+
+def _decide_symbolic(prepared: _Prepared, pool: WorkerPool, timeout_s: float
+                     ) -> tuple[Verdict, str]:
     try:
-        equal = (pool or default_pool()).run(prepared.gold, prepared.answer, timeout_s)
-    except TimeoutError as exc:
+        equal = pool.run(prepared.gold, prepared.answer, timeout_s)
+    except (TimeoutError, WorkerDied) as exc:  # out of time or memory: not a wrong answer
         return Verdict.TIMEOUT, str(exc)
     except RuntimeError as exc:
-        if "worker died" in str(exc):
-            return Verdict.TIMEOUT, str(exc)
         return Verdict.FAIL, f"symbolic comparison failed: {exc}"
     return (Verdict.PASS if equal else Verdict.FAIL), ""
 
@@ -93,9 +94,8 @@ def _verdict(prepared: _Prepared, decided: tuple[Verdict, str], started: float) 
 def check(completion: str, gold: str, *, extract: bool = True, mode: str = "math",
           timeout_s: float = DEFAULT_TIMEOUT_S, pool: WorkerPool | None = None) -> MathVerdict:
     """Is the completion's final answer equal to the gold answer?"""
-    started = time.perf_counter()
-    prepared = _prepare(completion, gold, extract, mode)
-    return _verdict(prepared, _decide(prepared, pool, timeout_s), started)
+    return check_many([(completion, gold)], extract=extract, mode=mode, timeout_s=timeout_s,
+                      pool=pool)[0]
 
 
 def check_many(pairs: Iterable[tuple[str, str]], *, extract: bool = True, mode: str = "math",
@@ -105,24 +105,14 @@ def check_many(pairs: Iterable[tuple[str, str]], *, extract: bool = True, mode: 
     the symbolic ones run concurrently on the worker pool. Results are in input order."""
     started = time.perf_counter()
     prepared = [_prepare(c, g, extract, mode) for c, g in pairs]
-    unique: dict[tuple[Value, Value | None], _Prepared] = {}
-    for p in prepared:
-        unique.setdefault((p.gold, p.answer), p)
-    decided: dict[tuple[Value, Value | None], tuple[Verdict, str]] = {}
-    slow = []
-    for key, p in unique.items():
-        if p.answer is None:
-            decided[key] = (Verdict.NO_ANSWER, "no answer found")
-        elif (fast := fast_equal(p.gold, p.answer)) is not None:
-            decided[key] = (Verdict.PASS if fast else Verdict.FAIL, "")
-        else:
-            slow.append((key, p))
+    unique = {(p.gold, p.answer): p for p in reversed(prepared)}
+    decided = {key: fast for key, p in unique.items() if (fast := _decide_fast(p)) is not None}
+    slow = [(key, p) for key, p in unique.items() if key not in decided]
     if slow:
-        workers = (pool or default_pool()).size
-        with ThreadPoolExecutor(max_workers=workers) as threads:
-            for (key, _), result in zip(slow, threads.map(
-                    lambda item: _decide(item[1], pool, timeout_s), slow), strict=True):
-                decided[key] = result
+        workers = pool or default_pool()
+        with ThreadPoolExecutor(max_workers=workers.size) as threads:
+            results = threads.map(lambda item: _decide_symbolic(item[1], workers, timeout_s), slow)
+            decided.update(zip((key for key, _ in slow), results, strict=True))
     return [_verdict(p, decided[(p.gold, p.answer)], started) for p in prepared]
 
 

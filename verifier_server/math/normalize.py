@@ -3,7 +3,8 @@
 Only rewrites that cannot change which value is meant: delimiters, sizing and spacing
 commands, \\dfrac and friends, \\text-like wrappers, units at the very end on word
 boundaries, degrees, currency, thousands separators in true 3-digit groups, `\\frac12`
-repairs, and "and"/"or" lists. The percent sign is returned as a flag, not applied.
+repairs, and "and"/"or" lists. A trailing percent sign is dropped (convention: MATH asks
+"what percent", so `50\\%` and `50` are the same answer; `0.5` is not).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ def unwrap_macro(text: str, name: str) -> str:
     out, i = [], 0
     while (at := text.find(pattern, i)) >= 0:
         end = at + len(pattern)
-        # \textbf must not be taken for \text{...}: the next character must be the brace.
         depth, j = 1, end
         while j < len(text) and depth:
             depth += {"{": 1, "}": -1}.get(text[j], 0)
@@ -56,8 +56,8 @@ def _repair_short_args(text: str) -> str:
     return re.sub(r"\\sqrt\s*(\d|[a-zA-Z])(?![a-zA-Z])", r"\\sqrt{\1}", text)
 
 
-def normalize(answer: str) -> tuple[str, bool]:
-    """Normalized answer string and whether it carried a percent sign."""
+def normalize(answer: str) -> str:
+    """The normalized answer string."""
     s = answer.strip()[:MAX_ANSWER_CHARS]
     for _ in range(2):  # delimiters may nest: $\( ... \)$
         s = s.strip()
@@ -76,7 +76,6 @@ def normalize(answer: str) -> tuple[str, bool]:
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree", "", s)
     s = s.replace("\\$", "").replace("$", "")
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
-    percent = bool(re.search(r"\\?%$", s))
     s = re.sub(r"\s*\\?%$", "", s)
     s = re.sub(r"\s*(?:percent)$", "", s) if re.search(r"\d\s*percent$", s) else s
     previous = None
@@ -89,4 +88,4 @@ def normalize(answer: str) -> tuple[str, bool]:
         s = s.replace("{,}", "").replace(",", "")
     s = _repair_short_args(s)
     s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)  # .5 -> 0.5
-    return s.strip(), percent
+    return s.strip()

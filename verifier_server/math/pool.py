@@ -29,6 +29,10 @@ READY_TIMEOUT_S = 120.0
 _HEADER = struct.Struct("!I")
 
 
+class WorkerDied(RuntimeError):
+    """The worker process ended mid-job (e.g. it hit its memory cap)."""
+
+
 def _write(stream: IO[bytes], message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
@@ -72,7 +76,8 @@ class _Worker:
 
 
 class WorkerPool:
-    """`run(gold, answer, timeout_s)` -> bool; raises TimeoutError or RuntimeError."""
+    """`run(gold, answer, timeout_s)` -> bool; raises TimeoutError, WorkerDied, or
+    RuntimeError when sympy failed on the input."""
 
     def __init__(self, workers: int | None = None):
         self.size = workers or max(1, min(4, os.cpu_count() or 1))
@@ -110,7 +115,7 @@ class WorkerPool:
             raise
         except (EOFError, OSError, pickle.UnpicklingError) as exc:  # died, e.g. out of memory
             self._replace(worker)
-            raise RuntimeError(f"math worker died: {exc!r}") from exc
+            raise WorkerDied(f"math worker died: {exc!r}") from exc
         self._idle.put(worker)
         if status != "ok":
             raise RuntimeError(result)

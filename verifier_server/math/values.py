@@ -243,5 +243,4 @@ def parse_value(s: str) -> Value:
 
 def parse_answer(answer: str) -> Value:
     """Normalize then parse an answer string."""
-    text, _percent = normalize(answer)  # the percent sign is dropped by convention
-    return parse_value(text)
+    return parse_value(normalize(answer))
