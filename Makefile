@@ -20,8 +20,10 @@ $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS)
 docker:
 	@scripts/ensure-docker.sh
 
-images: docker
+# The offline base (debootstrap), then the sandbox image on top of it (tagged by content hash).
+images: docker $(VENV)/.installed-dev
 	sandbox/image/build-base.sh $(BASE_IMAGE)
+	@if docker info >/dev/null 2>&1; then $(PY) -m sandbox.image build --base-image $(BASE_IMAGE); fi
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

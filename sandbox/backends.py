@@ -1,0 +1,200 @@
+"""How each backend starts one worker: a process whose stdin/stdout speak the executor protocol.
+
+- `docker`: `docker run -i` of the sandbox image, hardened: no network, read-only root, a
+  size- and inode-limited noexec tmpfs, every capability dropped, no-new-privileges, the
+  default seccomp profile, pids/memory(=swap)/CPU limits, no core files, IPC off, no logs,
+  uid 65534. The executor is PID 1 and reaps.
+- `namespace`: bubblewrap with every namespace unshared, the executor as PID 1, a read-only
+  view of /usr and the Python prefix, a private size-limited /tmp, no capabilities, uid
+  65534, an empty environment; plus a pids and memory cgroup when the host lets us make one.
+- `local`: the executor as a plain subprocess. No isolation beyond the executor's per-job
+  layers (rlimits, seccomp). Unsafe; explicit opt-in only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox import image
+
+JAIL_DIR = Path(__file__).resolve().parent / "jail"
+BACKENDS = ("docker", "namespace", "local")
+EXECUTOR_ARGS = ["-E", "-s", "-B"]  # ignore PYTHON* variables and user site; no .pyc writes
+
+
+@dataclass
+class WorkerSpec:
+    """Pool-wide settings every worker of a backend is started with."""
+
+    backend: str
+    image: str = ""
+    max_processes: int = 32
+    memory_mb: int = 2048  # the whole worker: executor plus one job
+    cpus: float = 1.0
+    scratch_mb: int = 64
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Launch:
+    """A started worker process and what must be undone when it goes."""
+
+    process: subprocess.Popen
+    name: str
+    cleanup: list = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        for step in self.cleanup:
+            with contextlib.suppress(Exception):
+                step()
+
+
+def launch(spec: WorkerSpec) -> Launch:
+    name = f"restem-sbx-{uuid.uuid4().hex[:12]}"
+    if spec.backend == "docker":
+        return _docker(spec, name)
+    if spec.backend == "namespace":
+        return _namespace(spec, name)
+    if spec.backend == "local":
+        return _local(name)
+    raise ValueError(f"unknown sandbox backend {spec.backend!r}; expected one of {BACKENDS}")
+
+
+def _popen(argv: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        bufsize=0, start_new_session=True, **kwargs,
+    )
+
+
+def _docker(spec: WorkerSpec, name: str) -> Launch:
+    if shutil.which("docker") is None:
+        raise RuntimeError("the docker backend needs the docker CLI on PATH")
+    labels = {"restem.sandbox": "1", **spec.labels}
+    argv = ["docker", "run", "-i", "--rm", "--name", name]
+    for key, value in labels.items():
+        argv += ["--label", f"{key}={value}"]
+    argv += [
+        "--network", "none",
+        "--read-only",
+        "--tmpfs", f"/tmp:rw,nosuid,nodev,noexec,size={spec.scratch_mb}m,nr_inodes=4096,mode=1777",
+        "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges",
+        "--pids-limit", str(spec.max_processes + 2),
+        "--memory", f"{spec.memory_mb}m",
+        "--memory-swap", f"{spec.memory_mb}m",
+        "--cpus", str(spec.cpus),
+        "--ulimit", "core=0",
+        "--ipc", "none",
+        "--log-driver", "none",
+        "--hostname", "sandbox",
+        "--user", "65534:65534",
+        "--pull", "never",
+        spec.image,
+    ]
+    process = _popen(argv)
+    remove = lambda: subprocess.run(  # noqa: E731
+        ["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False
+    )
+    return Launch(process, name, [remove])
+
+
+def _namespace(spec: WorkerSpec, name: str) -> Launch:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise RuntimeError("the namespace backend needs bubblewrap (apt-get install bubblewrap)")
+    python = os.path.realpath(sys.executable)
+    prefix = os.path.realpath(sys.base_prefix)
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--as-pid-1", "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534",
+            "--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "lib", "lib32", "lib64", "sbin"):
+        path = Path("/") / top
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            argv += ["--ro-bind", str(path), str(path)]
+    if not prefix.startswith("/usr/"):
+        argv += ["--ro-bind", prefix, prefix]
+    argv += [
+        "--ro-bind", str(JAIL_DIR), "/opt/restem",
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(spec.scratch_mb * 2**20), "--tmpfs", "/tmp",
+        "--chdir", "/tmp", "--hostname", "sandbox",
+        python, *EXECUTOR_ARGS, "/opt/restem/executor.py", "/tmp",
+    ]
+    cgroups = _make_cgroups(name, spec)
+    # A tiny launcher joins the cgroups before exec, so that everything bwrap starts is inside.
+    join = (
+        "import os, sys\n"
+        "for path in filter(None, sys.argv[1].split(':')):\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "os.execv(sys.argv[2], sys.argv[2:])"
+    )
+    procs = ":".join(str(Path(c) / "cgroup.procs") for c in cgroups)
+    process = _popen([sys.executable, "-I", "-c", join, procs, *argv])
+    return Launch(process, name, [lambda c=c: _remove_cgroup(c) for c in cgroups])
+
+
+def _own_cgroup(controller: str) -> Path | None:
+    """This process's cgroup directory for a v1 controller, if it is mounted and writable."""
+    root = Path("/sys/fs/cgroup") / controller
+    if not root.is_dir():
+        return None
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            here = root / path.lstrip("/")
+            return here if os.access(here, os.W_OK) else None
+    return None
+
+
+def _make_cgroups(name: str, spec: WorkerSpec) -> list[str]:
+    """pids and memory cgroups (v1) for one worker; none when the host does not allow it."""
+    made = []
+    for controller, settings in (
+        ("pids", {"pids.max": spec.max_processes + 2}),
+        ("memory", {"memory.limit_in_bytes": spec.memory_mb * 2**20}),
+    ):
+        parent = _own_cgroup(controller)
+        if parent is None:
+            continue
+        path = parent / name
+        try:
+            path.mkdir()
+            for key, value in settings.items():
+                (path / key).write_text(str(value))
+        except OSError:
+            _remove_cgroup(str(path))
+            continue
+        made.append(str(path))
+    return made
+
+
+def _remove_cgroup(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def cgroup_support() -> list[str]:
+    """The controllers the namespace backend can limit on this host."""
+    return [c for c in ("pids", "memory") if _own_cgroup(c) is not None]
+
+
+def _local(name: str) -> Launch:
+    scratch = tempfile.mkdtemp(prefix=f"{name}-")
+    argv = [sys.executable, *EXECUTOR_ARGS, str(JAIL_DIR / "executor.py"), scratch]
+    process = _popen(argv, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    return Launch(process, name, [lambda: shutil.rmtree(scratch, ignore_errors=True)])

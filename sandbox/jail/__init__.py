@@ -1,0 +1,6 @@
+"""What runs inside each jail: the executor, its seccomp filter, and the typed value codec.
+
+These files are copied into the sandbox image (or bound read-only into a bubblewrap jail)
+and run there as plain scripts, so they import the standard library and each other only.
+The trusted side imports `sandbox.jail.values` to decode what comes out.
+"""

@@ -1,0 +1,486 @@
+"""The in-jail executor: reads framed jobs on stdin, forks one child per job, answers on stdout.
+
+It runs inside each warm container (or bubblewrap jail), normally as PID 1 of its own pid
+namespace, and is the only long-lived process there. Per job, the forked child gets a new
+session, a parent-death signal, a fresh working directory, pipes for stdin/stdout/stderr
+(and fd 3 for results), every other descriptor closed, a fixed environment, rlimits, and a
+seccomp filter installed last; then it runs the untrusted program. The parent enforces the
+deadlines from outside (CPU time from /proc, a wall limit against sleepers), drains the
+pipes with a cap, and when the child is gone kills everything the job left behind.
+
+The executor judges nothing: it reports raw observations (status, exit code or signal, CPU
+and wall time, peak memory, capped output, and for call jobs the typed JSON lines the child
+wrote). Expected outputs never come in here.
+
+Wire format: each frame is a 4-byte big-endian length and a UTF-8 JSON object.
+Jobs: {"op": "script", "program", "stdin", "limits"} runs the program as __main__;
+{"op": "calls", "program", "calls": [[name, [encoded args]], ...], "limits"} defines the
+program as a module and calls its functions, one result line per call on fd 3;
+{"op": "ping"} answers {"pong": pid}. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import io
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+import traceback
+import types
+
+import seccomp
+import values
+
+# Imported once here so that every forked child inherits them (the fork costs ~1 ms; an
+# import of these in each child would cost more). Modules that fail to import are skipped.
+PRELOAD = [
+    "array", "bisect", "calendar", "cmath", "collections", "collections.abc", "copy",
+    "dataclasses", "datetime", "decimal", "enum", "fractions", "functools", "hashlib", "heapq",
+    "itertools", "math", "numbers", "operator", "random", "re", "statistics", "string",
+    "textwrap", "typing", "unicodedata",
+]
+
+EXIT_MEMORY = 86  # the child's own marker for MemoryError (program output cannot fake a pass)
+STDERR_KEEP = 16 * 1024
+RESULTS_CAP = 64 * 1024 * 1024
+POLL_S = 0.02
+TICKS = os.sysconf("SC_CLK_TCK")
+WORK_ROOT = "/tmp"  # a private tmpfs in the jails; the local backend passes its own directory
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+SECCOMP: seccomp.Filter  # built in main() for this executor's pid
+BASE_ADDRESS_SPACE = 0  # the executor's own size after the imports; memory limits add to it
+
+
+# ---------------------------------------------------------------- framing
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, n - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> dict | None:
+    head = read_exact(fd, 4)
+    if head is None:
+        return None
+    body = read_exact(fd, struct.unpack(">I", head)[0])
+    return None if body is None else json.loads(body)
+
+
+def write_frame(fd: int, message: dict) -> None:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    data = struct.pack(">I", len(body)) + body
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+# ---------------------------------------------------------------- the child
+
+
+def child_main(job: dict, pipes: dict[str, tuple[int, int]], workdir: str) -> None:
+    """Runs in the forked child; never returns."""
+    try:
+        os.setsid()
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.chdir(workdir)
+        os.dup2(pipes["stdin"][0], 0)
+        os.dup2(pipes["stdout"][1], 1)
+        os.dup2(pipes["stderr"][1], 2)
+        os.dup2(pipes["results"][1], 3)
+        os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # a file over the size limit ends the job
+        set_limits(job["limits"])
+        os.environ.clear()
+        os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"})
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r")), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w")), encoding="utf-8")
+        sys.stderr = io.TextIOWrapper(
+            io.BufferedWriter(io.FileIO(2, "w")), encoding="utf-8", errors="backslashreplace",
+            line_buffering=True,
+        )
+        sys.argv = ["program"]
+        results = io.FileIO(3, "w", closefd=False)
+        SECCOMP.install()
+    except BaseException:
+        os.write(2, f"executor: child set-up failed\n{traceback.format_exc()}".encode())
+        os._exit(125)
+    try:
+        code = compile(job["program"], "program.py", "exec")
+    except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError) as exc:
+        results.write(json.dumps({"compile_error": f"{type(exc).__name__}: {exc}"}).encode())
+        os._exit(1)
+    results.write(b'{"compiled":true}\n')
+    status = 0
+    try:
+        if job["op"] == "script":
+            os.close(3)  # the program cannot write observations about itself
+            module = types.ModuleType("__main__")
+            module.__file__ = "program.py"
+            sys.modules["__main__"] = module
+            exec(code, module.__dict__)
+        else:
+            module = types.ModuleType("solution")
+            sys.modules["solution"] = module
+            exec(code, module.__dict__)
+            answer_calls(module, job["calls"], results)
+    except SystemExit as exc:
+        status = exit_status(exc.code)
+    except MemoryError:
+        status = EXIT_MEMORY
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        status = status or 1
+    os._exit(status)
+
+
+def exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def answer_calls(module: types.ModuleType, calls: list, results: io.FileIO) -> None:
+    """One result line per call: {"ok": value} or {"raise": "Type: message"}, and its CPU time."""
+    solution_class = getattr(module, "Solution", None)
+    instance = None
+    for name, args in calls:
+        start = time.process_time()
+        try:
+            fn = getattr(module, name, None)
+            if fn is None and solution_class is not None:
+                instance = instance if instance is not None else solution_class()
+                fn = getattr(instance, name)
+            if fn is None:
+                raise NameError(f"name {name!r} is not defined")
+            value = fn(*values.decode(args))
+            line = {"ok": values.encode(value)}
+        except MemoryError:
+            raise
+        except values.EncodeError as exc:
+            line = {"unencodable": str(exc)}
+        except Exception as exc:
+            line = {"raise": f"{type(exc).__name__}: {str(exc)[:500]}"}
+        line["cpu_s"] = round(time.process_time() - start, 6)
+        results.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+
+
+def set_limits(limits: dict) -> None:
+    cpu = int(limits["cpu_s"]) + 1  # backstop; the parent's CPU deadline comes first
+    memory = BASE_ADDRESS_SPACE + limits["memory_mb"] * 2**20
+    pairs = [
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_AS, (memory, memory)),
+        (resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2),
+        (resource.RLIMIT_NOFILE, (limits["open_files"],) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ]
+    if limits.get("nproc"):
+        pairs.append((resource.RLIMIT_NPROC, (limits["nproc"],) * 2))
+    for which, value in pairs:
+        resource.setrlimit(which, value)
+
+
+def own_address_space() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def run_job(job: dict) -> dict:
+    limits = job["limits"]
+    workdir = os.path.join(WORK_ROOT, "job")
+    os.mkdir(workdir, 0o700)
+    pipes = {name: os.pipe() for name in ("stdin", "stdout", "stderr", "results")}
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        child_main(job, pipes, workdir)
+    for name, (r, w) in pipes.items():
+        os.close(r if name == "stdin" else w)
+    try:
+        observed = supervise(pid, job, limits, pipes, start)
+    finally:
+        for name, (r, w) in pipes.items():
+            with contextlib.suppress(OSError):
+                os.close(w if name == "stdin" else r)
+    observed["leftovers"] = kill_leftovers()
+    remove_tree(workdir)
+    return observed
+
+
+def supervise(pid: int, job: dict, limits: dict, pipes: dict, start: float) -> dict:
+    stdin_fd = pipes["stdin"][1]
+    streams = {pipes[n][0]: n for n in ("stdout", "stderr", "results")}
+    readers = dict(streams)  # those not at EOF yet
+    caps = {"stdout": limits["output_bytes"], "stderr": STDERR_KEEP, "results": RESULTS_CAP}
+    data = {n: bytearray() for n in readers.values()}
+    pending = job.get("stdin", "").encode()
+    for fd in [stdin_fd, *streams]:
+        os.set_blocking(fd, False)
+    if not pending:
+        os.close(stdin_fd)
+        stdin_fd = -1
+    pidfd = os.pidfd_open(pid)
+    wall_limit = limits["wall_s"]
+    verdict, rusage, wait_status = None, None, None
+    try:
+        while True:
+            wait_for = [pidfd, *readers]
+            writers = [stdin_fd] if stdin_fd >= 0 else []
+            ready_r, ready_w, _ = select.select(wait_for, writers, [], POLL_S)
+            if stdin_fd in ready_w:
+                try:
+                    pending = pending[os.write(stdin_fd, pending[: 1 << 16]) :]
+                except BrokenPipeError:
+                    pending = b""
+                if not pending:
+                    os.close(stdin_fd)
+                    stdin_fd = -1
+            for fd in ready_r:
+                if fd in readers:
+                    state = drain(fd, readers[fd], data, caps)
+                    if state == "eof":
+                        del readers[fd]
+                    elif state == "over":
+                        verdict = verdict or "OUTPUT_LIMIT"
+            if pidfd in ready_r:
+                _, wait_status, rusage = os.wait4(pid, 0)
+                break
+            if verdict:
+                break
+            if cpu_seconds(pid) >= limits["cpu_s"] or time.monotonic() - start >= wall_limit:
+                verdict = "TIMEOUT"
+                break
+    finally:
+        os.close(pidfd)
+        if stdin_fd >= 0:
+            os.close(stdin_fd)
+    if wait_status is None:  # we stopped it
+        kill_job(pid)
+        _, wait_status, rusage = os.wait4(pid, 0)
+    wall = time.monotonic() - start
+    for fd, name in readers.items():  # whatever is already buffered; never wait for EOF
+        drain(fd, name, data, caps)
+    if data["stdout"] and len(data["stdout"]) > caps["stdout"]:
+        verdict = verdict or "OUTPUT_LIMIT"
+    cpu = rusage.ru_utime + rusage.ru_stime
+    return observation(verdict, wait_status, cpu, wall, rusage.ru_maxrss, data, caps, limits)
+
+
+def drain(fd: int, name: str, data: dict, caps: dict) -> str:
+    """Read what is there: "more", "eof", or "over" when stdout/results went over its cap."""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return "more"
+        if not chunk:
+            return "eof"
+        room = caps[name] + 1 - len(data[name])
+        if room > 0:
+            data[name] += chunk[:room]
+        if len(data[name]) > caps[name] and name != "stderr":
+            return "over"
+
+
+def observation(verdict, wait_status, cpu, wall, maxrss_kb, data, caps, limits) -> dict:
+    exit_code = os.waitstatus_to_exitcode(wait_status)
+    signum = -exit_code if exit_code < 0 else None
+    lines = bytes(data["results"]).splitlines()
+    try:
+        head = json.loads(lines[0]) if lines else {}
+        head = head if isinstance(head, dict) else {}
+    except ValueError:
+        head = {}
+    if "compile_error" in head and verdict is None:
+        verdict = "COMPILE_ERROR"
+    if verdict is None:
+        if signum in (signal.SIGXCPU,) or cpu >= limits["cpu_s"]:
+            verdict = "TIMEOUT"
+        elif signum == signal.SIGXFSZ:
+            verdict = "OUTPUT_LIMIT"
+        elif signum == signal.SIGKILL or exit_code == EXIT_MEMORY:
+            verdict = "MEMORY_LIMIT"  # nobody but the kernel's OOM killer sends SIGKILL here
+        elif exit_code == 125:
+            verdict = "SANDBOX_ERROR"
+        elif exit_code != 0:
+            verdict = "RUNTIME_ERROR"
+        else:
+            verdict = "PASS"
+    return {
+        "status": verdict,
+        "exit_code": exit_code if signum is None else None,
+        "signal": signum,
+        "cpu_s": round(cpu, 4),
+        "wall_s": round(wall, 4),
+        "max_rss_kb": maxrss_kb,
+        "stdout": bytes(data["stdout"][: caps["stdout"]]).decode("utf-8", "replace"),
+        "stderr": bytes(data["stderr"][: caps["stderr"]]).decode("utf-8", "replace"),
+        "stdout_truncated": len(data["stdout"]) > caps["stdout"],
+        "compile_error": head.get("compile_error"),
+        "results": [line.decode("utf-8", "replace") for line in lines[1:]],
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the child and its waited-for children, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / TICKS
+
+
+def kill_job(pid: int) -> None:
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        with contextlib.suppress(ProcessLookupError):
+            target()
+
+
+def kill_leftovers() -> int:
+    """Kill and reap every process the job left; returns how many there were."""
+    found = 0
+    for _ in range(100):
+        pids = descendants()
+        if not pids:
+            return found
+        found = max(found, len(pids))
+        if os.getpid() == 1:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)  # as PID 1: everything else in this namespace
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        reap(block=True)
+    return found
+
+
+def descendants() -> list[int]:
+    """Our remaining children (as PID 1 or subreaper, orphans of a job become children)."""
+    reap(block=False)
+    me = os.getpid()
+    kids = []
+    for task in os.listdir(f"/proc/{me}/task"):
+        try:
+            with open(f"/proc/{me}/task/{task}/children") as f:
+                kids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def reap(block: bool) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        block = False  # one blocking wait, then collect the rest without blocking
+
+
+def remove_tree(path: str) -> None:
+    """Remove a job's directory even when the program made parts of it unwritable."""
+
+    def make_writable(_func, target, _exc) -> None:
+        for p in (os.path.dirname(target), target):
+            with contextlib.suppress(OSError):
+                os.chmod(p, 0o700)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+
+    os.chmod(path, 0o700)
+    shutil.rmtree(path, onerror=make_writable)
+    for name in os.listdir(WORK_ROOT):  # anything a job dropped beside its directory
+        target = os.path.join(WORK_ROOT, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            os.chmod(target, 0o700)
+            shutil.rmtree(target, onerror=make_writable)
+        else:
+            os.unlink(target)
+
+
+# ---------------------------------------------------------------- main loop
+
+
+def main() -> None:
+    global WORK_ROOT, SECCOMP, BASE_ADDRESS_SPACE
+    SECCOMP = seccomp.Filter(os.getpid())
+    if len(sys.argv) > 1:
+        WORK_ROOT = sys.argv[1]
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            __import__(name)
+    BASE_ADDRESS_SPACE = own_address_space()
+    _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/<pid>/mem from jobs
+    if os.getpid() != 1:
+        _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # The control channel moves out of the way; jobs never see it (fds >= 4 are closed).
+    control_in, control_out = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in (0, 1))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    write_frame(control_out, {"ready": os.getpid(), "python": sys.version.split()[0]})
+    while True:
+        job = read_frame(control_in)
+        if job is None:
+            return
+        if job.get("op") == "ping":  # health, and what a finished job may have left
+            kids = descendants()
+            write_frame(control_out, {"pong": os.getpid(), "processes": len(kids),
+                                      "scratch": os.listdir(WORK_ROOT)})
+            continue
+        try:
+            reply = run_job(job)
+        except OSError as exc:
+            if exc.errno in (errno.ENOMEM, errno.EAGAIN):
+                reply = {"status": "SANDBOX_ERROR", "error": f"fork failed: {exc}"}
+            else:
+                reply = {"status": "SANDBOX_ERROR", "error": traceback.format_exc()[-2000:]}
+            kill_leftovers()
+        except Exception:
+            reply = {"status": "SANDBOX_ERROR", "error": traceback.format_exc()[-2000:]}
+            kill_leftovers()
+        write_frame(control_out, reply)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""A seccomp filter for one job, built with ctypes and installed last in the forked child.
+
+Denied (the call fails with EPERM, so the program sees an ordinary OSError): exec, ptrace
+and cross-process memory access, namespace, mount and root changes, bpf, perf, keyrings,
+clock setting, modules, reboot, swap, io_uring, userfaultfd, handle-based opens, and
+sockets outside AF_UNIX. `clone` is refused when it asks for a new namespace; `clone3`
+answers ENOSYS so the C library falls back to `clone`, whose flags the filter can read.
+`kill`, `tkill` and `tgkill` are refused for negative pids (-1 is everyone; a job signals
+its own group with pid 0) and for the executor itself.
+
+fork stays allowed: multiprocessing solutions are legal, and the pids cgroup (Docker's
+--pids-limit, or the namespace backend's pids cgroup) bounds fork bombs, with the job's
+deadline killing the rest.
+
+This file runs inside the jail: standard library only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import struct
+
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+_SECCOMP_RET_KILL_PROCESS = 0x80000000
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_EPERM, _ENOSYS = 1, 38
+_AF_UNIX = 1
+_CLONE_NEW_MASK = 0x7E020080  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME
+
+# BPF opcodes
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_JSET_K = 0x45
+_JGE_K = 0x35
+_RET_K = 0x06
+
+# (audit arch, syscall numbers)
+_ARCHES = {
+    "x86_64": (
+        0xC000003E,
+        {
+            "execve": 59, "execveat": 322, "ptrace": 101, "process_vm_readv": 310,
+            "process_vm_writev": 311, "unshare": 272, "setns": 308, "mount": 165,
+            "umount2": 166, "pivot_root": 155, "chroot": 161, "bpf": 321,
+            "perf_event_open": 298, "keyctl": 250, "add_key": 248, "request_key": 249,
+            "clock_settime": 227, "settimeofday": 164, "clock_adjtime": 305, "adjtimex": 159,
+            "init_module": 175, "finit_module": 313, "delete_module": 176, "kexec_load": 246,
+            "kexec_file_load": 320, "reboot": 169, "swapon": 167, "swapoff": 168,
+            "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+            "io_uring_register": 427, "kcmp": 312, "open_by_handle_at": 304,
+            "name_to_handle_at": 303, "pidfd_getfd": 438, "process_madvise": 440,
+            "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+            "fsmount": 432, "fspick": 433, "mount_setattr": 442, "personality": 135,
+            "acct": 163, "quotactl": 179, "syslog": 103, "iopl": 172, "ioperm": 173,
+            "sethostname": 170, "setdomainname": 171,
+        },
+        {"socket": 41, "clone": 56, "clone3": 435, "kill": 62, "tkill": 200, "tgkill": 234},
+    ),
+    "aarch64": (
+        0xC00000B7,
+        {
+            "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
+            "process_vm_writev": 271, "unshare": 97, "setns": 268, "mount": 40,
+            "umount2": 39, "pivot_root": 41, "chroot": 51, "bpf": 280,
+            "perf_event_open": 241, "keyctl": 219, "add_key": 217, "request_key": 218,
+            "clock_settime": 112, "settimeofday": 170, "clock_adjtime": 266, "adjtimex": 171,
+            "init_module": 105, "finit_module": 273, "delete_module": 106, "kexec_load": 104,
+            "kexec_file_load": 294, "reboot": 142, "swapon": 224, "swapoff": 225,
+            "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
+            "io_uring_register": 427, "kcmp": 272, "open_by_handle_at": 265,
+            "name_to_handle_at": 264, "pidfd_getfd": 438, "process_madvise": 440,
+            "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+            "fsmount": 432, "fspick": 433, "mount_setattr": 442, "personality": 92,
+            "acct": 89, "quotactl": 60, "syslog": 116,
+            "sethostname": 161, "setdomainname": 162,
+        },
+        {"socket": 198, "clone": 220, "clone3": 435, "kill": 129, "tkill": 130, "tgkill": 131},
+    ),
+}
+
+
+def _stmt(code: int, k: int) -> bytes:
+    return struct.pack("HBBI", code, 0, 0, k & 0xFFFFFFFF)
+
+
+def _jump(code: int, k: int, jt: int, jf: int) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+
+def _arg_low(n: int) -> int:
+    return 16 + 8 * n  # offsetof(struct seccomp_data, args[n]), low 32 bits (little endian)
+
+
+def build_filter(executor_pid: int) -> list[bytes]:
+    """The BPF program as a list of sock_filter records, for this machine's architecture."""
+    arch, denied, special = _ARCHES[platform.machine()]
+    errno_eperm = _SECCOMP_RET_ERRNO | _EPERM
+    prog: list[bytes] = [
+        _stmt(_LD_W_ABS, 4),  # seccomp_data.arch
+        _jump(_JEQ_K, arch, 1, 0),
+        _stmt(_RET_K, _SECCOMP_RET_KILL_PROCESS),
+        _stmt(_LD_W_ABS, 0),  # seccomp_data.nr
+        # x32 system calls (nr | 0x40000000) would bypass the numbers below.
+        _jump(_JGE_K, 0x40000000, 0, 1),
+        _stmt(_RET_K, _SECCOMP_RET_ERRNO | _ENOSYS),
+    ]
+    for nr in sorted(set(denied.values())):
+        prog += [_jump(_JEQ_K, nr, 0, 1), _stmt(_RET_K, errno_eperm)]
+
+    # clone3: its flags live in a struct the filter cannot read.
+    prog += [_jump(_JEQ_K, special["clone3"], 0, 1), _stmt(_RET_K, _SECCOMP_RET_ERRNO | _ENOSYS)]
+    # clone(flags, ...): refuse namespace flags.
+    prog += [
+        _jump(_JEQ_K, special["clone"], 0, 4),
+        _stmt(_LD_W_ABS, _arg_low(0)),
+        _jump(_JSET_K, _CLONE_NEW_MASK, 0, 1),
+        _stmt(_RET_K, errno_eperm),
+        _stmt(_RET_K, _SECCOMP_RET_ALLOW),
+    ]
+    # socket(family, ...): AF_UNIX only.
+    prog += [
+        _jump(_JEQ_K, special["socket"], 0, 4),
+        _stmt(_LD_W_ABS, _arg_low(0)),
+        _jump(_JEQ_K, _AF_UNIX, 0, 1),
+        _stmt(_RET_K, _SECCOMP_RET_ALLOW),
+        _stmt(_RET_K, errno_eperm),
+    ]
+    # kill(pid) and tkill(tid): pid in args[0]; tgkill(tgid, ...): tgid in args[0] too.
+    for name in ("kill", "tkill", "tgkill"):
+        prog += _signal_guard(special[name], executor_pid, errno_eperm)
+    prog.append(_stmt(_RET_K, _SECCOMP_RET_ALLOW))
+    return prog
+
+
+def _signal_guard(nr: int, executor_pid: int, deny: int) -> list[bytes]:
+    """Allow pid 0 and positive pids except the executor's; refuse the rest."""
+    body = [
+        _stmt(_LD_W_ABS, _arg_low(0)),  # 0: the pid (pid_t, low word)
+        _jump(_JEQ_K, executor_pid, 1, 0),  # 1: the executor -> 3 deny
+        _jump(_JSET_K, 0x80000000, 0, 1),  # 2: negative -> 3 deny, else 4 allow
+        _stmt(_RET_K, deny),  # 3
+        _stmt(_RET_K, _SECCOMP_RET_ALLOW),  # 4
+    ]
+    return [_jump(_JEQ_K, nr, 0, len(body)), *body]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class Filter:
+    """A filter built once (in the executor) and installed cheaply in each forked child."""
+
+    def __init__(self, executor_pid: int) -> None:
+        program = b"".join(build_filter(executor_pid))
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._buffer = ctypes.create_string_buffer(program, len(program))
+        self._fprog = _SockFprog(len(program) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))
+
+    def install(self) -> None:
+        """Set no_new_privs and install the filter on the calling (only) thread."""
+        if self._libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if self._libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0):
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")

@@ -1,0 +1,130 @@
+"""Strictly typed JSON for the values that cross the jail boundary (never pickle).
+
+Function arguments go in and return values come out in this encoding. Only plain built-in
+types are accepted, checked with `type(x) is ...`, so a subclass with a doctored `__eq__`
+cannot cross: it is refused inside the jail, and the trusted side only ever compares values
+it rebuilt itself. Depth and item counts are bounded; big integers travel as hex text.
+
+    None -> null        bool -> true/false     str -> "..."       list -> [...]
+    int  -> {"i": n} (|n| < 2**63) or {"I": "-0x..."}            float -> {"f": "repr"}
+    tuple -> {"t": [...]}   set -> {"s": [...]}   frozenset -> {"z": [...]}
+    dict -> {"d": [[key, value], ...]}   bytes -> {"y": "hex"}   complex -> {"c": [re, im]}
+
+This file runs inside the jail too, so it imports the standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+MAX_DEPTH = 64
+MAX_ITEMS = 1_000_000
+_SMALL_INT = 2**63
+
+
+class EncodeError(ValueError):
+    """The value cannot cross the boundary: a type outside the list, too deep or too big."""
+
+
+class DecodeError(ValueError):
+    """The text is not a value in this encoding."""
+
+
+def _float_text(x: float) -> str:
+    return repr(x)  # repr round-trips exactly and spells nan, inf and -inf
+
+
+def encode(value: object) -> object:
+    """The JSON-ready form of `value`; raises EncodeError for anything else."""
+    budget = [MAX_ITEMS]
+
+    def enc(x: object, depth: int) -> object:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise EncodeError(f"more than {MAX_ITEMS} items")
+        if depth > MAX_DEPTH:
+            raise EncodeError(f"nested deeper than {MAX_DEPTH}")
+        t = type(x)
+        if x is None or t is bool or t is str:
+            return x
+        if t is int:
+            return {"i": x} if -_SMALL_INT < x < _SMALL_INT else {"I": hex(x)}
+        if t is float:
+            return {"f": _float_text(x)}
+        if t is list:
+            return [enc(v, depth + 1) for v in x]
+        if t is tuple:
+            return {"t": [enc(v, depth + 1) for v in x]}
+        if t is set or t is frozenset:
+            items = [enc(v, depth + 1) for v in x]
+            items.sort(key=lambda v: json.dumps(v, sort_keys=True))
+            return {"s" if t is set else "z": items}
+        if t is dict:
+            return {"d": [[enc(k, depth + 1), enc(v, depth + 1)] for k, v in x.items()]}
+        if t is bytes:
+            return {"y": x.hex()}
+        if t is complex:
+            return {"c": [_float_text(x.real), _float_text(x.imag)]}
+        raise EncodeError(f"values of type {t.__module__}.{t.__qualname__} cannot be returned")
+
+    return enc(value, 0)
+
+
+def dumps(value: object) -> str:
+    """`encode` then compact JSON text."""
+    return json.dumps(encode(value), separators=(",", ":"))
+
+
+def decode(data: object) -> object:
+    """Rebuild the value from its JSON-ready form; raises DecodeError on anything malformed."""
+
+    def dec(x: object, depth: int) -> object:
+        if depth > MAX_DEPTH:
+            raise DecodeError(f"nested deeper than {MAX_DEPTH}")
+        t = type(x)
+        if x is None or t is bool or t is str:
+            return x
+        if t is list:
+            return [dec(v, depth + 1) for v in x]
+        if t is not dict or len(x) != 1:
+            raise DecodeError(f"unexpected JSON value {str(x)[:60]!r}")
+        ((tag, body),) = x.items()
+        try:
+            if tag == "i" and type(body) is int:
+                return body
+            if tag == "I" and type(body) is str:
+                return int(body, 16)
+            if tag == "f" and type(body) is str:
+                return float(body)
+            if tag == "c" and type(body) is list and len(body) == 2:
+                return complex(float(body[0]), float(body[1]))
+            if tag == "y" and type(body) is str:
+                return bytes.fromhex(body)
+            if type(body) is list:
+                if tag == "t":
+                    return tuple(dec(v, depth + 1) for v in body)
+                if tag == "s":
+                    return {dec(v, depth + 1) for v in body}
+                if tag == "z":
+                    return frozenset(dec(v, depth + 1) for v in body)
+                if tag == "d":
+                    return {dec(k, depth + 1): dec(v, depth + 1) for k, v in body}
+        except (TypeError, ValueError) as exc:
+            raise DecodeError(f"bad {tag!r} value: {exc}") from None
+        raise DecodeError(f"unknown tag {tag!r}")
+
+    return dec(data, 0)
+
+
+def loads(text: str) -> object:
+    """Parse JSON text and `decode` it."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
+    return decode(data)
+
+
+def is_nan(x: object) -> bool:
+    return type(x) is float and math.isnan(x)

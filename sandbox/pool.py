@@ -1,0 +1,341 @@
+"""`Sandbox`: a pool of warm workers, and the API the server and the benchmarks call.
+
+    with Sandbox(backend="docker", workers=4) as sb:
+        result = sb.run(program, tests=[...], limits=Limits(...))   # or: await sb.arun(...)
+        raw = sb.execute(program, stdin="")
+
+A worker takes one job at a time. It is replaced, in a background thread so callers never
+wait for a container to start, after `max_jobs` jobs, after any anomaly (timeout, memory or
+output limit, a signal, processes left behind, an internal error), and when the canary
+that runs every `canary_every` jobs fails. An internal failure is retried on a fresh worker
+(`retries` times) and otherwise reported as SANDBOX_ERROR, never as FAIL. Identical runs
+(same program, tests, limits, profile) are executed once and answered from a bounded cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from sandbox import image as sandbox_image
+from sandbox import judge
+from sandbox.backends import BACKENDS, WorkerSpec, launch
+from sandbox.cases import AssertTest, CallTest, StdioTest
+from sandbox.compare import check_profile
+from sandbox.limits import Limits
+from sandbox.results import ANOMALIES, Execution, RunResult, Status
+from sandbox.worker import Worker, WorkerError
+
+log = logging.getLogger(__name__)
+REPLY_SLACK_S = 15.0  # beyond the wall limit, before a silent worker counts as broken
+CANARY = ("print(sum(range(10)))", "45\n")
+
+
+class Sandbox:
+    def __init__(
+        self,
+        backend: str = "docker",
+        workers: int | None = None,
+        *,
+        limits: Limits | None = None,
+        image: str = "",
+        max_processes: int = 32,
+        worker_memory_mb: int = 2048,
+        cpus_per_worker: float = 1.0,
+        max_jobs: int = 2000,
+        canary_every: int = 200,
+        retries: int = 2,
+        cache_size: int = 4096,
+        acquire_timeout_s: float = 120.0,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown sandbox backend {backend!r}; expected one of {BACKENDS}")
+        self.backend = backend
+        self.size = workers or os.cpu_count() or 1
+        if backend == "docker":
+            image = image or sandbox_image.default_tag()
+            if not sandbox_image.exists(image):
+                raise RuntimeError(
+                    f"sandbox image {image} is not built; run `python -m sandbox.image build "
+                    "[--base-image IMAGE]` (or `make images`)"
+                )
+        self.limits = limits or Limits()
+        self.spec = WorkerSpec(
+            backend, image, max_processes, worker_memory_mb, cpus_per_worker,
+            labels={"restem.owner": str(os.getpid())},
+        )
+        self.max_jobs, self.canary_every, self.retries = max_jobs, canary_every, retries
+        self.acquire_timeout_s = acquire_timeout_s
+        self.stats = {"jobs": 0, "replaced": 0, "retried": 0, "cache_hits": 0}
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._starting = 0
+        self._busy = 0
+        self._closed = False
+        self._all: set[Worker] = set()
+        self._cache: OrderedDict[str, RunResult] = OrderedDict()
+        self._cache_size = cache_size
+        self._in_flight: dict[str, Future] = {}
+        self._threads = ThreadPoolExecutor(max_workers=max(4, 2 * self.size))
+        # Worker processes are started from this one long-lived thread: bubblewrap's
+        # --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that forked it exits.
+        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-launch")
+        self._last_start_error = ""
+        starters = [threading.Thread(target=self._start_worker) for _ in range(self.size)]
+        with self._lock:
+            self._starting += self.size
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        if self._idle.qsize() == 0:
+            self.close()
+            raise RuntimeError(f"no {backend} sandbox worker could start: {self._last_start_error}")
+
+    # ------------------------------------------------------------------ public API
+
+    def run(
+        self,
+        program: str,
+        tests: list[StdioTest | CallTest | AssertTest],
+        limits: Limits | None = None,
+        *,
+        profile: str = "strict",
+        run_all: bool = False,
+    ) -> RunResult:
+        """Run `program` against `tests` and judge it here, outside the sandbox."""
+        if not isinstance(program, str):
+            raise ValueError(f"program must be a string, got {type(program).__name__}")
+        if not tests:
+            raise ValueError("run() needs at least one test; use execute() for a bare run")
+        for test in tests:
+            if not isinstance(test, StdioTest | CallTest | AssertTest):
+                raise ValueError(f"not a test: {test!r:.80} (use StdioTest, CallTest, AssertTest)")
+        check_profile(profile)
+        limits = limits or self.limits
+        key = hashlib.sha256(repr((program, tests, limits, profile, run_all)).encode()).hexdigest()
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                self.stats["cache_hits"] += 1
+                return self._cache[key]
+            waiting = self._in_flight.get(key)
+            if waiting is None:
+                mine: Future = Future()
+                self._in_flight[key] = mine
+        if waiting is not None:
+            self.stats["cache_hits"] += 1
+            return waiting.result()
+        try:
+            start = time.monotonic()
+            result = self._with_retries(
+                lambda send: judge.run_tests(send, program, tests, limits, profile, run_all)
+            )
+            result = RunResult(result.verdict, result.tests, result.forgeable, result.detail,
+                               round(time.monotonic() - start, 4))
+            mine.set_result(result)
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._in_flight.pop(key, None)
+        if result.verdict is not Status.SANDBOX_ERROR:
+            with self._lock:
+                self._cache[key] = result
+                while len(self._cache) > self._cache_size:  # cache_size=0: no caching
+                    self._cache.popitem(last=False)
+        return result
+
+    async def arun(
+        self, program: str, tests: list, limits: Limits | None = None, **kw
+    ) -> RunResult:
+        """`run` without blocking the event loop."""
+        call = functools.partial(self.run, program, tests, limits, **kw)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def execute(self, program: str, stdin: str = "", limits: Limits | None = None) -> Execution:
+        """One run of `program` with `stdin`, nothing judged (PASS means exit code 0)."""
+        wire = (limits or self.limits).to_wire()
+        job = {"op": "script", "program": program, "stdin": stdin, "limits": wire}
+        result: list[Execution] = []
+
+        def once(send: judge.Send) -> RunResult:
+            result.append(send(job))
+            return RunResult(result[-1].status)
+
+        outcome = self._with_retries(once)
+        if outcome.verdict is Status.SANDBOX_ERROR:
+            return Execution(Status.SANDBOX_ERROR, detail=outcome.detail)
+        return result[-1]
+
+    async def aexecute(self, program: str, stdin: str = "", limits: Limits | None = None):
+        call = functools.partial(self.execute, program, stdin, limits)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def canary(self) -> bool:
+        """Run the canary on every idle worker now; True when all of them pass."""
+        return all(self._on_idle_workers(self._canary_passes))
+
+    def inspect(self) -> list[dict]:
+        """Ask every idle worker what is left in it: {"processes": n, "scratch": [names]}."""
+
+        def ping(worker: Worker) -> dict:
+            try:
+                return worker.request({"op": "ping"}, 30.0)
+            except WorkerError as exc:
+                return {"error": str(exc)}
+
+        return self._on_idle_workers(ping)
+
+    def _on_idle_workers(self, fn):
+        idle = []
+        while True:
+            try:
+                idle.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        with self._lock:
+            self._busy += len(idle)
+        answers = []
+        for worker in idle:
+            answer = fn(worker)
+            answers.append(answer)
+            broken = answer is False or (isinstance(answer, dict) and "error" in answer)
+            self._release(worker, force_replace=broken)
+        return answers
+
+    def wait_ready(self, timeout_s: float = 120.0) -> bool:
+        """Wait until every slot holds a started, idle worker."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._starting == 0 and self._busy == 0 and self._idle.qsize() == self.size:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def worker_names(self) -> list[str]:
+        with self._lock:
+            return sorted(w.name for w in self._all)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = list(self._all)
+        for worker in workers:
+            worker.close()
+        self._threads.shutdown(wait=False)
+        self._launcher.shutdown(wait=False)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ workers
+
+    def _with_retries(self, work) -> RunResult:
+        failure = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats["retried"] += 1
+            worker = self._acquire()
+            if worker is None:
+                failure = f"no sandbox worker available: {self._last_start_error}"
+                continue
+            try:
+                return work(self._sender(worker))
+            except (judge.SandboxFailure, WorkerError) as exc:
+                worker.dirty = True
+                failure = str(exc)
+                log.warning("sandbox failure on %s (attempt %d): %s", worker.name, attempt + 1, exc)
+            finally:
+                self._release(worker)
+        return RunResult(Status.SANDBOX_ERROR, detail=failure[:2000])
+
+    def _sender(self, worker: Worker) -> judge.Send:
+        def send(job: dict) -> Execution:
+            timeout = job["limits"]["wall_s"] + REPLY_SLACK_S
+            reply = worker.request(job, timeout)
+            worker.jobs += 1
+            self.stats["jobs"] += 1
+            ex = Execution.from_wire(reply)
+            if ex.status is Status.SANDBOX_ERROR:
+                raise judge.SandboxFailure(ex.detail or "the executor reported an internal error")
+            if ex.status in ANOMALIES or ex.leftovers or ex.signal:
+                worker.dirty = True
+            return ex
+
+        return send
+
+    def _acquire(self) -> Worker | None:
+        deadline = time.monotonic() + self.acquire_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                worker = self._idle.get(timeout=0.5)
+            except queue.Empty:
+                with self._lock:
+                    if self._closed or (self._starting == 0 and not self._all):
+                        return None
+                continue
+            with self._lock:
+                self._busy += 1
+            return worker
+        return None
+
+    def _release(self, worker: Worker, force_replace: bool = False) -> None:
+        with self._lock:
+            self._busy -= 1
+        if not (force_replace or worker.dirty or worker.jobs >= self.max_jobs):
+            due = self.canary_every and worker.jobs and worker.jobs % self.canary_every == 0
+            if not due or self._canary_passes(worker):
+                self._idle.put(worker)
+                return
+        self._replace(worker)
+
+    def _canary_passes(self, worker: Worker) -> bool:
+        program, expected = CANARY
+        job = {"op": "script", "program": program, "stdin": "", "limits": Limits().to_wire()}
+        try:
+            reply = worker.request(job, 30.0)
+        except WorkerError:
+            return False
+        return reply.get("status") == "PASS" and reply.get("stdout") == expected
+
+    def _replace(self, worker: Worker) -> None:
+        with self._lock:
+            self._all.discard(worker)
+            self.stats["replaced"] += 1
+            closed = self._closed
+            if not closed:
+                self._starting += 1
+        threading.Thread(target=worker.close, daemon=True).start()
+        if not closed:
+            threading.Thread(target=self._start_worker, daemon=True).start()
+
+    def _start_worker(self) -> None:
+        try:
+            worker = Worker(self.spec, lambda spec: self._launcher.submit(launch, spec).result())
+        except Exception as exc:  # a backend that cannot start: reported by _acquire
+            self._last_start_error = str(exc)[:1000]
+            log.error("sandbox worker failed to start: %s", exc)
+            with self._lock:
+                self._starting -= 1
+            return
+        with self._lock:
+            self._starting -= 1
+            if self._closed:
+                worker.close()
+                return
+            self._all.add(worker)
+        self._idle.put(worker)

@@ -1,0 +1,92 @@
+"""What a run reports: the status words, one entry per test, and raw executions.
+
+`Status` is shared by `RunResult.verdict` and `Execution.status`. For a raw execution,
+PASS means the program ran to completion and exited 0; nothing was judged.
+SANDBOX_ERROR is an internal failure (retried on a fresh worker first) and never a verdict
+about the program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    COMPILE_ERROR = "COMPILE_ERROR"
+    RUNTIME_ERROR = "RUNTIME_ERROR"
+    TIMEOUT = "TIMEOUT"
+    MEMORY_LIMIT = "MEMORY_LIMIT"
+    OUTPUT_LIMIT = "OUTPUT_LIMIT"
+    SANDBOX_ERROR = "SANDBOX_ERROR"
+
+
+# Statuses after which a worker is replaced before it runs anything else.
+ANOMALIES = frozenset(
+    {Status.TIMEOUT, Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.SANDBOX_ERROR}
+)
+KEEP_TEXT = 2048  # characters of stdout/stderr kept per test in results
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One run of a program, as observed from outside."""
+
+    status: Status
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    max_rss_kb: int = 0
+    leftovers: int = 0  # processes the run left behind (all killed)
+    detail: str = ""
+    results: tuple[str, ...] = ()  # call jobs: one typed-JSON line per answered call
+
+    @classmethod
+    def from_wire(cls, reply: dict) -> Execution:
+        return cls(
+            status=Status(reply["status"]),
+            exit_code=reply.get("exit_code"),
+            signal=reply.get("signal"),
+            stdout=reply.get("stdout", ""),
+            stderr=reply.get("stderr", ""),
+            stdout_truncated=reply.get("stdout_truncated", False),
+            cpu_s=reply.get("cpu_s", 0.0),
+            wall_s=reply.get("wall_s", 0.0),
+            max_rss_kb=reply.get("max_rss_kb", 0),
+            leftovers=reply.get("leftovers", 0),
+            detail=reply.get("compile_error") or reply.get("error") or "",
+            results=tuple(reply.get("results", ())),
+        )
+
+
+@dataclass(frozen=True)
+class TestResult:
+    passed: bool
+    status: Status
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    detail: str = ""  # why it failed, in words
+
+    __test__ = False  # not a pytest test class
+
+
+@dataclass(frozen=True)
+class RunResult:
+    verdict: Status
+    tests: list[TestResult] = field(default_factory=list)
+    forgeable: bool = False  # True only for reference-compatible runs of the original check()
+    detail: str = ""
+    elapsed_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Status.PASS

@@ -1,0 +1,291 @@
+"""Hostile programs for the sandbox tests, each with the status it must end in.
+
+A program prints VIOLATION if the thing it tries actually works (or the test looks for
+the secret it tries to steal). `kind` says how it runs: "execute" (a bare run), "stdio"
+(one StdioTest asking for "42"), "call" (CallTest add(2, 3) == 5), or "assert" (HumanEval
+style: check() asserting add(2, 3) == 5 and add(1, 1) == 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MARK = "VIOLATION"
+SECRET_ENV = "RESTEM_TEST_SECRET"
+SECRET_VALUE = "s3cr3t-do-not-leak"
+
+
+@dataclass(frozen=True)
+class Hostile:
+    name: str
+    kind: str
+    expected: str
+    program: str
+
+
+def _p(text: str) -> str:
+    return text.strip("\n") + "\n"
+
+
+PROGRAMS = [
+    # ---- time
+    Hostile("busy_loop", "execute", "TIMEOUT", "while True:\n    pass"),
+    Hostile("blocking_read", "execute", "TIMEOUT", "import os\nr, w = os.pipe()\nos.read(r, 1)"),
+    Hostile("sleep", "execute", "TIMEOUT", "import time\ntime.sleep(1000)"),
+    Hostile("ignore_signals", "execute", "TIMEOUT", _p("""
+import signal
+for s in (signal.SIGTERM, signal.SIGALRM, signal.SIGINT, signal.SIGXCPU, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+while True:
+    pass
+""")),
+    Hostile("mask_signals", "execute", "TIMEOUT", _p("""
+import signal
+signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+while True:
+    pass
+""")),
+    Hostile("stop_self", "execute", "TIMEOUT", _p("""
+import os, signal
+os.kill(os.getpid(), signal.SIGSTOP)
+""")),
+    Hostile("regex_backtracking", "execute", "TIMEOUT", _p("""
+import re
+re.match(r'(a+)+$', 'a' * 64 + 'b')
+""")),
+    Hostile("close_stdout_and_spin", "execute", "TIMEOUT", _p("""
+import os
+os.close(1)
+while True:
+    pass
+""")),
+    # ---- processes and threads
+    Hostile("fork_bomb", "execute", "TIMEOUT", _p("""
+import os
+for _ in range(100000):
+    try:
+        os.fork()
+    except OSError:
+        break
+while True:
+    pass
+""")),
+    Hostile("thread_bomb", "execute", "TIMEOUT", _p("""
+import threading
+def spin():
+    while True:
+        pass
+for _ in range(100000):
+    try:
+        threading.Thread(target=spin, daemon=True).start()
+    except (RuntimeError, MemoryError):
+        break
+while True:
+    pass
+""")),
+    Hostile("thread_outlives_main", "stdio", "PASS", _p("""
+import threading, time
+threading.Thread(target=lambda: time.sleep(1000)).start()
+print(42)
+""")),
+    Hostile("daemon_child_outlives", "stdio", "PASS", _p("""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(1000)
+    os._exit(0)
+print(42)
+""")),
+    Hostile("spinning_grandchild_holds_stdout", "stdio", "PASS", _p("""
+import os, sys
+sys.stdout.write("42\\n")
+sys.stdout.flush()
+if os.fork() == 0:
+    os.setsid()
+    while True:
+        pass
+""")),
+    # ---- memory, disk, output
+    Hostile("memory_bomb_at_once", "execute", "MEMORY_LIMIT", "x = bytearray(8 * 2**30)"),
+    Hostile("memory_bomb_growing", "execute", "MEMORY_LIMIT", _p("""
+chunks = []
+while True:
+    chunks.append(bytearray(50 * 2**20))
+""")),
+    Hostile("one_huge_file", "execute", "OUTPUT_LIMIT", _p("""
+with open("fill", "wb") as f:
+    while True:
+        f.write(b"0" * 2**20)
+""")),
+    Hostile("disk_fill_many_files", "execute", "RUNTIME_ERROR", _p("""
+i = 0
+while True:
+    with open(f"f{i}", "wb") as f:
+        f.write(b"0" * 2**20)
+    i += 1
+""")),
+    Hostile("stdout_flood", "execute", "OUTPUT_LIMIT", "while True:\n    print('x' * 1000)"),
+    Hostile("stdout_flood_os_write", "execute", "OUTPUT_LIMIT", _p("""
+import os
+while True:
+    os.write(1, b"y" * 65536)
+""")),
+    # ---- network
+    Hostile("network_outside", "execute", "RUNTIME_ERROR", _p("""
+import socket
+socket.create_connection(("1.1.1.1", 80), timeout=2)
+print("VIOLATION")
+""")),
+    Hostile("network_loopback_listen", "execute", "RUNTIME_ERROR", _p("""
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 8080))
+s.listen()
+print("VIOLATION")
+""")),
+    Hostile("docker_socket", "execute", "RUNTIME_ERROR", _p("""
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.connect("/var/run/docker.sock")
+print("VIOLATION")
+""")),
+    # ---- secrets and the executor
+    Hostile("read_shadow", "execute", "RUNTIME_ERROR", _p("""
+print(open('/etc/shadow').read())
+print('VIOLATION')
+""")),
+    Hostile("read_host_secret_file", "execute", "RUNTIME_ERROR", _p("""
+import glob
+found = glob.glob("/tmp/restem-host-secret-*")
+print(open(found[0]).read() if found else "")
+print("VIOLATION" if found else "")
+raise SystemExit(1)
+""")),
+    Hostile("environment_secrets", "execute", "PASS", "import os\nprint(dict(os.environ))"),
+    Hostile("proc_executor_memory", "execute", "RUNTIME_ERROR", _p("""
+import os
+ppid = os.getppid()
+with open(f"/proc/{ppid}/mem", "rb") as f:
+    f.read(1)
+print("VIOLATION")
+""")),
+    Hostile("proc_executor_environ", "execute", "RUNTIME_ERROR", _p("""
+import os
+print(open(f"/proc/{os.getppid()}/environ", "rb").read())
+print("VIOLATION")
+""")),
+    Hostile("ptrace_executor", "execute", "RUNTIME_ERROR", _p("""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.ptrace(16, os.getppid(), 0, 0) == 0:
+    print("VIOLATION")
+raise OSError(ctypes.get_errno(), "ptrace refused")
+""")),
+    Hostile("kill_parent", "execute", "RUNTIME_ERROR", _p("""
+import os
+os.kill(os.getppid(), 9)
+print('VIOLATION')
+""")),
+    Hostile("kill_everyone", "execute", "RUNTIME_ERROR", _p("""
+import os
+os.kill(-1, 9)
+print('VIOLATION')
+""")),
+    Hostile("exec_a_shell", "execute", "RUNTIME_ERROR", _p("""
+import os
+os.execv("/usr/bin/python3", ["python3", "-c", "print('VIOLATION')"])
+""")),
+    Hostile("new_namespace", "execute", "RUNTIME_ERROR", _p("""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000) == 0:
+    print("VIOLATION")
+raise OSError(ctypes.get_errno(), "unshare refused")
+""")),
+    Hostile("write_read_only_root", "execute", "RUNTIME_ERROR", _p("""
+open('/usr/evil', 'w').write('x')
+print('VIOLATION')
+""")),
+    Hostile("write_control_channel", "execute", "RUNTIME_ERROR", _p("""
+import os
+for fd in range(4, 256):
+    try:
+        os.write(fd, b"\\x00\\x00\\x00\\x02{}")
+        print("VIOLATION", fd)
+    except OSError:
+        pass
+raise SystemExit(3)
+""")),
+    Hostile("segfault", "execute", "RUNTIME_ERROR", "import ctypes\nctypes.string_at(0)"),
+    # ---- harness tampering
+    Hostile("exit_zero_before_calls", "call", "RUNTIME_ERROR", _p("""
+import os
+os._exit(0)
+def add(a, b):
+    return a + b
+""")),
+    Hostile("exit_zero_before_output", "stdio", "FAIL", "import sys\nsys.exit(0)\nprint(42)"),
+    Hostile("print_success_markers", "stdio", "FAIL", _p("""
+print("passed")
+print("PASS")
+print('{"status": "PASS"}')
+""")),
+    Hostile("fake_result_lines", "call", "RUNTIME_ERROR", _p("""
+import os
+os.write(3, b'{"ok":{"i":5},"cpu_s":0}\\n')
+def add(a, b):
+    return 0
+""")),
+    Hostile("always_equal_object", "assert", "FAIL", _p("""
+class Anything:
+    def __eq__(self, other):
+        return True
+def add(a, b):
+    return Anything()
+""")),
+    Hostile("int_subclass", "assert", "FAIL", _p("""
+class Sly(int):
+    def __eq__(self, other):
+        return True
+    __hash__ = int.__hash__
+def add(a, b):
+    return Sly(0)
+""")),
+    Hostile("frame_walk", "assert", "FAIL", _p("""
+import sys
+def add(a, b):
+    frame = sys._getframe()
+    while frame is not None:
+        for name, value in list(frame.f_locals.items()):
+            if isinstance(value, list):
+                value[:] = ["passed"]
+        frame = frame.f_back
+    return 0
+""")),
+    Hostile("gc_walk", "assert", "FAIL", _p("""
+import gc
+def add(a, b):
+    for obj in gc.get_objects():
+        if isinstance(obj, dict) and "expected" in obj:
+            return obj["expected"]
+    return -1
+""")),
+    Hostile("patched_builtins", "assert", "FAIL", _p("""
+import builtins
+def add(a, b):
+    builtins.AssertionError = type("Nothing", (Exception,), {})
+    builtins.abs = lambda x: 0
+    return 7
+""")),
+    Hostile("settrace_swaps_check", "assert", "FAIL", _p("""
+import sys
+def tracer(frame, event, arg):
+    if frame.f_code.co_name == "check":
+        frame.f_globals["check"] = lambda candidate: None
+    return tracer
+sys.settrace(tracer)
+def add(a, b):
+    return 0
+""")),
+]
