@@ -23,8 +23,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox import image
-
 JAIL_DIR = Path(__file__).resolve().parent / "jail"
 BACKENDS = ("docker", "namespace", "local")
 EXECUTOR_ARGS = ["-E", "-s", "-B"]  # ignore PYTHON* variables and user site; no .pyc writes
