@@ -9,9 +9,11 @@ code runs in this (trusted) process against a proxy for `candidate`:
    arguments and returns a placeholder (an object that absorbs any operation).
 2. Execute: the sandbox calls the candidate with those arguments, in order, in one child,
    and returns each result as typed JSON (plain built-in types only).
-3. Judge: run the original `check` with a proxy that returns the decoded results. A call
-   whose arguments differ from the recorded ones (arguments that depend on earlier results)
-   sends us back to step 1 with the results known so far.
+3. Judge: run the original `check` with a proxy that returns the decoded results, matched
+   by argument list (in order, for repeated arguments). A call with arguments not seen yet
+   (arguments that depend on earlier results) sends us back to step 1 with the results
+   known so far. Failure messages are evaluated while recording too, so a message that
+   calls the candidate again finds its result.
 
 The test code is seeded (`random.seed(0)`) before every pass so unseeded tests, such as
 HumanEval/38's random strings, replay the same arguments. The global random state is saved
@@ -26,6 +28,7 @@ import functools
 import json
 import random
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 from sandbox.cases import AssertTest
@@ -98,19 +101,34 @@ class _Placeholder:
 
 
 class _SoftAsserts(ast.NodeTransformer):
-    """`assert test, msg` becomes `try: test / except Exception: pass` (recording only)."""
+    """`assert test, msg` becomes `try: test / except: pass` and the same for msg, so that
+    recording sees every call, including those a failure message would make."""
 
-    def visit_Assert(self, node: ast.Assert) -> ast.Try:
-        handler = ast.ExceptHandler(type=ast.Name("Exception", ast.Load()), body=[ast.Pass()])
-        return ast.Try(body=[ast.Expr(node.test)], handlers=[handler], orelse=[], finalbody=[])
+    def visit_Assert(self, node: ast.Assert) -> list[ast.Try]:
+        soft = []
+        for expr in (node.test, node.msg):
+            if expr is None:
+                continue
+            handler = ast.ExceptHandler(ast.Name("Exception", ast.Load()), None, [ast.Pass()])
+            block = ast.Try(body=[ast.Expr(expr)], handlers=[handler], orelse=[], finalbody=[])
+            for new in (block, block.body[0], handler, handler.type, handler.body[0]):
+                ast.copy_location(new, node)
+            soft.append(block)
+        return soft
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(test: AssertTest, soft: bool):
-    tree = ast.parse(test.test_code)
-    if soft:
-        tree = ast.fix_missing_locations(_SoftAsserts().visit(tree))
-    return compile(tree, f"<{test.entry_point} tests>", "exec")
+def _compiled(code: str, soft: bool):
+    source = _SoftAsserts().visit(ast.parse(code)) if soft else code
+    return compile(source, "<trusted test code>", "exec")
+
+
+def clear_caches() -> None:
+    """Forget compiled and validated test code (benchmarks measure from cold)."""
+    from sandbox.cases import clear_validation_cache
+
+    _compiled.cache_clear()
+    clear_validation_cache()
 
 
 def _run_check(test: AssertTest, soft: bool, candidate) -> None:
@@ -121,8 +139,8 @@ def _run_check(test: AssertTest, soft: bool, candidate) -> None:
         try:
             random.seed(0)
             if test.prompt:
-                exec(compile(test.prompt, "<prompt>", "exec"), namespace)
-            exec(_compiled(test, soft), namespace)
+                exec(_compiled(test.prompt, False), namespace)
+            exec(_compiled(test.test_code, soft), namespace)
             namespace[test.entry_point] = candidate
             namespace["check"](candidate)
         finally:
@@ -139,16 +157,26 @@ def _args_key(args: tuple, kwargs: dict) -> str:
         raise UnsupportedTest(why) from None
 
 
+def _by_arguments(known: list[tuple[str, CallOutcome]]) -> dict[str, deque[CallOutcome]]:
+    """Known outcomes queued per argument list: calls are matched by their arguments, in order."""
+    queues: dict[str, deque[CallOutcome]] = {}
+    for key, outcome in known:
+        queues.setdefault(key, deque()).append(outcome)
+    return queues
+
+
 def record(test: AssertTest, known: list[tuple[str, CallOutcome]]) -> list[str]:
     """The argument lists (encoded JSON) of every call check() makes, given the results known."""
     calls: list[str] = []
+    queues = _by_arguments(known)
 
     def candidate(*args, **kwargs):
         key = _args_key(args, kwargs)
-        index = len(calls)
         calls.append(key)
-        if index < len(known) and known[index][0] == key and known[index][1].kind == "ok":
-            return values.decode(known[index][1].value)
+        queue = queues.get(key)
+        outcome = queue.popleft() if queue else None
+        if outcome is not None and outcome.kind == "ok":
+            return values.decode(outcome.value)
         return _Placeholder()
 
     try:
@@ -164,14 +192,15 @@ def judge(test: AssertTest, known: list[tuple[str, CallOutcome]]) -> tuple[str, 
     """From the original check() and the known results: ("pass" | "fail" | "error" (the
     candidate raised) | "missing" (the job ended before that call) | "more", detail)."""
     count = [0]
+    queues = _by_arguments(known)
 
     def candidate(*args, **kwargs):
         key = _args_key(args, kwargs)
-        index = count[0]
         count[0] += 1
-        if index >= len(known) or known[index][0] != key:
+        queue = queues.get(key)
+        if not queue:
             raise _NeedMoreCalls
-        outcome = known[index][1]
+        outcome = queue.popleft()
         if outcome.kind != "ok":
             raise CandidateError(outcome)
         return values.decode(outcome.value)  # a fresh copy per call

@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
-import ast
 import builtins
+import functools
 import symtable
 from dataclasses import dataclass
 from typing import Any
@@ -61,39 +61,54 @@ class AssertTest:
     __test__ = False
 
     def __post_init__(self) -> None:
-        if not self.entry_point.isidentifier():
-            raise ValueError(f"AssertTest.entry_point must be an identifier: {self.entry_point!r}")
-        for what, text in (("test_code", self.test_code), ("prompt", self.prompt)):
-            try:
-                ast.parse(text)
-            except SyntaxError as exc:
-                raise ValueError(f"AssertTest.{what} is not valid Python: {exc}") from None
-        missing = free_globals(self.test_code) - top_level_names(self.prompt) - {self.entry_point}
-        if "check" not in top_level_names(self.test_code):
-            raise ValueError("AssertTest.test_code must define check(candidate)")
-        if missing:
-            raise ValueError(
-                f"AssertTest.test_code uses {sorted(missing)} which neither it nor the prompt "
-                "defines; pass the dataset prompt as AssertTest(prompt=...)"
-            )
+        problem = _assert_test_problem(self.test_code, self.entry_point, self.prompt)
+        if problem:
+            raise ValueError(problem)
 
 
-def top_level_names(code: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def _assert_test_problem(test_code: str, entry_point: str, prompt: str) -> str:
+    """What is wrong with an AssertTest, or "" (cached: datasets repeat the same tests)."""
+    if not entry_point.isidentifier():
+        return f"AssertTest.entry_point must be an identifier: {entry_point!r}"
+    tables = {}
+    for what, text in (("test_code", test_code), ("prompt", prompt)):
+        try:
+            tables[what] = symtable.symtable(text, f"<{what}>", "exec")
+        except SyntaxError as exc:
+            return f"AssertTest.{what} is not valid Python: {exc}"
+    bound = top_level_names(tables["test_code"])
+    if "check" not in bound:
+        return "AssertTest.test_code must define check(candidate)"
+    missing = free_globals(tables["test_code"]) - bound - top_level_names(tables["prompt"])
+    missing -= {entry_point}
+    if missing:
+        return (
+            f"AssertTest.test_code uses {sorted(missing)} which neither it nor the prompt "
+            "defines; pass the dataset prompt as AssertTest(prompt=...)"
+        )
+    return ""
+
+
+def clear_validation_cache() -> None:
+    _assert_test_problem.cache_clear()
+
+
+def top_level_names(module: symtable.SymbolTable) -> set[str]:
     """Names bound at module level (defs, classes, imports, assignments)."""
-    table = symtable.symtable(code, "<test>", "exec")
-    return {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    return {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported()}
 
 
-def free_globals(code: str) -> set[str]:
-    """Global names the code reads that it never binds and builtins do not provide."""
+def free_globals(module: symtable.SymbolTable) -> set[str]:
+    """Global names the code reads that builtins do not provide (bound or not)."""
     used: set[str] = set()
 
-    def walk(table: symtable.SymbolTable, module: bool) -> None:
+    def walk(table: symtable.SymbolTable, top: bool) -> None:
         for symbol in table.get_symbols():
-            if symbol.is_referenced() and (module or symbol.is_global()):
+            if symbol.is_referenced() and (top or symbol.is_global()):
                 used.add(symbol.get_name())
         for child in table.get_children():
             walk(child, False)
 
-    walk(symtable.symtable(code, "<test>", "exec"), True)
-    return used - top_level_names(code) - set(dir(builtins))
+    walk(module, True)
+    return used - set(dir(builtins))

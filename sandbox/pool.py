@@ -136,9 +136,10 @@ class Sandbox:
             return waiting.result()
         try:
             start = time.monotonic()
-            result = self._with_retries(
-                lambda send: judge.run_tests(send, program, tests, limits, profile, run_all)
-            )
+            try:
+                result = judge.run_tests(self._send, program, tests, limits, profile, run_all)
+            except judge.SandboxFailure as exc:
+                result = RunResult(Status.SANDBOX_ERROR, detail=str(exc)[:2000])
             result = RunResult(result.verdict, result.tests, result.forgeable, result.detail,
                                round(time.monotonic() - start, 4))
             mine.set_result(result)
@@ -165,17 +166,10 @@ class Sandbox:
     def execute(self, program: str, stdin: str = "", limits: Limits | None = None) -> Execution:
         """One run of `program` with `stdin`, nothing judged (PASS means exit code 0)."""
         wire = (limits or self.limits).to_wire()
-        job = {"op": "script", "program": program, "stdin": stdin, "limits": wire}
-        result: list[Execution] = []
-
-        def once(send: judge.Send) -> RunResult:
-            result.append(send(job))
-            return RunResult(result[-1].status)
-
-        outcome = self._with_retries(once)
-        if outcome.verdict is Status.SANDBOX_ERROR:
-            return Execution(Status.SANDBOX_ERROR, detail=outcome.detail)
-        return result[-1]
+        try:
+            return self._send({"op": "script", "program": program, "stdin": stdin, "limits": wire})
+        except judge.SandboxFailure as exc:
+            return Execution(Status.SANDBOX_ERROR, detail=str(exc)[:2000])
 
     async def aexecute(self, program: str, stdin: str = "", limits: Limits | None = None):
         call = functools.partial(self.execute, program, stdin, limits)
@@ -244,7 +238,10 @@ class Sandbox:
 
     # ------------------------------------------------------------------ workers
 
-    def _with_retries(self, work) -> RunResult:
+    def _send(self, job: dict) -> Execution:
+        """Run one job on an idle worker (each job takes a worker only while it runs, so the
+        trusted-side judging between jobs never holds one). A worker that fails is replaced
+        and the job retried on another; after `retries` retries this raises SandboxFailure."""
         failure = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -254,29 +251,23 @@ class Sandbox:
                 failure = f"no sandbox worker available: {self._last_start_error}"
                 continue
             try:
-                return work(self._sender(worker))
-            except (judge.SandboxFailure, WorkerError) as exc:
+                reply = worker.request(job, job["limits"]["wall_s"] + REPLY_SLACK_S)
+                worker.jobs += 1
+                self.stats["jobs"] += 1
+                ex = Execution.from_wire(reply)
+                if ex.status is not Status.SANDBOX_ERROR:
+                    if ex.status in ANOMALIES or ex.leftovers or ex.signal:
+                        worker.dirty = True
+                    return ex
+                failure = ex.detail or "the executor reported an internal error"
+                worker.dirty = True
+            except WorkerError as exc:
                 worker.dirty = True
                 failure = str(exc)
-                log.warning("sandbox failure on %s (attempt %d): %s", worker.name, attempt + 1, exc)
             finally:
                 self._release(worker)
-        return RunResult(Status.SANDBOX_ERROR, detail=failure[:2000])
-
-    def _sender(self, worker: Worker) -> judge.Send:
-        def send(job: dict) -> Execution:
-            timeout = job["limits"]["wall_s"] + REPLY_SLACK_S
-            reply = worker.request(job, timeout)
-            worker.jobs += 1
-            self.stats["jobs"] += 1
-            ex = Execution.from_wire(reply)
-            if ex.status is Status.SANDBOX_ERROR:
-                raise judge.SandboxFailure(ex.detail or "the executor reported an internal error")
-            if ex.status in ANOMALIES or ex.leftovers or ex.signal:
-                worker.dirty = True
-            return ex
-
-        return send
+            log.warning("sandbox failure on %s (attempt %d): %s", worker.name, attempt + 1, failure)
+        raise judge.SandboxFailure(failure)
 
     def _acquire(self) -> Worker | None:
         deadline = time.monotonic() + self.acquire_timeout_s

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import fcntl
 import io
 import json
@@ -79,12 +78,9 @@ def read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_frame(fd: int) -> dict | None:
+def read_raw_frame(fd: int) -> bytes | None:
     head = read_exact(fd, 4)
-    if head is None:
-        return None
-    body = read_exact(fd, struct.unpack(">I", head)[0])
-    return None if body is None else json.loads(body)
+    return None if head is None else read_exact(fd, struct.unpack(">I", head)[0])
 
 
 def write_frame(fd: int, message: dict) -> None:
@@ -97,21 +93,20 @@ def write_frame(fd: int, message: dict) -> None:
 # ---------------------------------------------------------------- the child
 
 
-def child_main(job: dict, pipes: dict[str, tuple[int, int]], workdir: str) -> None:
-    """Runs in the forked child; never returns."""
+def child_main(pipes: dict[str, tuple[int, int]], workdir: str) -> None:
+    """Runs in the forked child: prepares, waits for its job on fd 4, runs it; never returns."""
     try:
         os.setsid()
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != 1:  # as PID 1, our death ends the whole namespace anyway
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.chdir(workdir)
         os.dup2(pipes["stdin"][0], 0)
         os.dup2(pipes["stdout"][1], 1)
         os.dup2(pipes["stderr"][1], 2)
         os.dup2(pipes["results"][1], 3)
-        os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        os.dup2(pipes["job"][0], 4)
+        os.closerange(5, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # a file over the size limit ends the job
-        set_limits(job["limits"])
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"})
         sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r")), encoding="utf-8")
         sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w")), encoding="utf-8")
         sys.stderr = io.TextIOWrapper(
@@ -121,6 +116,9 @@ def child_main(job: dict, pipes: dict[str, tuple[int, int]], workdir: str) -> No
         sys.argv = ["program"]
         results = io.FileIO(3, "w", closefd=False)
         SECCOMP.install()
+        with io.FileIO(4, "r") as job_pipe:
+            job = json.loads(job_pipe.readall())
+        set_limits(job["limits"])
     except BaseException:
         os.write(2, f"executor: child set-up failed\n{traceback.format_exc()}".encode())
         os._exit(125)
@@ -216,25 +214,42 @@ def own_address_space() -> int:
 # ---------------------------------------------------------------- the parent
 
 
-def run_job(job: dict) -> dict:
-    limits = job["limits"]
-    workdir = os.path.join(WORK_ROOT, "job")
-    os.mkdir(workdir, 0o700)
-    pipes = {name: os.pipe() for name in ("stdin", "stdout", "stderr", "results")}
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        child_main(job, pipes, workdir)
-    for name, (r, w) in pipes.items():
-        os.close(r if name == "stdin" else w)
-    try:
-        observed = supervise(pid, job, limits, pipes, start)
-    finally:
-        for name, (r, w) in pipes.items():
+class Standby:
+    """A child forked and prepared before its job arrives, so that the fork and the set-up
+    overlap with the scorer's turnaround instead of adding to every job's latency."""
+
+    def __init__(self) -> None:
+        names = ("stdin", "stdout", "stderr", "results", "job")
+        self.pipes = {name: os.pipe() for name in names}
+        self.pid = os.fork()
+        if self.pid == 0:
+            child_main(self.pipes, os.path.join(WORK_ROOT, "job"))
+        for name, (r, w) in self.pipes.items():
+            os.close(w if name not in ("stdin", "job") else r)
+
+    def start(self, raw_job: bytes) -> None:
+        """Hand over the job; the child starts as soon as the pipe closes."""
+        job_fd = self.pipes["job"][1]
+        view = memoryview(raw_job)
+        while view:
+            view = view[os.write(job_fd, view) :]
+        os.close(job_fd)
+
+    def close_parent_ends(self) -> None:
+        for name, (r, w) in self.pipes.items():
             with contextlib.suppress(OSError):
-                os.close(w if name == "stdin" else r)
+                os.close(w if name in ("stdin", "job") else r)
+
+
+def run_job(job: dict, raw_job: bytes, standby: Standby) -> dict:
+    start = time.monotonic()
+    try:
+        standby.start(raw_job)
+        observed = supervise(standby.pid, job, job["limits"], standby.pipes, start)
+    finally:
+        standby.close_parent_ends()
     observed["leftovers"] = kill_leftovers()
-    remove_tree(workdir)
+    reset_scratch(os.path.join(WORK_ROOT, "job"))
     return observed
 
 
@@ -411,8 +426,11 @@ def reap(block: bool) -> None:
         block = False  # one blocking wait, then collect the rest without blocking
 
 
-def remove_tree(path: str) -> None:
-    """Remove a job's directory even when the program made parts of it unwritable."""
+def reset_scratch(workdir: str) -> None:
+    """Leave WORK_ROOT holding one empty, private job directory, whatever the job did to it."""
+    if os.listdir(WORK_ROOT) == ["job"] and not os.listdir(workdir):
+        os.chmod(workdir, 0o700)
+        return  # the common case: nothing written (cheaper than rmdir and mkdir each job)
 
     def make_writable(_func, target, _exc) -> None:
         for p in (os.path.dirname(target), target):
@@ -424,15 +442,14 @@ def remove_tree(path: str) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target)
 
-    os.chmod(path, 0o700)
-    shutil.rmtree(path, onerror=make_writable)
-    for name in os.listdir(WORK_ROOT):  # anything a job dropped beside its directory
+    for name in os.listdir(WORK_ROOT):
         target = os.path.join(WORK_ROOT, name)
         if os.path.isdir(target) and not os.path.islink(target):
             os.chmod(target, 0o700)
             shutil.rmtree(target, onerror=make_writable)
         else:
             os.unlink(target)
+    os.mkdir(workdir, 0o700)
 
 
 # ---------------------------------------------------------------- main loop
@@ -446,7 +463,12 @@ def main() -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
+    # The fixed environment every job sees, set once here (cheaper than per child).
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": os.path.join(WORK_ROOT, "job"),
+                       "LANG": "C.UTF-8"})
     BASE_ADDRESS_SPACE = own_address_space()
+    reset_scratch(os.path.join(WORK_ROOT, "job"))
     _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/<pid>/mem from jobs
     if os.getpid() != 1:
         _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -459,27 +481,31 @@ def main() -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     write_frame(control_out, {"ready": os.getpid(), "python": sys.version.split()[0]})
+    standby = Standby()
     while True:
-        job = read_frame(control_in)
-        if job is None:
+        raw_job = read_raw_frame(control_in)
+        if raw_job is None:
             return
+        job = json.loads(raw_job)
         if job.get("op") == "ping":  # health, and what a finished job may have left
-            kids = descendants()
-            write_frame(control_out, {"pong": os.getpid(), "processes": len(kids),
-                                      "scratch": os.listdir(WORK_ROOT)})
+            scratch = sorted(os.listdir(WORK_ROOT))
+            if scratch == ["job"]:
+                scratch = os.listdir(os.path.join(WORK_ROOT, "job"))
+            others = [p for p in descendants() if p != standby.pid]
+            write_frame(control_out, {"pong": os.getpid(), "processes": len(others),
+                                      "scratch": scratch})
             continue
         try:
-            reply = run_job(job)
-        except OSError as exc:
-            if exc.errno in (errno.ENOMEM, errno.EAGAIN):
-                reply = {"status": "SANDBOX_ERROR", "error": f"fork failed: {exc}"}
-            else:
-                reply = {"status": "SANDBOX_ERROR", "error": traceback.format_exc()[-2000:]}
-            kill_leftovers()
+            reply = run_job(job, raw_job, standby)
         except Exception:
             reply = {"status": "SANDBOX_ERROR", "error": traceback.format_exc()[-2000:]}
             kill_leftovers()
         write_frame(control_out, reply)
+        try:
+            standby = Standby()
+        except OSError:  # out of processes or memory: report it on the next job
+            kill_leftovers()
+            standby = Standby()
 
 
 if __name__ == "__main__":
