@@ -60,6 +60,8 @@ class Sandbox:
             raise ValueError(f"unknown sandbox backend {backend!r}; expected one of {BACKENDS}")
         self.backend = backend
         self.size = workers or os.cpu_count() or 1
+        if backend == "local":
+            log.warning("sandbox backend 'local' isolates nothing: use it for trusted code only")
         if backend == "docker":
             image = image or sandbox_image.default_tag()
             if not sandbox_image.exists(image):
