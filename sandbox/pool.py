@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -63,6 +64,8 @@ class Sandbox:
         if backend == "local":
             log.warning("sandbox backend 'local' isolates nothing: use it for trusted code only")
         if backend == "docker":
+            if shutil.which("docker") is None:
+                raise RuntimeError("the docker backend needs the docker CLI on PATH")
             image = image or sandbox_image.default_tag()
             if not sandbox_image.exists(image):
                 raise RuntimeError(

@@ -1,5 +1,6 @@
 """Shared test set-up: paths to the repository and ../shared/data, and the rule that
-tests marked `docker` skip, with a one-line reason, when no Docker engine is reachable."""
+tests marked `docker` skip, with a one-line reason, when no Docker engine is reachable (and
+tests marked `namespace` when bubblewrap cannot make a jail)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,23 @@ def docker_unavailable_reason() -> str | None:
     return None
 
 
+@functools.cache
+def bwrap_unavailable_reason() -> str | None:
+    """None when bubblewrap can make a jail here, else why not (one line)."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    probe = subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:120]}"
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "docker" in item.keywords and (reason := docker_unavailable_reason()):
+            item.add_marker(pytest.mark.skip(reason=reason))
+        if "namespace" in item.keywords and (reason := bwrap_unavailable_reason()):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 

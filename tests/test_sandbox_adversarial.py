@@ -22,7 +22,7 @@ from tests.adversarial import MARK, PROGRAMS, SECRET_ENV, SECRET_VALUE, Hostile
 FAST = Limits(cpu_s=1.0, wall_s=3.0, memory_mb=256)
 CHECK = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(1, 1) == 2\n"
 BACKENDS = [pytest.param("docker", marks=pytest.mark.docker, id="docker"),
-            pytest.param("namespace", id="bwrap")]
+            pytest.param("namespace", marks=pytest.mark.namespace, id="bwrap")]
 
 
 def run_hostile(sb: Sandbox, hostile: Hostile):

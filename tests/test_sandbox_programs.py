@@ -13,7 +13,7 @@ from sandbox import AssertTest, CallTest, Limits, Sandbox, Status, StdioTest
 
 BACKENDS = [
     pytest.param("docker", marks=pytest.mark.docker, id="docker"),
-    pytest.param("namespace", id="bwrap"),
+    pytest.param("namespace", marks=pytest.mark.namespace, id="bwrap"),
     pytest.param("local", id="local"),
 ]
 
@@ -193,8 +193,12 @@ def test_a_dead_worker_is_retried_never_failed() -> None:
         assert sb.stats["retried"] >= 1 and sb.stats["replaced"] >= 1
 
 
-def test_unknown_backend_and_missing_image() -> None:
+def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="unknown sandbox backend"):
         Sandbox(backend="vm")
+
+
+@pytest.mark.docker
+def test_missing_image_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match=r"python -m sandbox\.image build"):
         Sandbox(backend="docker", image="restem-sandbox:does-not-exist")

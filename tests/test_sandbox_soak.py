@@ -52,7 +52,8 @@ def our_containers() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", [pytest.param("docker", marks=pytest.mark.docker), "namespace"])
+@pytest.mark.parametrize("backend", [pytest.param("docker", marks=pytest.mark.docker),
+     pytest.param("namespace", marks=pytest.mark.namespace)])
 def test_two_thousand_runs_leave_nothing_behind(backend: str) -> None:
     tmp_before = set(os.listdir(tempfile.gettempdir()))
     others = executor_processes()
