@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sandbox import image as sandbox_image
 from sandbox import judge
-from sandbox.backends import BACKENDS, WorkerSpec, launch
+from sandbox.backends import BACKENDS, WorkerSpec, cgroup_support, launch
 from sandbox.cases import AssertTest, CallTest, StdioTest
 from sandbox.compare import check_profile
 from sandbox.limits import Limits
@@ -211,6 +211,18 @@ class Sandbox:
             broken = answer is False or (isinstance(answer, dict) and "error" in answer)
             self._release(worker, force_replace=broken)
         return answers
+
+    def info(self) -> dict:
+        """What this pool is: backend, size, image, limits, and cgroup controllers in use."""
+        return {
+            "backend": self.backend,
+            "workers": self.size,
+            "busy": self._busy,
+            "image": self.spec.image,
+            "cgroups": cgroup_support() if self.backend == "namespace" else [],
+            "limits": self.limits.to_wire(),
+            **self.stats,
+        }
 
     def wait_ready(self, timeout_s: float = 120.0) -> bool:
         """Wait until every slot holds a started, idle worker."""

@@ -40,7 +40,6 @@ class Worker:
         if "ready" not in hello:
             self.close()
             raise WorkerError(f"worker {self.name} did not start: {hello}")
-        self.pid_inside = hello["ready"]
 
     def request(self, message: dict, timeout_s: float) -> dict:
         body = json.dumps(message, separators=(",", ":")).encode()

@@ -202,3 +202,11 @@ def test_unknown_backend() -> None:
 def test_missing_image_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match=r"python -m sandbox\.image build"):
         Sandbox(backend="docker", image="restem-sandbox:does-not-exist")
+
+
+def test_info_describes_the_pool(sb: Sandbox) -> None:
+    info = sb.info()
+    assert info["backend"] == sb.backend and info["workers"] == 2
+    assert info["limits"]["cpu_s"] == Limits().cpu_s and info["jobs"] >= 0
+    if sb.backend == "docker":
+        assert info["image"].startswith("restem-sandbox:")

@@ -1,12 +1,13 @@
 """The in-jail executor: reads framed jobs on stdin, forks one child per job, answers on stdout.
 
 It runs inside each warm container (or bubblewrap jail), normally as PID 1 of its own pid
-namespace, and is the only long-lived process there. Per job, the forked child gets a new
-session, a parent-death signal, a fresh working directory, pipes for stdin/stdout/stderr
-(and fd 3 for results), every other descriptor closed, a fixed environment, rlimits, and a
-seccomp filter installed last; then it runs the untrusted program. The parent enforces the
-deadlines from outside (CPU time from /proc, a wall limit against sleepers), drains the
-pipes with a cap, and when the child is gone kills everything the job left behind.
+namespace, and is the only long-lived process there. The child for the next job is forked
+and prepared ahead (`Standby`): a new session, a parent-death signal, the working
+directory, pipes for stdin/stdout/stderr (and fd 3 for results), every other descriptor
+closed, the fixed environment, and the seccomp filter installed last. When the job arrives
+on its pipe, the child sets the job's rlimits and runs the untrusted program. The parent
+enforces the deadlines from outside (CPU time from /proc, a wall limit against sleepers),
+drains the pipes with a cap, and when the child is gone kills everything the job left.
 
 The executor judges nothing: it reports raw observations (status, exit code or signal, CPU
 and wall time, peak memory, capped output, and for call jobs the typed JSON lines the child
@@ -200,8 +201,6 @@ def set_limits(limits: dict) -> None:
         (resource.RLIMIT_NOFILE, (limits["open_files"],) * 2),
         (resource.RLIMIT_CORE, (0, 0)),
     ]
-    if limits.get("nproc"):
-        pairs.append((resource.RLIMIT_NPROC, (limits["nproc"],) * 2))
     for which, value in pairs:
         resource.setrlimit(which, value)
 
