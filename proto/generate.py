@@ -23,7 +23,7 @@ def generate(out_dir: Path) -> list[Path]:
             f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}", *protos]
     if protoc.main(args) != 0:
         raise SystemExit(f"protoc failed on {protos}")
-    return sorted(p.relative_to(out_dir) for p in out_dir.rglob("*_pb2*.py*"))
+    return sorted(p.relative_to(out_dir) for p in (out_dir / "restem_proto").rglob("*_pb2*.py*"))
 
 
 def main() -> int:

@@ -9,17 +9,44 @@ from pathlib import Path
 from restem_client import __version__
 
 
+def read_token(path: Path | None) -> str | None:
+    """The bearer token from a file (never from the command line, where `ps` shows it)."""
+    if path is None:
+        return None
+    token = path.read_text().strip()
+    if not token:
+        raise SystemExit(f"restem: the token file {path} is empty")
+    return token
+
+
 def score(args: argparse.Namespace) -> int:
     from evals.score import default_output, score_file
-    from restem_client.local_verifier import LocalVerifier
+    from restem_client.requests import DictVerifier
 
     if not args.input.is_file():
         print(f"restem score: input file not found: {args.input}", file=sys.stderr)
         return 2
+    if args.server:
+        from restem_client.client import VerifierClient
+
+        verifier = VerifierClient(args.server, token=read_token(args.token_file))
+    else:
+        from restem_client.local_verifier import LocalVerifier
+
+        verifier = LocalVerifier(sandbox=None, timeout_s=args.timeout)
     output = args.output or default_output(args.input)
-    summary = score_file(args.input, output, LocalVerifier(timeout_s=args.timeout))
+    try:
+        summary = score_file(args.input, output, DictVerifier(verifier))
+    finally:
+        verifier.close()
     print(f"wrote {output}", file=sys.stderr)
     return 1 if summary.invalid else 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from verifier_server.server import main as serve_main
+
+    return serve_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="results JSONL (default: "
                    "<input>_results.jsonl beside the input)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per symbolic check")
+    p.add_argument("--server", help="verifier service, host:port (default: in this process)")
+    p.add_argument("--token-file", type=Path, help="file holding the service's bearer token")
     p.set_defaults(handler=score)
+
+    from verifier_server.server import build_parser as serve_options
+
+    p = commands.add_parser("serve", help="run the verifier as a gRPC service",
+                            description="Serve Verify, VerifyStream and GetInfo (plus health "
+                            "and reflection). Binds 127.0.0.1 unless told otherwise.")
+    serve_options(p)
+    p.set_defaults(handler=serve)
     return parser
 
 

@@ -115,8 +115,12 @@ class Sandbox:
         *,
         profile: str = "strict",
         run_all: bool = False,
+        deadline: float | None = None,
     ) -> RunResult:
-        """Run `program` against `tests` and judge it here, outside the sandbox."""
+        """Run `program` against `tests` and judge it here, outside the sandbox.
+
+        `deadline` (time.monotonic()) caps every job's wall limit by the time left, so a
+        caller's deadline kills the program; a run with no time left is a TIMEOUT."""
         if not isinstance(program, str):
             raise ValueError(f"program must be a string, got {type(program).__name__}")
         if not tests:
@@ -141,8 +145,9 @@ class Sandbox:
             return waiting.result()
         try:
             start = time.monotonic()
+            send = self._send if deadline is None else self._deadline_sender(deadline)
             try:
-                result = judge.run_tests(self._send, program, tests, limits, profile, run_all)
+                result = judge.run_tests(send, program, tests, limits, profile, run_all)
             except judge.SandboxFailure as exc:
                 result = RunResult(Status.SANDBOX_ERROR, detail=str(exc)[:2000])
             result = RunResult(result.verdict, result.tests, result.forgeable, result.detail,
@@ -154,7 +159,8 @@ class Sandbox:
         finally:
             with self._lock:
                 self._in_flight.pop(key, None)
-        if result.verdict is not Status.SANDBOX_ERROR:
+        caller_specific = deadline is not None and result.verdict is Status.TIMEOUT
+        if result.verdict is not Status.SANDBOX_ERROR and not caller_specific:
             with self._lock:
                 self._cache[key] = result
                 while len(self._cache) > self._cache_size:  # cache_size=0: no caching
@@ -254,6 +260,18 @@ class Sandbox:
         self.close()
 
     # ------------------------------------------------------------------ workers
+
+    def _deadline_sender(self, deadline: float) -> judge.Send:
+        def send(job: dict) -> Execution:
+            left = deadline - time.monotonic()
+            if left <= 0.01:
+                return Execution(Status.TIMEOUT, detail="the request's deadline passed")
+            wire = dict(job["limits"])
+            wire["wall_s"] = min(wire["wall_s"], left)
+            wire["cpu_s"] = min(wire["cpu_s"], left)
+            return self._send({**job, "limits": wire})
+
+        return send
 
     def _send(self, job: dict) -> Execution:
         """Run one job on an idle worker (each job takes a worker only while it runs, so the

@@ -24,47 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erestem_proto/v1/verifier.proto\x12\x12restem.verifier.v1\"\xca\x01\n\rVerifyRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttimeout_s\x18\x02 \x01(\x01\x12,\n\x04math\x18\n \x01(\x0b\x32\x1c.restem.verifier.v1.MathTaskH\x00\x12.\n\x05\x65xact\x18\x0b \x01(\x0b\x32\x1d.restem.verifier.v1.ExactTaskH\x00\x12,\n\x04\x63ode\x18\x0c \x01(\x0b\x32\x1c.restem.verifier.v1.CodeTaskH\x00\x42\x06\n\x04task\"i\n\x08MathTask\x12\x12\n\ncompletion\x18\x01 \x01(\t\x12\x0c\n\x04gold\x18\x02 \x01(\t\x12\x0f\n\x07\x65xtract\x18\x03 \x01(\x08\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.restem.verifier.v1.MathMode\"F\n\tExactTask\x12\x12\n\ncompletion\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x15\n\ranswer_format\x18\x03 \x01(\t\"\x90\x01\n\x06Limits\x12\x12\n\ncpu_time_s\x18\x01 \x01(\x01\x12\x13\n\x0bwall_time_s\x18\x02 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x15\n\rmax_processes\x18\x04 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x05 \x01(\x03\x12\x16\n\x0emax_file_bytes\x18\x06 \x01(\x03\"3\n\tStdioCase\x12\r\n\x05stdin\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpected_stdout\x18\x02 \x01(\t\":\n\nStdioTests\x12,\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x1d.restem.verifier.v1.StdioCase\"4\n\x08\x43\x61llCase\x12\x11\n\targs_json\x18\x01 \x01(\t\x12\x15\n\rexpected_json\x18\x02 \x01(\t\"I\n\tCallTests\x12\x0f\n\x07\x66n_name\x18\x01 \x01(\t\x12+\n\x05\x63\x61ses\x18\x02 \x03(\x0b\x32\x1c.restem.verifier.v1.CallCase\"5\n\x0b\x41ssertTests\x12\x11\n\ttest_code\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntry_point\x18\x02 \x01(\t\"\xb0\x02\n\x08\x43odeTask\x12\x0f\n\x07program\x18\x01 \x01(\t\x12/\n\x05stdio\x18\x02 \x01(\x0b\x32\x1e.restem.verifier.v1.StdioTestsH\x00\x12-\n\x04\x63\x61ll\x18\x03 \x01(\x0b\x32\x1d.restem.verifier.v1.CallTestsH\x00\x12\x32\n\x07\x61sserts\x18\x04 \x01(\x0b\x32\x1f.restem.verifier.v1.AssertTestsH\x00\x12*\n\x06limits\x18\x05 \x01(\x0b\x32\x1a.restem.verifier.v1.Limits\x12\x33\n\x07profile\x18\x06 \x01(\x0e\x32\".restem.verifier.v1.CompareProfile\x12\x15\n\rrun_all_tests\x18\x07 \x01(\x08\x42\x07\n\x05tests\"\xa6\x01\n\nTestResult\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12,\n\x07verdict\x18\x02 \x01(\x0e\x32\x1b.restem.verifier.v1.Verdict\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x0e\n\x06stdout\x18\x04 \x01(\t\x12\x0e\n\x06stderr\x18\x05 \x01(\t\x12\x12\n\ncpu_time_s\x18\x06 \x01(\x01\x12\x13\n\x0bwall_time_s\x18\x07 \x01(\x01\"\x8f\x02\n\x0eVerifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x07verdict\x18\x02 \x01(\x0e\x32\x1b.restem.verifier.v1.Verdict\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x11\n\textracted\x18\x04 \x01(\t\x12\x11\n\tcanonical\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12-\n\x05tests\x18\x07 \x03(\x0b\x32\x1e.restem.verifier.v1.TestResult\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x11\n\tforgeable\x18\t \x01(\x08\x12\x12\n\nelapsed_ms\x18\n \x01(\x01\x12\x10\n\x08queue_ms\x18\x0b \x01(\x01\"\x10\n\x0eGetInfoRequest\"\xc8\x01\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10sandbox_backends\x18\x02 \x03(\t\x12\x17\n\x0fsandbox_workers\x18\x03 \x01(\x05\x12\x14\n\x0cmath_workers\x18\x04 \x01(\x05\x12\x11\n\tmax_queue\x18\x05 \x01(\x05\x12\x32\n\x0e\x64\x65\x66\x61ult_limits\x18\x06 \x01(\x0b\x32\x1a.restem.verifier.v1.Limits\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\x03*N\n\x08MathMode\x12\x19\n\x15MATH_MODE_UNSPECIFIED\x10\x00\x12\x12\n\x0eMATH_MODE_MATH\x10\x01\x12\x13\n\x0fMATH_MODE_GSM8K\x10\x02*\x87\x01\n\x0e\x43ompareProfile\x12\x1f\n\x1b\x43OMPARE_PROFILE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPARE_PROFILE_STRICT\x10\x01\x12\x18\n\x14\x43OMPARE_PROFILE_APPS\x10\x02\x12\x1e\n\x1a\x43OMPARE_PROFILE_HUMAN_EVAL\x10\x03*\xc4\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x08\n\x04PASS\x10\x01\x12\x08\n\x04\x46\x41IL\x10\x02\x12\r\n\tNO_ANSWER\x10\x03\x12\x11\n\rCOMPILE_ERROR\x10\x04\x12\x11\n\rRUNTIME_ERROR\x10\x05\x12\x0b\n\x07TIMEOUT\x10\x06\x12\x10\n\x0cMEMORY_LIMIT\x10\x07\x12\x10\n\x0cOUTPUT_LIMIT\x10\x08\x12\x11\n\rSANDBOX_ERROR\x10\t\x12\x13\n\x0fINVALID_REQUEST\x10\n2\x85\x02\n\x08Verifier\x12O\n\x06Verify\x12!.restem.verifier.v1.VerifyRequest\x1a\".restem.verifier.v1.VerifyResponse\x12Y\n\x0cVerifyStream\x12!.restem.verifier.v1.VerifyRequest\x1a\".restem.verifier.v1.VerifyResponse(\x01\x30\x01\x12M\n\x07GetInfo\x12\".restem.verifier.v1.GetInfoRequest\x1a\x1e.restem.verifier.v1.ServerInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erestem_proto/v1/verifier.proto\x12\x12restem.verifier.v1\"\xca\x01\n\rVerifyRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttimeout_s\x18\x02 \x01(\x01\x12,\n\x04math\x18\n \x01(\x0b\x32\x1c.restem.verifier.v1.MathTaskH\x00\x12.\n\x05\x65xact\x18\x0b \x01(\x0b\x32\x1d.restem.verifier.v1.ExactTaskH\x00\x12,\n\x04\x63ode\x18\x0c \x01(\x0b\x32\x1c.restem.verifier.v1.CodeTaskH\x00\x42\x06\n\x04task\"i\n\x08MathTask\x12\x12\n\ncompletion\x18\x01 \x01(\t\x12\x0c\n\x04gold\x18\x02 \x01(\t\x12\x0f\n\x07\x65xtract\x18\x03 \x01(\x08\x12*\n\x04mode\x18\x04 \x01(\x0e\x32\x1c.restem.verifier.v1.MathMode\"W\n\tExactTask\x12\x12\n\ncompletion\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x15\n\ranswer_format\x18\x03 \x01(\t\x12\x0f\n\x07\x65xtract\x18\x04 \x01(\x08\"\x90\x01\n\x06Limits\x12\x12\n\ncpu_time_s\x18\x01 \x01(\x01\x12\x13\n\x0bwall_time_s\x18\x02 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x15\n\rmax_processes\x18\x04 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x05 \x01(\x03\x12\x16\n\x0emax_file_bytes\x18\x06 \x01(\x03\"3\n\tStdioCase\x12\r\n\x05stdin\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpected_stdout\x18\x02 \x01(\t\":\n\nStdioTests\x12,\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x1d.restem.verifier.v1.StdioCase\"4\n\x08\x43\x61llCase\x12\x11\n\targs_json\x18\x01 \x01(\t\x12\x15\n\rexpected_json\x18\x02 \x01(\t\"I\n\tCallTests\x12\x0f\n\x07\x66n_name\x18\x01 \x01(\t\x12+\n\x05\x63\x61ses\x18\x02 \x03(\x0b\x32\x1c.restem.verifier.v1.CallCase\"E\n\x0b\x41ssertTests\x12\x11\n\ttest_code\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntry_point\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\"\xb0\x02\n\x08\x43odeTask\x12\x0f\n\x07program\x18\x01 \x01(\t\x12/\n\x05stdio\x18\x02 \x01(\x0b\x32\x1e.restem.verifier.v1.StdioTestsH\x00\x12-\n\x04\x63\x61ll\x18\x03 \x01(\x0b\x32\x1d.restem.verifier.v1.CallTestsH\x00\x12\x32\n\x07\x61sserts\x18\x04 \x01(\x0b\x32\x1f.restem.verifier.v1.AssertTestsH\x00\x12*\n\x06limits\x18\x05 \x01(\x0b\x32\x1a.restem.verifier.v1.Limits\x12\x33\n\x07profile\x18\x06 \x01(\x0e\x32\".restem.verifier.v1.CompareProfile\x12\x15\n\rrun_all_tests\x18\x07 \x01(\x08\x42\x07\n\x05tests\"\xb6\x01\n\nTestResult\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12,\n\x07verdict\x18\x02 \x01(\x0e\x32\x1b.restem.verifier.v1.Verdict\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x0e\n\x06stdout\x18\x04 \x01(\t\x12\x0e\n\x06stderr\x18\x05 \x01(\t\x12\x12\n\ncpu_time_s\x18\x06 \x01(\x01\x12\x13\n\x0bwall_time_s\x18\x07 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"\x8f\x02\n\x0eVerifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x07verdict\x18\x02 \x01(\x0e\x32\x1b.restem.verifier.v1.Verdict\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x11\n\textracted\x18\x04 \x01(\t\x12\x11\n\tcanonical\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12-\n\x05tests\x18\x07 \x03(\x0b\x32\x1e.restem.verifier.v1.TestResult\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x11\n\tforgeable\x18\t \x01(\x08\x12\x12\n\nelapsed_ms\x18\n \x01(\x01\x12\x10\n\x08queue_ms\x18\x0b \x01(\x01\"\x10\n\x0eGetInfoRequest\"\xdb\x01\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10sandbox_backends\x18\x02 \x03(\t\x12\x17\n\x0fsandbox_workers\x18\x03 \x01(\x05\x12\x14\n\x0cmath_workers\x18\x04 \x01(\x05\x12\x11\n\tmax_queue\x18\x05 \x01(\x05\x12\x32\n\x0e\x64\x65\x66\x61ult_limits\x18\x06 \x01(\x0b\x32\x1a.restem.verifier.v1.Limits\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\x03\x12\x11\n\tin_flight\x18\x08 \x01(\x05*N\n\x08MathMode\x12\x19\n\x15MATH_MODE_UNSPECIFIED\x10\x00\x12\x12\n\x0eMATH_MODE_MATH\x10\x01\x12\x13\n\x0fMATH_MODE_GSM8K\x10\x02*\x87\x01\n\x0e\x43ompareProfile\x12\x1f\n\x1b\x43OMPARE_PROFILE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPARE_PROFILE_STRICT\x10\x01\x12\x18\n\x14\x43OMPARE_PROFILE_APPS\x10\x02\x12\x1e\n\x1a\x43OMPARE_PROFILE_HUMAN_EVAL\x10\x03*\xc4\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x08\n\x04PASS\x10\x01\x12\x08\n\x04\x46\x41IL\x10\x02\x12\r\n\tNO_ANSWER\x10\x03\x12\x11\n\rCOMPILE_ERROR\x10\x04\x12\x11\n\rRUNTIME_ERROR\x10\x05\x12\x0b\n\x07TIMEOUT\x10\x06\x12\x10\n\x0cMEMORY_LIMIT\x10\x07\x12\x10\n\x0cOUTPUT_LIMIT\x10\x08\x12\x11\n\rSANDBOX_ERROR\x10\t\x12\x13\n\x0fINVALID_REQUEST\x10\n2\x85\x02\n\x08Verifier\x12O\n\x06Verify\x12!.restem.verifier.v1.VerifyRequest\x1a\".restem.verifier.v1.VerifyResponse\x12Y\n\x0cVerifyStream\x12!.restem.verifier.v1.VerifyRequest\x1a\".restem.verifier.v1.VerifyResponse(\x01\x30\x01\x12M\n\x07GetInfo\x12\".restem.verifier.v1.GetInfoRequest\x1a\x1e.restem.verifier.v1.ServerInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'restem_proto.v1.verifier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATHMODE']._serialized_start=1853
-  _globals['_MATHMODE']._serialized_end=1931
-  _globals['_COMPAREPROFILE']._serialized_start=1934
-  _globals['_COMPAREPROFILE']._serialized_end=2069
-  _globals['_VERDICT']._serialized_start=2072
-  _globals['_VERDICT']._serialized_end=2268
+  _globals['_MATHMODE']._serialized_start=1921
+  _globals['_MATHMODE']._serialized_end=1999
+  _globals['_COMPAREPROFILE']._serialized_start=2002
+  _globals['_COMPAREPROFILE']._serialized_end=2137
+  _globals['_VERDICT']._serialized_start=2140
+  _globals['_VERDICT']._serialized_end=2336
   _globals['_VERIFYREQUEST']._serialized_start=55
   _globals['_VERIFYREQUEST']._serialized_end=257
   _globals['_MATHTASK']._serialized_start=259
   _globals['_MATHTASK']._serialized_end=364
   _globals['_EXACTTASK']._serialized_start=366
-  _globals['_EXACTTASK']._serialized_end=436
-  _globals['_LIMITS']._serialized_start=439
-  _globals['_LIMITS']._serialized_end=583
-  _globals['_STDIOCASE']._serialized_start=585
-  _globals['_STDIOCASE']._serialized_end=636
-  _globals['_STDIOTESTS']._serialized_start=638
-  _globals['_STDIOTESTS']._serialized_end=696
-  _globals['_CALLCASE']._serialized_start=698
-  _globals['_CALLCASE']._serialized_end=750
-  _globals['_CALLTESTS']._serialized_start=752
-  _globals['_CALLTESTS']._serialized_end=825
-  _globals['_ASSERTTESTS']._serialized_start=827
-  _globals['_ASSERTTESTS']._serialized_end=880
-  _globals['_CODETASK']._serialized_start=883
-  _globals['_CODETASK']._serialized_end=1187
-  _globals['_TESTRESULT']._serialized_start=1190
-  _globals['_TESTRESULT']._serialized_end=1356
-  _globals['_VERIFYRESPONSE']._serialized_start=1359
-  _globals['_VERIFYRESPONSE']._serialized_end=1630
-  _globals['_GETINFOREQUEST']._serialized_start=1632
-  _globals['_GETINFOREQUEST']._serialized_end=1648
-  _globals['_SERVERINFO']._serialized_start=1651
-  _globals['_SERVERINFO']._serialized_end=1851
-  _globals['_VERIFIER']._serialized_start=2271
-  _globals['_VERIFIER']._serialized_end=2532
+  _globals['_EXACTTASK']._serialized_end=453
+  _globals['_LIMITS']._serialized_start=456
+  _globals['_LIMITS']._serialized_end=600
+  _globals['_STDIOCASE']._serialized_start=602
+  _globals['_STDIOCASE']._serialized_end=653
+  _globals['_STDIOTESTS']._serialized_start=655
+  _globals['_STDIOTESTS']._serialized_end=713
+  _globals['_CALLCASE']._serialized_start=715
+  _globals['_CALLCASE']._serialized_end=767
+  _globals['_CALLTESTS']._serialized_start=769
+  _globals['_CALLTESTS']._serialized_end=842
+  _globals['_ASSERTTESTS']._serialized_start=844
+  _globals['_ASSERTTESTS']._serialized_end=913
+  _globals['_CODETASK']._serialized_start=916
+  _globals['_CODETASK']._serialized_end=1220
+  _globals['_TESTRESULT']._serialized_start=1223
+  _globals['_TESTRESULT']._serialized_end=1405
+  _globals['_VERIFYRESPONSE']._serialized_start=1408
+  _globals['_VERIFYRESPONSE']._serialized_end=1679
+  _globals['_GETINFOREQUEST']._serialized_start=1681
+  _globals['_GETINFOREQUEST']._serialized_end=1697
+  _globals['_SERVERINFO']._serialized_start=1700
+  _globals['_SERVERINFO']._serialized_end=1919
+  _globals['_VERIFIER']._serialized_start=2339
+  _globals['_VERIFIER']._serialized_end=2600
 # @@protoc_insertion_point(module_scope)

@@ -79,14 +79,16 @@ class MathTask(_message.Message):
     def __init__(self, completion: _Optional[str] = ..., gold: _Optional[str] = ..., extract: _Optional[bool] = ..., mode: _Optional[_Union[MathMode, str]] = ...) -> None: ...
 
 class ExactTask(_message.Message):
-    __slots__ = ("completion", "target", "answer_format")
+    __slots__ = ("completion", "target", "answer_format", "extract")
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    EXTRACT_FIELD_NUMBER: _ClassVar[int]
     completion: str
     target: str
     answer_format: str
-    def __init__(self, completion: _Optional[str] = ..., target: _Optional[str] = ..., answer_format: _Optional[str] = ...) -> None: ...
+    extract: bool
+    def __init__(self, completion: _Optional[str] = ..., target: _Optional[str] = ..., answer_format: _Optional[str] = ..., extract: _Optional[bool] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("cpu_time_s", "wall_time_s", "memory_bytes", "max_processes", "max_output_bytes", "max_file_bytes")
@@ -135,12 +137,14 @@ class CallTests(_message.Message):
     def __init__(self, fn_name: _Optional[str] = ..., cases: _Optional[_Iterable[_Union[CallCase, _Mapping]]] = ...) -> None: ...
 
 class AssertTests(_message.Message):
-    __slots__ = ("test_code", "entry_point")
+    __slots__ = ("test_code", "entry_point", "prompt")
     TEST_CODE_FIELD_NUMBER: _ClassVar[int]
     ENTRY_POINT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
     test_code: str
     entry_point: str
-    def __init__(self, test_code: _Optional[str] = ..., entry_point: _Optional[str] = ...) -> None: ...
+    prompt: str
+    def __init__(self, test_code: _Optional[str] = ..., entry_point: _Optional[str] = ..., prompt: _Optional[str] = ...) -> None: ...
 
 class CodeTask(_message.Message):
     __slots__ = ("program", "stdio", "call", "asserts", "limits", "profile", "run_all_tests")
@@ -161,7 +165,7 @@ class CodeTask(_message.Message):
     def __init__(self, program: _Optional[str] = ..., stdio: _Optional[_Union[StdioTests, _Mapping]] = ..., call: _Optional[_Union[CallTests, _Mapping]] = ..., asserts: _Optional[_Union[AssertTests, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., profile: _Optional[_Union[CompareProfile, str]] = ..., run_all_tests: _Optional[bool] = ...) -> None: ...
 
 class TestResult(_message.Message):
-    __slots__ = ("passed", "verdict", "exit_code", "stdout", "stderr", "cpu_time_s", "wall_time_s")
+    __slots__ = ("passed", "verdict", "exit_code", "stdout", "stderr", "cpu_time_s", "wall_time_s", "detail")
     PASSED_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +173,7 @@ class TestResult(_message.Message):
     STDERR_FIELD_NUMBER: _ClassVar[int]
     CPU_TIME_S_FIELD_NUMBER: _ClassVar[int]
     WALL_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
     passed: bool
     verdict: Verdict
     exit_code: int
@@ -176,7 +181,8 @@ class TestResult(_message.Message):
     stderr: str
     cpu_time_s: float
     wall_time_s: float
-    def __init__(self, passed: _Optional[bool] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cpu_time_s: _Optional[float] = ..., wall_time_s: _Optional[float] = ...) -> None: ...
+    detail: str
+    def __init__(self, passed: _Optional[bool] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cpu_time_s: _Optional[float] = ..., wall_time_s: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("request_id", "verdict", "reward", "extracted", "canonical", "rule", "tests", "message", "forgeable", "elapsed_ms", "queue_ms")
@@ -209,7 +215,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "sandbox_backends", "sandbox_workers", "math_workers", "max_queue", "default_limits", "max_message_bytes")
+    __slots__ = ("version", "sandbox_backends", "sandbox_workers", "math_workers", "max_queue", "default_limits", "max_message_bytes", "in_flight")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_BACKENDS_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_WORKERS_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +223,7 @@ class ServerInfo(_message.Message):
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_LIMITS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     version: str
     sandbox_backends: _containers.RepeatedScalarFieldContainer[str]
     sandbox_workers: int
@@ -224,4 +231,5 @@ class ServerInfo(_message.Message):
     max_queue: int
     default_limits: Limits
     max_message_bytes: int
-    def __init__(self, version: _Optional[str] = ..., sandbox_backends: _Optional[_Iterable[str]] = ..., sandbox_workers: _Optional[int] = ..., math_workers: _Optional[int] = ..., max_queue: _Optional[int] = ..., default_limits: _Optional[_Union[Limits, _Mapping]] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    in_flight: int
+    def __init__(self, version: _Optional[str] = ..., sandbox_backends: _Optional[_Iterable[str]] = ..., sandbox_workers: _Optional[int] = ..., math_workers: _Optional[int] = ..., max_queue: _Optional[int] = ..., default_limits: _Optional[_Union[Limits, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., in_flight: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,249 @@
+"""`VerifierClient` and `AsyncVerifierClient`: the verifier service over gRPC.
+
+    client = VerifierClient("127.0.0.1:50051", token=..., max_in_flight=256)
+    client.verify(math_request(completion, gold))            # one request
+    client.verify_many(requests, progress=True)              # a stream, results in input order
+
+`target` is "host:port", "dns:///host:port" (every address the name resolves to) or a list
+of "host:port" replicas; requests are balanced with gRPC's round_robin policy. `token` is
+sent as `authorization: Bearer ...`; `tls` is True (system roots) or a `Tls` with the
+server's CA and, for mTLS, a client certificate and key.
+
+Nothing is lost or answered twice: `verify_many` sends each request with a batch-unique id,
+keeps the ones not answered yet, and after UNAVAILABLE or RESOURCE_EXHAUSTED (only those)
+reconnects with exponential backoff and sends just those again. Answers that arrive twice
+(a request the server finished just before the connection broke) are dropped by id. At
+most `max_in_flight` requests are outstanding at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from tqdm import tqdm
+
+from restem_proto.v1 import verifier_pb2 as pb
+from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca: Path | None = None  # PEM roots to trust (None: the system's)
+    cert: Path | None = None  # client certificate (mTLS)
+    key: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        read = lambda p: p.read_bytes() if p else None  # noqa: E731
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
+def _channel_args(target: str | list[str], max_message_mb: int):
+    if isinstance(target, list):
+        target = "ipv4:" + ",".join(target) if target else ""
+    if not target:
+        raise ValueError("a verifier target is needed (host:port, dns:///host:port, or a list)")
+    options = [
+        ("grpc.lb_policy_name", "round_robin"),
+        ("grpc.max_receive_message_length", max_message_mb * 2**20),
+        ("grpc.max_send_message_length", max_message_mb * 2**20),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.enable_retries", 0),  # retries are ours, with exactly-once bookkeeping
+    ]
+    return target, options
+
+
+def _credentials(tls: Tls | bool | None) -> grpc.ChannelCredentials | None:
+    if tls is None or tls is False:
+        return None
+    return (tls if isinstance(tls, Tls) else Tls()).credentials()
+
+
+class _Batch:
+    """The bookkeeping of one verify_many: wire ids, answers, what is still missing."""
+
+    def __init__(self, requests: list[pb.VerifyRequest]) -> None:
+        prefix = uuid.uuid4().hex[:12]
+        self.wire: list[pb.VerifyRequest] = []
+        for i, request in enumerate(requests):
+            copy = pb.VerifyRequest()
+            copy.CopyFrom(request)
+            copy.request_id = f"{prefix}:{i}"
+            self.wire.append(copy)
+        self.caller_ids = [r.request_id for r in requests]
+        self.answers: list[pb.VerifyResponse | None] = [None] * len(requests)
+        self.duplicates = 0
+
+    def missing(self) -> list[int]:
+        return [i for i, a in enumerate(self.answers) if a is None]
+
+    def accept(self, response: pb.VerifyResponse) -> bool:
+        """Store an answer; False for an unknown or repeated id."""
+        try:
+            index = int(response.request_id.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            return False
+        if not 0 <= index < len(self.answers) or self.answers[index] is not None:
+            self.duplicates += 1
+            return False
+        response.request_id = self.caller_ids[index]
+        self.answers[index] = response
+        return True
+
+
+class VerifierClient:
+    def __init__(self, target: str | list[str], *, token: str | None = None,
+                 tls: Tls | bool | None = None, max_in_flight: int = 256, retries: int = 8,
+                 backoff_s: float = 0.2, max_message_mb: int = 64) -> None:
+        address, options = _channel_args(target, max_message_mb)
+        credentials = _credentials(tls)
+        self.channel = (grpc.secure_channel(address, credentials, options) if credentials
+                        else grpc.insecure_channel(address, options))
+        self.stub = pb_grpc.VerifierStub(self.channel)
+        self.metadata = [("authorization", f"Bearer {token}")] if token else []
+        self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
+
+    def _retrying(self, call):
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or attempt == self.retries:
+                    raise
+                time.sleep(min(self.backoff_s * 2**attempt, 10.0))
+        raise AssertionError("unreachable")
+
+    def verify(
+        self, request: pb.VerifyRequest, timeout_s: float | None = None
+    ) -> pb.VerifyResponse:
+        return self._retrying(
+            lambda: self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata,
+                                     wait_for_ready=True)
+        )
+
+    def info(self) -> pb.ServerInfo:
+        return self._retrying(lambda: self.stub.GetInfo(pb.GetInfoRequest(),
+                                                         metadata=self.metadata))
+
+    def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
+                    timeout_s: float | None = None) -> list[pb.VerifyResponse]:
+        """Every request answered once, in input order."""
+        batch = _Batch(list(requests))
+        bar = tqdm(total=len(batch.wire), disable=not progress, unit="req", desc="verify")
+        attempt = 0
+        while missing := batch.missing():
+            if attempt:
+                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 10.0))
+            try:
+                self._stream(batch, missing, bar, timeout_s)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or attempt >= self.retries:
+                    bar.close()
+                    raise
+            attempt += 1  # a stream that ended early counts too
+            if batch.missing() and attempt > self.retries:
+                bar.close()
+                raise RuntimeError(f"{len(batch.missing())} requests unanswered after retries")
+        bar.close()
+        return batch.answers  # type: ignore[return-value]
+
+    def _stream(self, batch: _Batch, indices: list[int], bar: tqdm, timeout_s) -> None:
+        slots = threading.Semaphore(self.max_in_flight)
+        done = threading.Event()
+
+        def outgoing() -> Iterator[pb.VerifyRequest]:
+            for i in indices:
+                while not slots.acquire(timeout=0.2):
+                    if done.is_set():
+                        return
+                if done.is_set():
+                    return
+                yield batch.wire[i]
+
+        call = self.stub.VerifyStream(outgoing(), timeout=timeout_s, metadata=self.metadata,
+                                      wait_for_ready=True)
+        try:
+            for response in call:
+                slots.release()
+                if batch.accept(response):
+                    bar.update(1)
+        finally:
+            done.set()
+            call.cancel()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> VerifierClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncVerifierClient:
+    """The same, for asyncio code (grpc.aio)."""
+
+    def __init__(self, target: str | list[str], *, token: str | None = None,
+                 tls: Tls | bool | None = None, max_in_flight: int = 256, retries: int = 8,
+                 backoff_s: float = 0.2, max_message_mb: int = 64) -> None:
+        address, options = _channel_args(target, max_message_mb)
+        credentials = _credentials(tls)
+        self.channel = (grpc.aio.secure_channel(address, credentials, options) if credentials
+                        else grpc.aio.insecure_channel(address, options))
+        self.stub = pb_grpc.VerifierStub(self.channel)
+        self.metadata = [("authorization", f"Bearer {token}")] if token else []
+        self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
+
+    async def verify(self, request: pb.VerifyRequest,
+                     timeout_s: float | None = None) -> pb.VerifyResponse:
+        for attempt in range(self.retries + 1):
+            try:
+                return await self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata,
+                                              wait_for_ready=True)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE or attempt == self.retries:
+                    raise
+                await asyncio.sleep(min(self.backoff_s * 2**attempt, 10.0))
+        raise AssertionError("unreachable")
+
+    async def verify_many(self, requests: Iterable[pb.VerifyRequest], *,
+                          progress: bool = False) -> list[pb.VerifyResponse]:
+        batch = _Batch(list(requests))
+        bar = tqdm(total=len(batch.wire), disable=not progress, unit="req", desc="verify")
+        attempt = 0
+        while missing := batch.missing():
+            slots = asyncio.Semaphore(self.max_in_flight)
+
+            async def outgoing(indices=missing, slots=slots):
+                for i in indices:
+                    await slots.acquire()
+                    yield batch.wire[i]
+
+            call = self.stub.VerifyStream(outgoing(), metadata=self.metadata, wait_for_ready=True)
+            try:
+                async for response in call:
+                    slots.release()
+                    if batch.accept(response):
+                        bar.update(1)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE or attempt >= self.retries:
+                    bar.close()
+                    raise
+                await asyncio.sleep(min(self.backoff_s * 2**attempt, 10.0))
+                attempt += 1
+            finally:
+                call.cancel()
+        bar.close()
+        return batch.answers  # type: ignore[return-value]
+
+    async def close(self) -> None:
+        await self.channel.close()

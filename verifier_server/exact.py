@@ -1,0 +1,57 @@
+"""Exact-match answers in the style of BIG-Bench Hard: multiple-choice letters, words,
+numbers and short strings.
+
+Extraction follows the 3-shot chain-of-thought prompts, whose exemplars end with
+"So the answer is X.": the text after the last "the answer is", up to the end of its line,
+without a trailing period. Comparison is exact after trimming whitespace and ignoring case
+(as lm-evaluation-harness scores BBH). For multiple choice (a target such as "(B)") the
+answer's option letter must match: "(B)", "B" and "(B) 12 apples" all give B.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ANSWER_IS = re.compile(r"the answer is\s*:?\s*(.+)", re.IGNORECASE)
+_OPTION = re.compile(r"^\(?([A-R])\)?(?:$|[\s.:,)])")
+_TARGET_OPTION = re.compile(r"^\(([A-R])\)$")
+
+
+@dataclass(frozen=True)
+class ExactVerdict:
+    verdict: str  # PASS, FAIL, NO_ANSWER
+    extracted: str
+
+
+def extract(completion: str) -> str | None:
+    """The answer after the last "the answer is", or None."""
+    found = None
+    for line in completion.splitlines():
+        for match in _ANSWER_IS.finditer(line):
+            found = match.group(1)
+    if found is None:
+        return None
+    answer = found.strip()
+    while answer.endswith((".", "*")) and len(answer) > 1:  # "(B)." and markdown bold
+        answer = answer[:-1].rstrip()
+    return answer.strip("*").strip()
+
+
+def check_exact(completion: str, target: str, *, extract_answer: bool = True,
+                answer_format: str = "") -> ExactVerdict:
+    answer = extract(completion) if extract_answer else completion.strip()
+    if not answer:
+        return ExactVerdict("NO_ANSWER", "")
+    target = target.strip()
+    multiple_choice = answer_format == "multiple_choice" or (
+        not answer_format and _TARGET_OPTION.match(target) is not None
+    )
+    if multiple_choice:
+        want = _OPTION.match(target)
+        got = _OPTION.match(answer)
+        if got is None:
+            return ExactVerdict("FAIL", answer)
+        ok = want is not None and got.group(1) == want.group(1)
+        return ExactVerdict("PASS" if ok else "FAIL", f"({got.group(1)})")
+    return ExactVerdict("PASS" if answer.casefold() == target.casefold() else "FAIL", answer)

@@ -1,0 +1,150 @@
+"""`restem serve`: the verifier as a gRPC server.
+
+    restem serve [--host 127.0.0.1] [--port 50051] [--sandbox docker|namespace|none]
+                 [--sandbox-workers N] [--token-file F] [--tls-cert C --tls-key K [--client-ca A]]
+                 [--metrics-port P] [--max-queue N] [--insecure] ...
+
+Order matters: the Verifier (math workers, sandbox pool) starts before the gRPC server,
+because gRPC in Python must not fork once it runs. Binding anything but loopback needs a
+token or TLS, unless --insecure says otherwise. The token is read from a file, never from
+the command line (where `ps` shows it). Health (`grpc.health.v1`) and reflection (grpcurl)
+are served. SIGTERM or SIGINT: health turns NOT_SERVING, in-flight requests finish (up to
+--grace seconds), then the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from restem_proto.v1 import verifier_pb2 as pb
+from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
+from verifier_server.core import Verifier
+from verifier_server.service import BearerToken, VerifierService
+
+log = logging.getLogger("restem.serve")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Verifier"].full_name
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="restem serve", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
+    p.add_argument("--sandbox", default="docker", choices=["docker", "namespace", "local", "none"],
+                   help="where code runs ('none': math and exact only)")
+    p.add_argument("--sandbox-workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--threads", type=int, default=0, help="request threads (default 4 x workers)")
+    p.add_argument("--max-queue", type=int, default=4096, help="requests admitted at once")
+    p.add_argument("--token-file", type=Path, help="file holding the bearer token clients send")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain")
+    p.add_argument("--tls-key", type=Path, help="PEM private key")
+    p.add_argument("--client-ca", type=Path, help="PEM CA: require client certificates (mTLS)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--max-message-mb", type=int, default=64)
+    p.add_argument("--keepalive-s", type=float, default=60.0)
+    p.add_argument("--grace", type=float, default=60.0, help="seconds to finish work on SIGTERM")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback address without token or TLS")
+    p.add_argument("--port-file", type=Path, help="write the bound port here once serving")
+    return p
+
+
+def check_exposure(args: argparse.Namespace) -> str | None:
+    """Why this configuration must not start, or None."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return "--tls-cert and --tls-key go together"
+    if args.client_ca and not args.tls_cert:
+        return "--client-ca needs --tls-cert and --tls-key"
+    exposed = args.host not in LOOPBACK
+    if exposed and not (args.token_file or args.tls_cert or args.insecure):
+        return (f"refusing to serve on {args.host} without --token-file or TLS "
+                "(pass --insecure to do it anyway)")
+    return None
+
+
+def read_token(path: Path) -> str:
+    token = path.read_text().strip()
+    if not token:
+        raise SystemExit(f"restem serve: the token file {path} is empty")
+    return token
+
+
+async def serve(args: argparse.Namespace, verifier: Verifier) -> None:
+    limit = args.max_message_mb * 2**20
+    keepalive_ms = int(args.keepalive_s * 1000)
+    options = [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+    interceptors = [BearerToken(read_token(args.token_file))] if args.token_file else []
+    server = grpc.aio.server(interceptors=interceptors, options=options)
+    threads = args.threads or 4 * max(1, args.sandbox_workers)
+    service = VerifierService(verifier, threads, args.max_queue)
+    pb_grpc.add_VerifierServicer_to_server(service, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME], server)
+    address = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+    if args.tls_cert:
+        credentials = grpc.ssl_server_credentials(
+            [(args.tls_key.read_bytes(), args.tls_cert.read_bytes())],
+            root_certificates=args.client_ca.read_bytes() if args.client_ca else None,
+            require_client_auth=bool(args.client_ca),
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, addr=args.host, registry=service.metrics.registry)
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("restem verifier serving on %s:%d (sandbox: %s)", args.host, port, args.sandbox)
+    if args.port_file:
+        args.port_file.write_text(str(port))
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down: NOT_SERVING, finishing in-flight work (grace %.0f s)", args.grace)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(args.grace)
+    service.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if problem := check_exposure(args):
+        print(f"restem serve: {problem}", file=sys.stderr)
+        return 2
+    # Worker pools first: nothing may fork once gRPC runs.
+    backend = None if args.sandbox == "none" else args.sandbox
+    verifier = Verifier(backend, args.sandbox_workers)
+    try:
+        asyncio.run(serve(args, verifier))
+    finally:
+        verifier.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(build_parser().parse_args()))

@@ -1,0 +1,205 @@
+"""The gRPC face of the `Verifier` core: servicer, admission control, auth and metrics.
+
+- `Verify`: one request; a malformed one is INVALID_ARGUMENT (the message names the field);
+  a full queue is RESOURCE_EXHAUSTED.
+- `VerifyStream`: responses as they finish, matched by request_id. A malformed item comes
+  back as an INVALID_REQUEST response (the stream goes on). When the queue is full the
+  stream stops reading (HTTP/2 flow control pushes back on the client) instead of growing.
+  Math and exact items that arrive together are checked as one batch; code items run one
+  by one on the sandbox pool. When the client goes away, queued work is cancelled.
+- Deadlines: the RPC deadline and each request's timeout_s flow into the sandbox kill timers.
+- `BearerToken`: an interceptor that answers UNAUTHENTICATED without the right
+  `authorization: Bearer <token>` metadata (health checks stay open for probes).
+- `Metrics`: Prometheus counters per kind and verdict, latency histograms, queue depth and
+  busy sandboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from restem_proto.v1 import verifier_pb2 as pb
+from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
+from verifier_server.core import InvalidRequest, Verifier, validate
+
+BATCH = 256  # math/exact items checked together when they arrive together
+
+
+class Metrics:
+    def __init__(self, verifier: Verifier, in_flight) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("restem_verify_requests", "Verified requests",
+                                ["kind", "verdict"], registry=self.registry)
+        self.latency = Histogram("restem_verify_latency_seconds",
+                                 "Time per request, queue included", ["kind"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                          10, 30, 60))
+        queue = Gauge("restem_queue_depth", "Requests admitted and not answered yet",
+                      registry=self.registry)
+        queue.set_function(in_flight)
+        busy = Gauge("restem_sandbox_busy", "Sandbox workers running a job", registry=self.registry)
+        busy.set_function(lambda: verifier.sandbox.info()["busy"] if verifier.sandbox else 0)
+
+    def observe(self, request: pb.VerifyRequest, resp: pb.VerifyResponse, seconds: float) -> None:
+        kind = request.WhichOneof("task") or "none"
+        self.requests.labels(kind, pb.Verdict.Name(resp.verdict)).inc()
+        self.latency.labels(kind).observe(seconds)
+
+
+class VerifierService(pb_grpc.VerifierServicer):
+    def __init__(self, verifier: Verifier, threads: int, max_queue: int) -> None:
+        self.verifier = verifier
+        self.max_queue = max_queue
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify")
+        self.in_flight = 0
+        self._capacity: asyncio.Condition | None = None
+        self.metrics = Metrics(verifier, lambda: self.in_flight)
+
+    def _condition(self) -> asyncio.Condition:
+        if self._capacity is None:
+            self._capacity = asyncio.Condition()
+        return self._capacity
+
+    async def _release(self, count: int) -> None:
+        async with self._condition():
+            self.in_flight -= count
+            self._condition().notify_all()
+
+    async def _run(self, requests: list[pb.VerifyRequest], deadline: float | None,
+                   admitted: float) -> list[pb.VerifyResponse]:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        responses = await loop.run_in_executor(
+            self.executor, self.verifier.verify_many, requests, deadline
+        )
+        done = time.monotonic()
+        for request, resp in zip(requests, responses, strict=True):
+            resp.queue_ms = (started - admitted) * 1000
+            self.metrics.observe(request, resp, done - admitted)
+        return responses
+
+    @staticmethod
+    def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+        left = context.time_remaining()
+        return None if left is None else time.monotonic() + left
+
+    async def Verify(self, request, context):
+        try:
+            validate(request, self.verifier.max_processes)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        async with self._condition():
+            if self.in_flight >= self.max_queue:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"the verifier queue is full ({self.max_queue} requests)")
+            self.in_flight += 1
+        try:
+            (resp,) = await self._run([request], self._deadline(context), time.monotonic())
+            return resp
+        finally:
+            await self._release(1)
+
+    async def VerifyStream(self, request_iterator, context):
+        out: asyncio.Queue = asyncio.Queue()
+        deadline = self._deadline(context)
+        tasks: set[asyncio.Task] = set()
+
+        async def work(batch: list[pb.VerifyRequest], admitted: float) -> None:
+            try:
+                for resp in await self._run(batch, deadline, admitted):
+                    out.put_nowait(resp)
+            finally:
+                await self._release(len(batch))
+
+        def launch(batch: list[pb.VerifyRequest]) -> None:
+            task = asyncio.create_task(work(batch, time.monotonic()))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        pending: asyncio.Queue = asyncio.Queue()  # math and exact items, batched below
+
+        async def read() -> None:
+            async for request in request_iterator:
+                async with self._condition():  # backpressure instead of an unbounded queue
+                    await self._condition().wait_for(lambda: self.in_flight < self.max_queue)
+                    self.in_flight += 1
+                if request.WhichOneof("task") == "code":
+                    launch([request])
+                else:
+                    pending.put_nowait(request)
+            pending.put_nowait(None)
+
+        async def dispatch() -> None:
+            """Whatever arrived while the last batch ran goes out as the next batch."""
+            finished = False
+            while not finished:
+                first = await pending.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < BATCH and not pending.empty():
+                    item = pending.get_nowait()
+                    if item is None:
+                        finished = True
+                        break
+                    batch.append(item)
+                launch(batch)
+            await asyncio.gather(read_done, return_exceptions=True)
+            while tasks:
+                await asyncio.gather(*list(tasks), return_exceptions=True)
+            out.put_nowait(None)
+
+        read_done = asyncio.create_task(read())
+        dispatcher = asyncio.create_task(dispatch())
+        try:
+            while True:
+                resp = await out.get()
+                if resp is None:
+                    break
+                yield resp
+            await read_done  # surfaces a reading error
+        finally:
+            read_done.cancel()
+            dispatcher.cancel()
+            for task in list(tasks):
+                task.cancel()  # queued work of a client that went away never starts
+
+    async def GetInfo(self, request, context):
+        info = self.verifier.info()
+        info.max_queue = self.max_queue
+        info.in_flight = self.in_flight
+        return info
+
+
+class BearerToken(grpc.aio.ServerInterceptor):
+    STREAMING = ("/restem.verifier.v1.Verifier/VerifyStream",
+                 "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        async def deny_stream(request_iterator, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+            yield  # pragma: no cover  (makes this an async generator)
+
+        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny_stream)
+
+    async def intercept_service(self, continuation, details):
+        if details.method.startswith("/grpc.health.v1.Health/"):
+            return await continuation(details)
+        given = dict(details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(str(given).encode(), self._expected):
+            return await continuation(details)
+        return self._deny_stream if details.method in self.STREAMING else self._deny_unary
