@@ -8,8 +8,9 @@ Order matters: the Verifier (math workers, sandbox pool) starts before the gRPC 
 because gRPC in Python must not fork once it runs. Binding anything but loopback needs a
 token or TLS, unless --insecure says otherwise. The token is read from a file, never from
 the command line (where `ps` shows it). Health (`grpc.health.v1`) and reflection (grpcurl)
-are served. SIGTERM or SIGINT: health turns NOT_SERVING, in-flight requests finish (up to
---grace seconds), then the process exits.
+are served. SIGTERM or SIGINT: health turns NOT_SERVING (and stays answerable), new calls get
+UNAVAILABLE so clients move to another replica, in-flight requests finish (up to --grace
+seconds), then the process exits.
 """
 
 from __future__ import annotations
@@ -127,7 +128,11 @@ async def serve(args: argparse.Namespace, verifier: Verifier) -> None:
     await stopping.wait()
     log.info("shutting down: NOT_SERVING, finishing in-flight work (grace %.0f s)", args.grace)
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(args.grace)
+    service.draining = True  # new RPCs get UNAVAILABLE: clients retry on another replica
+    deadline = loop.time() + args.grace
+    while service.in_flight and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await server.stop(max(1.0, deadline - loop.time()))
     service.executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -59,6 +59,7 @@ class VerifierService(pb_grpc.VerifierServicer):
         self.max_queue = max_queue
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify")
         self.in_flight = 0
+        self.draining = False  # set on SIGTERM
         self._capacity: asyncio.Condition | None = None
         self.metrics = Metrics(verifier, lambda: self.in_flight)
 
@@ -90,7 +91,12 @@ class VerifierService(pb_grpc.VerifierServicer):
         left = context.time_remaining()
         return None if left is None else time.monotonic() + left
 
+    async def _refuse_when_draining(self, context) -> None:
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the verifier is shutting down")
+
     async def Verify(self, request, context):
+        await self._refuse_when_draining(context)
         try:
             validate(request, self.verifier.max_processes)
         except InvalidRequest as exc:
@@ -107,6 +113,7 @@ class VerifierService(pb_grpc.VerifierServicer):
             await self._release(1)
 
     async def VerifyStream(self, request_iterator, context):
+        await self._refuse_when_draining(context)
         out: asyncio.Queue = asyncio.Queue()
         deadline = self._deadline(context)
         tasks: set[asyncio.Task] = set()

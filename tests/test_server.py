@@ -1,0 +1,309 @@
+"""The verifier service end to end: a real `restem serve` subprocess on loopback and the
+real client. Round trips for every task kind and verdict, auth, TLS, bad input, faults
+(a killed sandbox container, a killed and restarted server, a client that leaves), and a
+graceful SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from restem_client.client import AsyncVerifierClient, Tls, VerifierClient
+from restem_client.requests import code_request, exact_request, math_request
+from restem_proto.v1 import verifier_pb2 as pb
+from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
+from tests.verifier_server_process import ServerProcess, free_port
+
+V = pb.Verdict.Name
+SLOW = "import time\ntime.sleep(float(input()))\nprint('done')"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerProcess("--metrics-port", str(free_port())) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with VerifierClient(server.target) as c:
+        yield c
+
+
+CASES = [
+    (math_request("so $\\boxed{\\frac{1}{2}}$", "0.5"), "PASS"),
+    (math_request("so $\\boxed{3}$", "4"), "FAIL"),
+    (math_request("We add the two numbers, then we carry the one over,\n"
+                  "and then I ran out of time before finishing.", "4"), "NO_ANSWER"),
+    (math_request("#### 72", "72", mode="gsm8k"), "PASS"),
+    (exact_request("Let's think. So the answer is (B).", "(B)"), "PASS"),
+    (exact_request("So the answer is valid.", "invalid"), "FAIL"),
+    (exact_request("no idea", "True"), "NO_ANSWER"),
+    (code_request("print(int(input()) + 1)", stdio=[("1\n", "2\n")]), "PASS"),
+    (code_request("print(0)", stdio=[("1\n", "2\n")]), "FAIL"),
+    (code_request("print(", stdio=[("1\n", "2\n")]), "COMPILE_ERROR"),
+    (code_request("raise SystemExit(3)", stdio=[("", "")]), "RUNTIME_ERROR"),
+    (code_request("while True: pass", stdio=[("", "")], cpu_s=0.5), "TIMEOUT"),
+    (code_request("x = bytearray(2**34)", stdio=[("", "")]), "MEMORY_LIMIT"),
+    (code_request("while True: print('x' * 999)", stdio=[("", "")]), "OUTPUT_LIMIT"),
+    (code_request("def add(a, b):\n    return a + b", calls=("add", [([1, 2], 3)])), "PASS"),
+    (code_request("def add(a, b):\n    return a + b",
+                  asserts=("def check(candidate):\n    assert candidate(1, 2) == 3\n", "add")),
+     "PASS"),
+    (pb.VerifyRequest(math=pb.MathTask(completion="1", gold="")), "INVALID_REQUEST"),
+]
+
+
+def test_round_trips_every_kind_and_verdict(client: VerifierClient) -> None:
+    for request, expected in CASES:
+        if expected != "INVALID_REQUEST":
+            assert V(client.verify(request).verdict) == expected, request
+    streamed = client.verify_many([r for r, _ in CASES])
+    assert [V(r.verdict) for r in streamed] == [e for _, e in CASES]
+    first = streamed[0]
+    assert first.reward == 1.0 and first.extracted == "\\frac{1}{2}" and first.canonical
+    assert first.rule == "boxed" and first.elapsed_ms > 0
+    code = streamed[7]
+    assert code.tests[0].passed and code.tests[0].stdout == "2\n"
+    assert "math.gold" in streamed[-1].message
+
+
+def test_stream_keeps_order_and_ids(client: VerifierClient) -> None:
+    requests = [math_request(f"\\boxed{{{i}}}", str(i % 3), request_id=f"q{i}") for i in range(500)]
+    requests += [code_request(SLOW, stdio=[("0.05", "done\n")], request_id=f"c{i}")
+                 for i in range(8)]
+    out = client.verify_many(requests)
+    assert [r.request_id for r in out] == [r.request_id for r in requests]
+    assert [r.verdict == pb.PASS for r in out[:500]] == [i == i % 3 for i in range(500)]
+    assert all(r.verdict == pb.PASS for r in out[500:])
+
+
+def test_async_client(server) -> None:
+    import asyncio
+
+    async def go():
+        c = AsyncVerifierClient(server.target)
+        try:
+            one = await c.verify(math_request("\\boxed{7}", "7"))
+            many = await c.verify_many([math_request(str(i), str(i), extract=False)
+                                        for i in range(50)])
+            return one, many
+        finally:
+            await c.close()
+
+    one, many = asyncio.run(go())
+    assert one.verdict == pb.PASS and all(r.verdict == pb.PASS for r in many)
+
+
+def test_info_health_reflection_metrics(server, client: VerifierClient) -> None:
+    info = client.info()
+    assert info.version and info.sandbox_backends == ["namespace"] and info.max_queue == 4096
+    channel = grpc.insecure_channel(server.target)
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    listing = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for r in listing for s in r.list_services_response.service}
+    assert "restem.verifier.v1.Verifier" in names and "grpc.health.v1.Health" in names
+    channel.close()
+    metrics_port = int(server.process.args[server.process.args.index("--metrics-port") + 1])
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+    assert 'restem_verify_requests_total{kind="math",verdict="PASS"}' in text
+    assert "restem_verify_latency_seconds_bucket" in text and "restem_queue_depth" in text
+    assert "restem_sandbox_busy" in text
+
+
+def test_malformed_unary_requests_name_the_field(client: VerifierClient) -> None:
+    bad = [
+        (pb.VerifyRequest(), "task"),
+        (pb.VerifyRequest(timeout_s=-1, math=pb.MathTask(gold="1")), "timeout_s"),
+        (pb.VerifyRequest(code=pb.CodeTask(program="")), "code.program"),
+        (pb.VerifyRequest(code=pb.CodeTask(program="x")), "code.tests"),
+        (code_request("x", calls=("f", [([1], 1)])), None),
+    ]
+    broken = bad[-1][0]
+    broken.code.call.cases[0].args_json = "{1"
+    bad[-1] = (broken, "code.call.cases[0].args_json")
+    for request, field in bad:
+        with pytest.raises(grpc.RpcError) as info:
+            client.verify(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in info.value.details()
+
+
+requests_strategy = st.builds(
+    pb.VerifyRequest,
+    request_id=st.text(max_size=8),
+    timeout_s=st.floats(-5, 700, allow_nan=False),
+    math=st.builds(pb.MathTask, completion=st.text(max_size=40), gold=st.text(max_size=10),
+                   extract=st.booleans(), mode=st.integers(0, 2)),
+) | st.builds(
+    pb.VerifyRequest,
+    exact=st.builds(pb.ExactTask, completion=st.text(max_size=40), target=st.text(max_size=8),
+                    answer_format=st.sampled_from(["", "multiple_choice", "x"]),
+                    extract=st.booleans()),
+) | st.builds(
+    pb.VerifyRequest,
+    code=st.builds(
+        pb.CodeTask, program=st.sampled_from(["", "print(1)", "def f(*a): return a"]),
+        call=st.builds(pb.CallTests, fn_name=st.text(max_size=6), cases=st.lists(
+            st.builds(pb.CallCase, args_json=st.text(max_size=8),
+                      expected_json=st.text(max_size=8)), max_size=2)),
+        limits=st.builds(pb.Limits, cpu_time_s=st.floats(-1, 2, allow_nan=False),
+                         max_processes=st.integers(-1, 100)),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(request=requests_strategy)
+def test_generated_requests_never_crash_the_server(client: VerifierClient, request) -> None:
+    (response,) = client.verify_many([request])
+    assert response.verdict != pb.VERDICT_UNSPECIFIED
+    assert client.info().version
+
+
+def test_oversized_message_is_refused_cleanly(server, client: VerifierClient) -> None:
+    huge = math_request("x" * (65 * 2**20), "1")
+    with pytest.raises(grpc.RpcError) as info:
+        client.verify(huge)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert client.verify(math_request("\\boxed{1}", "1")).verdict == pb.PASS
+
+
+def test_refuses_to_expose_itself_without_protection() -> None:
+    restem = Path(sys.executable).parent / "restem"
+    done = subprocess.run([str(restem), "serve", "--host", "0.0.0.0", "--sandbox", "none"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--token-file or TLS" in done.stderr
+
+
+def test_bearer_token(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    with ServerProcess("--token-file", str(token), sandbox="none") as proc:
+        request = math_request("\\boxed{1}", "1")
+        for wrong in (None, "nope"):
+            with VerifierClient(proc.target, token=wrong, retries=0) as c, \
+                    pytest.raises(grpc.RpcError) as info:
+                c.verify(request)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with VerifierClient(proc.target, token=wrong, retries=0) as c, \
+                    pytest.raises(grpc.RpcError) as info:
+                c.verify_many([request])
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with VerifierClient(proc.target, token="s3cret-token") as c:
+            assert c.verify(request).verdict == pb.PASS
+            assert c.verify_many([request])[0].verdict == pb.PASS
+        channel = grpc.insecure_channel(proc.target)  # probes need no token
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        channel.close()
+
+
+def test_tls_with_a_self_signed_pair(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    with ServerProcess("--tls-cert", str(cert), "--tls-key", str(key), sandbox="none") as proc:
+        with VerifierClient(proc.target, tls=Tls(ca=cert)) as c:
+            assert c.verify(math_request("\\boxed{2}", "2")).verdict == pb.PASS
+        with VerifierClient(proc.target, retries=0) as plain, pytest.raises(grpc.RpcError):
+            plain.verify(math_request("\\boxed{2}", "2"), timeout_s=5)
+
+
+@pytest.mark.docker
+def test_sandbox_container_killed_mid_batch() -> None:
+    with ServerProcess(sandbox="docker") as proc, VerifierClient(proc.target) as c:
+        requests = [code_request(SLOW, stdio=[("0.3", "done\n")], request_id=str(i))
+                    for i in range(24)]
+        result: list = []
+        worker = threading.Thread(target=lambda: result.extend(c.verify_many(requests)))
+        worker.start()
+        time.sleep(1.0)
+        label = f"label=restem.owner={proc.process.pid}"
+        names = subprocess.run(["docker", "ps", "-q", "--filter", label], capture_output=True,
+                               text=True, check=True).stdout.split()
+        assert names
+        subprocess.run(["docker", "kill", *names], capture_output=True, check=True)
+        worker.join(120)
+        assert [r.request_id for r in result] == [str(i) for i in range(24)]
+        verdicts = Counter(V(r.verdict) for r in result)
+        assert set(verdicts) <= {"PASS", "SANDBOX_ERROR"} and verdicts["PASS"] >= 20, verdicts
+
+
+def test_server_killed_and_restarted_mid_batch() -> None:
+    port = free_port()
+    first = ServerProcess(port=port).wait_serving()
+    requests = [code_request(SLOW, stdio=[("0.05", "done\n")], request_id=f"r{i}")
+                for i in range(60)]
+    requests += [math_request(f"\\boxed{{{i}}}", str(i), request_id=f"m{i}") for i in range(300)]
+    result: list = []
+    with VerifierClient(f"127.0.0.1:{port}", max_in_flight=8, backoff_s=0.5) as c:
+        worker = threading.Thread(target=lambda: result.extend(c.verify_many(requests)))
+        worker.start()
+        time.sleep(1.0)
+        first.stop(signal.SIGKILL)
+        second = ServerProcess(port=port).wait_serving()
+        worker.join(180)
+        second.stop()
+    assert [r.request_id for r in result] == [r.request_id for r in requests]
+    assert all(r.verdict == pb.PASS for r in result)
+
+
+def test_client_that_leaves_leaves_no_work_running(server, client: VerifierClient) -> None:
+    channel = grpc.insecure_channel(server.target)
+    stub = pb_grpc.VerifierStub(channel)
+    requests = [code_request(SLOW, stdio=[("0.5", "done\n")], request_id=str(i))
+                for i in range(40)]
+    call = stub.VerifyStream(iter(requests))
+    next(call)  # work is running
+    call.cancel()
+    channel.close()
+    deadline = time.monotonic() + 20
+    while client.info().in_flight and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.info().in_flight == 0
+
+
+def test_sigterm_finishes_in_flight_work() -> None:
+    proc = ServerProcess().wait_serving()
+    with VerifierClient(proc.target) as c:
+        result: list = []
+        requests = [code_request(SLOW, stdio=[("1.5", "done\n")]) for _ in range(2)]
+        worker = threading.Thread(target=lambda: result.extend(c.verify_many(requests)))
+        worker.start()
+        time.sleep(0.8)
+        proc.process.send_signal(signal.SIGTERM)
+        channel = grpc.insecure_channel(proc.target)
+        statuses = set()
+        for _ in range(20):
+            try:
+                statuses.add(health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1).status)
+            except grpc.RpcError:
+                break
+            time.sleep(0.05)
+        channel.close()
+        worker.join(60)
+    assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
+    assert [r.verdict for r in result] == [pb.PASS, pb.PASS]
+    assert proc.process.wait(60) == 0
