@@ -2,7 +2,7 @@
 
     client = VerifierClient("127.0.0.1:50051", token=..., max_in_flight=256)
     client.verify(math_request(completion, gold))            # one request
-    client.verify_many(requests, progress=True)              # a stream, results in input order
+    client.verify_many(requests, progress=True)              # streamed, results in input order
 
 `target` is "host:port", "dns:///host:port" (every address the name resolves to) or a list
 of "host:port" replicas; requests are balanced with gRPC's round_robin policy. `token` is
@@ -33,6 +33,7 @@ from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+PACK = 64  # requests per stream message (VerifyBatches): gRPC's cost is per message
 
 
 @dataclass(frozen=True)
@@ -159,22 +160,28 @@ class VerifierClient:
         slots = threading.Semaphore(self.max_in_flight)
         done = threading.Event()
 
-        def outgoing() -> Iterator[pb.VerifyRequest]:
-            for i in indices:
-                while not slots.acquire(timeout=0.2):
+        def outgoing() -> Iterator[pb.VerifyBatch]:
+            position = 0
+            while position < len(indices):
+                while not slots.acquire(timeout=0.2):  # wait for the first free slot
                     if done.is_set():
                         return
-                if done.is_set():
-                    return
-                yield batch.wire[i]
+                group = [batch.wire[indices[position]]]
+                position += 1
+                while (position < len(indices) and len(group) < PACK
+                       and slots.acquire(blocking=False)):  # and take what else is free
+                    group.append(batch.wire[indices[position]])
+                    position += 1
+                yield pb.VerifyBatch(requests=group)
 
-        call = self.stub.VerifyStream(outgoing(), timeout=timeout_s, metadata=self.metadata,
-                                      wait_for_ready=True)
+        call = self.stub.VerifyBatches(outgoing(), timeout=timeout_s, metadata=self.metadata,
+                                       wait_for_ready=True)
         try:
-            for response in call:
-                slots.release()
-                if batch.accept(response):
-                    bar.update(1)
+            for result in call:
+                slots.release(len(result.responses))
+                for response in result.responses:
+                    if batch.accept(response):
+                        bar.update(1)
         finally:
             done.set()
             call.cancel()
@@ -224,16 +231,25 @@ class AsyncVerifierClient:
             slots = asyncio.Semaphore(self.max_in_flight)
 
             async def outgoing(indices=missing, slots=slots):
-                for i in indices:
+                position = 0
+                while position < len(indices):
                     await slots.acquire()
-                    yield batch.wire[i]
+                    group = [batch.wire[indices[position]]]
+                    position += 1
+                    while position < len(indices) and len(group) < PACK and not slots.locked():
+                        await slots.acquire()  # free: returns at once
+                        group.append(batch.wire[indices[position]])
+                        position += 1
+                    yield pb.VerifyBatch(requests=group)
 
-            call = self.stub.VerifyStream(outgoing(), metadata=self.metadata, wait_for_ready=True)
+            call = self.stub.VerifyBatches(outgoing(), metadata=self.metadata,
+                                           wait_for_ready=True)
             try:
-                async for response in call:
-                    slots.release()
-                    if batch.accept(response):
-                        bar.update(1)
+                async for result in call:
+                    for response in result.responses:
+                        slots.release()
+                        if batch.accept(response):
+                            bar.update(1)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRYABLE or attempt >= self.retries:
                     bar.close()

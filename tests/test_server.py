@@ -91,6 +91,20 @@ def test_stream_keeps_order_and_ids(client: VerifierClient) -> None:
     assert all(r.verdict == pb.PASS for r in out[500:])
 
 
+def test_plain_verify_stream_answers_each_request_once(server) -> None:
+    """VerifyStream, one request per message (what grpcurl or another language would use)."""
+    requests = [math_request(f"\\boxed{{{i}}}", "3", request_id=f"s{i}") for i in range(40)]
+    requests.append(code_request(SLOW, stdio=[("0.3", "done\n")], request_id="slow"))
+    requests.append(math_request("\\boxed{3}", "3", request_id="last"))
+    channel = grpc.insecure_channel(server.target)
+    answers = list(pb_grpc.VerifierStub(channel).VerifyStream(iter(requests)))
+    channel.close()
+    ids = [a.request_id for a in answers]
+    assert sorted(ids) == sorted(r.request_id for r in requests)
+    assert ids.index("last") < ids.index("slow")  # out of order: done first, sent first
+    assert {a.request_id for a in answers if a.verdict == pb.PASS} == {"s3", "slow", "last"}
+
+
 def test_async_client(server) -> None:
     import asyncio
 

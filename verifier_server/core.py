@@ -108,13 +108,13 @@ class Verifier:
                 out[i] = self._exact(request)
             else:
                 code.append(i)
-        if code:  # in parallel, one per sandbox worker and then some
+        run_code = lambda i: self._code(requests[i], self._deadline(requests[i], deadline))  # noqa: E731
+        if len(code) == 1:
+            out[code[0]] = run_code(code[0])
+        elif code:  # in parallel, one per sandbox worker and then some
             workers = min(len(code), 2 * (self.sandbox_workers or os.cpu_count() or 1))
             with ThreadPoolExecutor(max_workers=workers) as threads:
-                done = threads.map(
-                    lambda i: self._code(requests[i], self._deadline(requests[i], deadline)), code
-                )
-                for i, resp in zip(code, done, strict=True):
+                for i, resp in zip(code, threads.map(run_code, code), strict=True):
                     out[i] = resp
         for (mode, extract), indices in math_groups.items():
             for i, resp in zip(indices, self._math([requests[i] for i in indices], mode, extract),

@@ -44,6 +44,11 @@ class VerifierStub:
                 request_serializer=restem__proto_dot_v1_dot_verifier__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=restem__proto_dot_v1_dot_verifier__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.VerifyBatches = channel.stream_stream(
+                '/restem.verifier.v1.Verifier/VerifyBatches',
+                request_serializer=restem__proto_dot_v1_dot_verifier__pb2.VerifyBatch.SerializeToString,
+                response_deserializer=restem__proto_dot_v1_dot_verifier__pb2.VerifyBatchResult.FromString,
+                _registered_method=True)
         self.GetInfo = channel.unary_unary(
                 '/restem.verifier.v1.Verifier/GetInfo',
                 request_serializer=restem__proto_dot_v1_dot_verifier__pb2.GetInfoRequest.SerializeToString,
@@ -69,6 +74,14 @@ class VerifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyBatches(self, request_iterator, context):
+        """The same with many requests per message, for throughput (the client library uses it):
+        each incoming batch is split, and responses are packed as they finish, in any order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetInfo(self, request, context):
         """What this server offers: version, backends, limits, capacity.
         """
@@ -88,6 +101,11 @@ def add_VerifierServicer_to_server(servicer, server):
                     servicer.VerifyStream,
                     request_deserializer=restem__proto_dot_v1_dot_verifier__pb2.VerifyRequest.FromString,
                     response_serializer=restem__proto_dot_v1_dot_verifier__pb2.VerifyResponse.SerializeToString,
+            ),
+            'VerifyBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.VerifyBatches,
+                    request_deserializer=restem__proto_dot_v1_dot_verifier__pb2.VerifyBatch.FromString,
+                    response_serializer=restem__proto_dot_v1_dot_verifier__pb2.VerifyBatchResult.SerializeToString,
             ),
             'GetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInfo,
@@ -149,6 +167,33 @@ class Verifier:
             '/restem.verifier.v1.Verifier/VerifyStream',
             restem__proto_dot_v1_dot_verifier__pb2.VerifyRequest.SerializeToString,
             restem__proto_dot_v1_dot_verifier__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/restem.verifier.v1.Verifier/VerifyBatches',
+            restem__proto_dot_v1_dot_verifier__pb2.VerifyBatch.SerializeToString,
+            restem__proto_dot_v1_dot_verifier__pb2.VerifyBatchResult.FromString,
             options,
             channel_credentials,
             insecure,
