@@ -95,9 +95,12 @@ def default_output(input_path: Path) -> Path:
 
 def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
                log: IO[str] = sys.stderr) -> Summary:
+    """Results go to a `.partial` file renamed at the end, so a run that fails (a verifier
+    that went away) never leaves a truncated file where a finished one was."""
     summary = Summary()
     progress = tqdm(desc="scoring", unit="line", disable=not log.isatty(), file=log)
-    with input_path.open() as src, output_path.open("w") as out:
+    partial = output_path.with_name(output_path.name + ".partial")
+    with input_path.open() as src, partial.open("w") as out:
         for chunk in _chunks(src):
             parsed: list[tuple[int, dict | None, dict | str]] = []
             for number, line in chunk:
@@ -123,6 +126,7 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             progress.update(len(chunk))
     progress.close()
+    partial.replace(output_path)
     report = summary.as_dict()
     summary_path(output_path).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report), file=log)

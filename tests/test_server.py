@@ -5,6 +5,7 @@ graceful SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -321,3 +322,115 @@ def test_sigterm_finishes_in_flight_work() -> None:
     assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
     assert [r.verdict for r in result] == [pb.PASS, pb.PASS]
     assert proc.process.wait(60) == 0
+
+
+def test_deadlines_reach_the_sandbox(client: VerifierClient) -> None:
+    sleeper = code_request(SLOW, stdio=[("30", "done\n")], timeout_s=1.0)
+    start = time.monotonic()
+    assert client.verify(sleeper).verdict == pb.TIMEOUT
+    assert time.monotonic() - start < 6  # not the 13 s default wall limit
+    start = time.monotonic()
+    with pytest.raises(grpc.RpcError) as info:
+        client.verify(code_request(SLOW, stdio=[("30", "done\n")]), timeout_s=1.5)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 10
+    while client.info().in_flight and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.info().in_flight == 0 and time.monotonic() - start < 8
+
+
+def test_full_queue_answers_resource_exhausted() -> None:
+    with ServerProcess("--max-queue", "2") as proc:
+        request = code_request(SLOW, stdio=[("1.0", "done\n")])
+        codes: list = []
+
+        def one() -> None:
+            with VerifierClient(proc.target, retries=0) as c:
+                try:
+                    codes.append(V(c.verify(request).verdict))
+                except grpc.RpcError as exc:
+                    codes.append(exc.code())
+
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and "PASS" in codes
+        with VerifierClient(proc.target) as patient:  # retries with backoff get through
+            assert all(r.verdict == pb.PASS for r in patient.verify_many([request] * 4))
+
+
+def test_round_robin_over_replicas() -> None:
+    ports = [free_port(), free_port()]
+    servers = [ServerProcess("--metrics-port", str(free_port()), port=p, sandbox="none")
+               for p in ports]
+    try:
+        for s in servers:
+            s.wait_serving()
+        with VerifierClient([f"127.0.0.1:{p}" for p in ports]) as c:
+            for i in range(20):
+                assert c.verify(math_request(f"\\boxed{{{i}}}", str(i))).verdict == pb.PASS
+        for s in servers:
+            metrics_port = int(s.process.args[s.process.args.index("--metrics-port") + 1])
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
+            assert b'restem_verify_requests_total{kind="math",verdict="PASS"}' in text
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_mutual_tls(tmp_path: Path) -> None:
+    pairs = {}
+    for name in ("server", "client"):
+        key, cert = tmp_path / f"{name}-key.pem", tmp_path / f"{name}.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+             "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )
+        pairs[name] = (key, cert)
+    (skey, scert), (ckey, ccert) = pairs["server"], pairs["client"]
+    with ServerProcess("--tls-cert", str(scert), "--tls-key", str(skey),
+                       "--client-ca", str(ccert), sandbox="none") as proc:
+        with VerifierClient(proc.target, tls=Tls(ca=scert, cert=ccert, key=ckey)) as c:
+            assert c.verify(math_request("\\boxed{5}", "5")).verdict == pb.PASS
+        with VerifierClient(proc.target, tls=Tls(ca=scert), retries=0) as anonymous, \
+                pytest.raises(grpc.RpcError):
+            anonymous.verify(math_request("\\boxed{5}", "5"), timeout_s=5)
+
+
+def test_restem_score_through_the_server(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok")
+    lines = tmp_path / "gen.jsonl"
+    lines.write_text("\n".join([
+        '{"task_id": "a", "completion": "so \\\\boxed{2}", "gold": "2"}',
+        '{"task_id": "b", "completion": "so \\\\boxed{3}", "gold": "2"}',
+        '{"task_id": "c", "completion": "#### 7", "gold": "7", "mode": "gsm8k"}',
+    ]) + "\n")
+    restem = Path(sys.executable).parent / "restem"
+    with ServerProcess("--token-file", str(token), sandbox="none") as proc:
+        done = subprocess.run([str(restem), "score", str(lines), "--server", proc.target,
+                               "--token-file", str(token)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        results = [json.loads(x) for x in (tmp_path / "gen_results.jsonl").read_text().splitlines()]
+        assert [r["verdict"] for r in results] == ["PASS", "FAIL", "PASS"]
+        denied = subprocess.run([str(restem), "score", str(lines), "--server", proc.target],
+                                capture_output=True, text=True, timeout=120)
+        assert denied.returncode != 0 and "UNAUTHENTICATED" in denied.stderr
+        # the finished results were not clobbered by the failed run
+        assert (tmp_path / "gen_results.jsonl").read_text().count("\n") == 3
+
+
+@pytest.mark.namespace
+def test_local_verifier_has_the_same_interface_and_answers() -> None:
+    from restem_client.local_verifier import LocalVerifier
+
+    with LocalVerifier(sandbox="namespace", sandbox_workers=2) as local:
+        assert [V(r.verdict) for r in local.verify_many([r for r, _ in CASES])] == \
+            [e for _, e in CASES]
+        assert local.verify(CASES[0][0]).verdict == pb.PASS
+        assert local.info().sandbox_backends == ["namespace"]
