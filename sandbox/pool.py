@@ -353,10 +353,12 @@ class Sandbox:
         try:
             worker = Worker(self.spec, lambda spec: self._launcher.submit(launch, spec).result())
         except Exception as exc:  # a backend that cannot start: reported by _acquire
-            self._last_start_error = str(exc)[:1000]
-            log.error("sandbox worker failed to start: %s", exc)
             with self._lock:
                 self._starting -= 1
+                if self._closed:
+                    return  # closed while it started
+            self._last_start_error = str(exc)[:1000]
+            log.error("sandbox worker failed to start: %s", exc)
             return
         with self._lock:
             self._starting -= 1
