@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ANSWER_IS = re.compile(r"the answer is\s*:?\s*(.+)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"the answer is", re.IGNORECASE)
 _OPTION = re.compile(r"^\(?([A-R])\)?(?:$|[\s.:,)])")
 _TARGET_OPTION = re.compile(r"^\(([A-R])\)$")
 
@@ -25,14 +25,11 @@ class ExactVerdict:
 
 
 def extract(completion: str) -> str | None:
-    """The answer after the last "the answer is", or None."""
-    found = None
-    for line in completion.splitlines():
-        for match in _ANSWER_IS.finditer(line):
-            found = match.group(1)
-    if found is None:
+    """The answer after the last "the answer is", to the end of its line, or None."""
+    matches = list(_ANSWER_IS.finditer(completion))
+    if not matches:
         return None
-    answer = found.strip()
+    answer = completion[matches[-1].end() :].split("\n", 1)[0].lstrip(" :").strip()
     while answer.endswith((".", "*")) and len(answer) > 1:  # "(B)." and markdown bold
         answer = answer[:-1].rstrip()
     return answer.strip("*").strip()
