@@ -53,7 +53,7 @@ def test_service_has_the_contract_methods() -> None:
     assert service.full_name == "restem.verifier.v1.Verifier"
     methods = {m.name: (m.client_streaming, m.server_streaming) for m in service.methods}
     assert methods == {"Verify": (False, False), "VerifyStream": (True, True),
-                       "GetInfo": (False, False)}
+                       "VerifyBatches": (True, True), "GetInfo": (False, False)}
     assert hasattr(verifier_pb2_grpc, "VerifierServicer")
     names = set(verifier_pb2.Verdict.keys())
     assert {"PASS", "FAIL", "TIMEOUT", "SANDBOX_ERROR", "INVALID_REQUEST"} <= names
