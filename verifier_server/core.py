@@ -22,7 +22,7 @@ from sandbox import AssertTest, CallTest, Limits, Sandbox, StdioTest
 from sandbox import Status as SandboxStatus
 from verifier_server.exact import check_exact
 from verifier_server.math import DEFAULT_TIMEOUT_S, check_many
-from verifier_server.math.pool import default_pool
+from verifier_server.math.pool import WorkerPool, default_pool
 
 VERSION = "1.0.0"
 MATH_MODES = {pb.MATH_MODE_UNSPECIFIED: "math", pb.MATH_MODE_MATH: "math",
@@ -49,13 +49,14 @@ class Verifier:
         *,
         default_limits: Limits | None = None,
         max_processes: int = 32,
+        math_workers: int | None = None,
         math_timeout_s: float = DEFAULT_TIMEOUT_S,
         cache_size: int = 100_000,
         lazy_sandbox: bool = False,
     ) -> None:
         """`lazy_sandbox`: start the sandbox pool at the first code request (in-process use;
         a server starts everything before gRPC)."""
-        self.math_pool = default_pool()
+        self.math_pool = WorkerPool(math_workers) if math_workers else default_pool()
         self.math_timeout_s = math_timeout_s
         self.default_limits = default_limits or Limits()
         self.max_processes = max_processes
@@ -143,6 +144,8 @@ class Verifier:
     def close(self) -> None:
         if self.sandbox:
             self.sandbox.close()
+        if self.math_pool is not default_pool():
+            self.math_pool.close()
 
     # ------------------------------------------------------------------ tasks
 

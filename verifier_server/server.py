@@ -45,6 +45,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--sandbox", default="docker", choices=["docker", "namespace", "local", "none"],
                    help="where code runs ('none': math and exact only)")
     p.add_argument("--sandbox-workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--math-workers", type=int, help="sympy worker processes (default: up to 4)")
     p.add_argument("--threads", type=int, default=0, help="request threads (default 4 x workers)")
     p.add_argument("--max-queue", type=int, default=4096, help="requests admitted at once")
     p.add_argument("--token-file", type=Path, help="file holding the bearer token clients send")
@@ -143,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     # Worker pools first: nothing may fork once gRPC runs.
     backend = None if args.sandbox == "none" else args.sandbox
-    verifier = Verifier(backend, args.sandbox_workers)
+    verifier = Verifier(backend, args.sandbox_workers, math_workers=args.math_workers)
     try:
         asyncio.run(serve(args, verifier))
     finally:
