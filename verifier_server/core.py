@@ -56,6 +56,7 @@ class Verifier:
     ) -> None:
         """`lazy_sandbox`: start the sandbox pool at the first code request (in-process use;
         a server starts everything before gRPC)."""
+        self._own_math_pool = bool(math_workers)
         self.math_pool = WorkerPool(math_workers) if math_workers else default_pool()
         self.math_timeout_s = math_timeout_s
         self.default_limits = default_limits or Limits()
@@ -144,7 +145,7 @@ class Verifier:
     def close(self) -> None:
         if self.sandbox:
             self.sandbox.close()
-        if self.math_pool is not default_pool():
+        if self._own_math_pool:
             self.math_pool.close()
 
     # ------------------------------------------------------------------ tasks
