@@ -15,7 +15,7 @@ and duplicated answers (must be 0), whether every verdict agrees, and the ratio
 server/in-process (target: at least 0.8).
 
     .venv/bin/python bench/server_load.py [--requests 20000] [--concurrency 256]
-        [--sandbox docker|namespace] [--workers N] [--rounds 1]
+        [--sandbox docker|namespace] [--workers N] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ def client_process(target: str, requests_file: Path, concurrency: int) -> None:
 
 def in_process(requests: list[pb.VerifyRequest], sandbox: str, workers: int, concurrency: int):
     from restem_client.local_verifier import LocalVerifier
+    from sandbox.asserts import clear_caches
 
+    clear_caches()  # the server process starts cold; so does every in-process round
     verifier = LocalVerifier(sandbox=sandbox, sandbox_workers=workers)
     verifier.verify_many(requests[9:10])  # start the sandbox pool before timing
     latencies, verdicts = [], {}
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument("--sandbox", default="docker", choices=["docker", "namespace"])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     from tests.verifier_server_process import ServerProcess
@@ -149,22 +152,25 @@ def main() -> None:
           f"sandbox {args.sandbox} x {args.workers}")
     print(f"# command: {' '.join(sys.argv)}")
 
-    local_s, local_lat, local_verdicts = in_process(requests, args.sandbox, args.workers,
-                                                    args.concurrency)
-
     blob = REPO / "runs" / "server_load_requests.pickle"
     blob.parent.mkdir(exist_ok=True)
     blob.write_bytes(pickle.dumps([r.SerializeToString() for r in requests]))
-    with ServerProcess(sandbox=args.sandbox, workers=args.workers) as server:
-        done = subprocess.run(
-            [sys.executable, __file__, "--client", server.target, str(blob),
-             str(args.concurrency)], capture_output=True, text=True, check=True,
-        )
+    local_runs, remote_runs = [], []
+    for _ in range(args.rounds):  # fresh verifiers (cold caches) on both paths every round
+        local_runs.append(in_process(requests, args.sandbox, args.workers, args.concurrency))
+        with ServerProcess(sandbox=args.sandbox, workers=args.workers) as server:
+            done = subprocess.run(
+                [sys.executable, __file__, "--client", server.target, str(blob),
+                 str(args.concurrency)], capture_output=True, text=True, check=True,
+            )
+        remote_runs.append(json.loads(done.stdout))
     blob.unlink()
-    remote = json.loads(done.stdout)
-    remote_verdicts = remote["verdicts"]
-    lost = len(requests) - len(remote_verdicts)
-    agree = all(remote_verdicts.get(k) == v for k, v in local_verdicts.items())
+    median = len(local_runs) // 2
+    local_s, local_lat, local_verdicts = sorted(local_runs, key=lambda r: r[0])[median]
+    remote = sorted(remote_runs, key=lambda r: r["seconds"])[median]
+    lost = max(len(requests) - len(r["verdicts"]) for r in remote_runs)
+    duplicates = max(r["duplicates"] for r in remote_runs)
+    agree = all(r["verdicts"].get(k) == v for r in remote_runs for k, v in local_verdicts.items())
 
     def row(name, seconds, latencies, lost="", dup=""):
         lat = sorted(latencies)
@@ -177,10 +183,11 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print(row("in-process LocalVerifier", local_s, local_lat))
     print(row("gRPC server (separate client process)", remote["seconds"], remote["latencies"],
-              lost, remote["duplicates"]))
+              lost, duplicates))
     ratio = local_s / remote["seconds"]
-    print(f"\nratio server/in-process throughput: {ratio:.2f} (target >= 0.80); "
-          f"verdicts agree: {'yes' if agree else 'NO'}")
+    print(f"\nmedian of {args.rounds} rounds; ratio server/in-process throughput: {ratio:.2f} "
+          f"(target >= 0.80); verdicts agree: {'yes' if agree else 'NO'}; lost and duplicated: "
+          "worst round")
 
 
 if __name__ == "__main__":

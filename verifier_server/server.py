@@ -46,7 +46,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="where code runs ('none': math and exact only)")
     p.add_argument("--sandbox-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--math-workers", type=int, help="sympy worker processes (default: up to 4)")
-    p.add_argument("--threads", type=int, default=0, help="request threads (default 4 x workers)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="request threads (default 2 x sandbox workers; more only adds GIL "
+                   "contention)")
     p.add_argument("--max-queue", type=int, default=4096, help="requests admitted at once")
     p.add_argument("--token-file", type=Path, help="file holding the bearer token clients send")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain")
@@ -95,7 +97,7 @@ async def serve(args: argparse.Namespace, verifier: Verifier) -> None:
     ]
     interceptors = [BearerToken(read_token(args.token_file))] if args.token_file else []
     server = grpc.aio.server(interceptors=interceptors, options=options)
-    threads = args.threads or 4 * max(1, args.sandbox_workers)
+    threads = args.threads or 2 * max(1, args.sandbox_workers)
     service = VerifierService(verifier, threads, args.max_queue)
     pb_grpc.add_VerifierServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
