@@ -6,7 +6,6 @@ import pytest
 
 from evals.tasks import apps_problem, boxed_answer, load
 
-
 EMPTY_BOXED = {"train/number_theory/7115.json", "train/number_theory/7117.json"}
 
 

@@ -1,0 +1,98 @@
+"""Prompts in the conventions users know, rendered deterministically.
+
+- MATH: Minerva-style 4-shot ("Problem:" / "Solution:" ending "Final Answer: The final answer
+  is $X$. I hope it is correct."). The four exemplars are drawn from the MATH *train* split
+  with a fixed seed among short level 1-3 solutions, so no test problem can appear.
+- GSM8K: 8-shot chain of thought ("Q:" / "A: ... The answer is N."), exemplars from the GSM8K
+  *train* split with a fixed seed, calculator annotations (<<...>>) removed.
+- BBH: the task's own 3-shot CoT prompt file, then "Q: <input>\\nA: Let's think step by step."
+- HumanEval: zero-shot; the prompt is the function signature and docstring, as given.
+- APPS: the APPS paper's format: QUESTION, the starter code, "Use Standard Input format" or
+  "Use Call-Based format", then ANSWER.
+
+`chat=True` wraps the text as one user message for models with a chat template.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from evals.tasks import Problem, load
+
+SEED = 1234
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int | None = None,
+           chat: bool = False) -> str | list[dict[str, str]]:
+    """The prompt for `problem` (its task is read from the task_id or kind)."""
+    task = _task_of(problem)
+    if task == "math":
+        text = _math_prompt(str(data_dir), 4 if shots is None else shots) + (
+            f"Problem:\n{problem.question}\n\nSolution:\n")
+    elif task == "gsm8k":
+        text = _gsm8k_prompt(str(data_dir), 8 if shots is None else shots) + (
+            f"Q: {problem.question}\nA:")
+    elif task == "bbh":
+        text = _bbh_prompt(str(data_dir), problem.meta["task"]) + (
+            f"\n\nQ: {problem.question}\nA: Let's think step by step.")
+    elif task == "humaneval":
+        text = problem.question
+    else:
+        text = apps_prompt(problem)
+    return [{"role": "user", "content": text}] if chat else text
+
+
+def _task_of(problem: Problem) -> str:
+    if problem.task_id.startswith("HumanEval/"):
+        return "humaneval"
+    for prefix in ("gsm8k", "bbh", "apps"):
+        if problem.task_id.startswith(prefix + "/"):
+            return prefix
+    if problem.kind == "math":
+        return "math"
+    raise ValueError(f"cannot tell the task of {problem.task_id!r}")
+
+
+def _pick(problems: list[Problem], count: int) -> list[Problem]:
+    return random.Random(SEED).sample(problems, count) if count else []
+
+
+@lru_cache(maxsize=8)
+def _math_prompt(data_dir: str, shots: int) -> str:
+    train = load("math", "train", data_dir if data_dir != "None" else None)
+    short = [p for p in train if p.meta["level"] in (1, 2, 3) and p.gold
+             and len(p.solutions[0]) < 400 and "[asy]" not in p.solutions[0] + p.question]
+    parts = []
+    for p in _pick(short, shots):
+        parts.append(f"Problem:\n{p.question}\n\nSolution:\n{p.solutions[0]}\n"
+                     f"Final Answer: The final answer is ${p.gold}$. I hope it is correct.\n\n")
+    return "".join(parts)
+
+
+@lru_cache(maxsize=8)
+def _gsm8k_prompt(data_dir: str, shots: int) -> str:
+    train = load("gsm8k", "train", data_dir if data_dir != "None" else None)
+    parts = []
+    for p in _pick(train, shots):
+        reasoning = _CALCULATOR.sub("", p.solutions[0].rsplit("####", 1)[0]).strip()
+        reasoning = " ".join(line.strip() for line in reasoning.splitlines())
+        parts.append(f"Q: {p.question}\nA: {reasoning} The answer is {p.gold}.\n\n")
+    return "".join(parts)
+
+
+@lru_cache(maxsize=32)
+def _bbh_prompt(data_dir: str, task: str) -> str:
+    path = Path(data_dir) / "bbh" / "cot-prompts" / f"{task}.txt"
+    text = path.read_text()
+    # The files start with a canary/description header, then "-----"; keep from there.
+    return text.split("-----\n", 1)[-1].strip()
+
+
+def apps_prompt(problem: Problem) -> str:
+    starter = problem.meta.get("starter_code") or ""
+    how = "Use Call-Based format" if "call" in problem.tests else "Use Standard Input format"
+    return f"\nQUESTION:\n{problem.question}\n{starter}\n{how}\nANSWER:\n"
