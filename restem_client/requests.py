@@ -82,22 +82,38 @@ def response_dict(response: pb.VerifyResponse) -> dict[str, Any]:
 
 
 class DictVerifier:
-    """Adapts a verifier (client or local) to `evals.score`'s dictionary protocol: math
-    requests {"kind", "completion", "gold", "mode", "extract"} in, {"verdict", "extracted",
-    "canonical", "rule"} out."""
+    """Adapts a verifier (client or local) to `evals.score`'s dictionary protocol: requests
+    {"kind": "math", "completion", "gold", "mode", "extract"}, {"kind": "exact",
+    "completion", "target"} or {"kind": "code", "program", "tests"} in; {"verdict",
+    "extracted", "canonical", "rule", "message"} out."""
 
     def __init__(self, verifier) -> None:
         self.verifier = verifier
 
     def verify_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        built = []
-        for i, r in enumerate(requests):
-            if r.get("kind") != "math":
-                raise ValueError(f"request {i}: kind {r.get('kind')!r} is not supported here")
-            built.append(math_request(r["completion"], r["gold"], mode=r["mode"],
-                                      extract=r["extract"]))
+        built = [self.build(r) for r in requests]
         return [
             {"verdict": pb.Verdict.Name(resp.verdict), "extracted": resp.extracted or None,
-             "canonical": resp.canonical or None, "rule": resp.rule or None}
+             "canonical": resp.canonical or None, "rule": resp.rule or None,
+             "message": resp.message}
             for resp in self.verifier.verify_many(built)
         ]
+
+    @staticmethod
+    def build(r: dict[str, Any]) -> pb.VerifyRequest:
+        if r["kind"] == "math":
+            return math_request(r["completion"], r["gold"], mode=r["mode"], extract=r["extract"])
+        if r["kind"] == "exact":
+            return exact_request(r["completion"], r["target"])
+        if r["kind"] == "code":
+            tests = r["tests"]
+            if "stdio" in tests:
+                return code_request(r["program"], stdio=[tuple(c) for c in tests["stdio"]["cases"]])
+            if "call" in tests:
+                call = tests["call"]
+                return code_request(r["program"],
+                                    calls=(call["fn_name"], [tuple(c) for c in call["cases"]]))
+            a = tests["asserts"]
+            return code_request(r["program"],
+                                asserts=(a["test_code"], a["entry_point"], a.get("prompt", "")))
+        raise ValueError(f"unknown request kind {r.get('kind')!r}")

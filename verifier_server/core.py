@@ -189,7 +189,8 @@ class Verifier:
         task = request.exact
         v = check_exact(task.completion, task.target, extract_answer=task.extract,
                         answer_format=task.answer_format)
-        return response(request.request_id, getattr(pb, v.verdict), extracted=v.extracted)
+        return response(request.request_id, getattr(pb, v.verdict), extracted=v.extracted,
+                        canonical=v.extracted.casefold())
 
     def _code(self, request: pb.VerifyRequest, deadline: float | None) -> pb.VerifyResponse:
         if not self.sandbox_backend:
