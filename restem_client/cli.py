@@ -42,7 +42,7 @@ def score(args: argparse.Namespace) -> int:
     else:
         from restem_client.local_verifier import LocalVerifier
 
-        verifier = LocalVerifier(sandbox=args.sandbox or default_sandbox(), timeout_s=args.timeout)
+        verifier = LocalVerifier(sandbox=args.sandbox or "auto", timeout_s=args.timeout)
     output = args.output or default_output(args.input)
     try:
         summary = score_file(args.input, output, DictVerifier(verifier), problems=problems)
@@ -50,17 +50,6 @@ def score(args: argparse.Namespace) -> int:
         verifier.close()
     print(f"wrote {output}", file=sys.stderr)
     return 1 if summary.invalid else 0
-
-
-def default_sandbox() -> str:
-    """Docker when an engine answers, else bubblewrap (code lines only start it)."""
-    import shutil
-    import subprocess
-
-    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True,
-                                                 timeout=30).returncode == 0:
-        return "docker"
-    return "namespace"
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -68,6 +68,21 @@ def _credentials(tls: Tls | bool | None) -> grpc.ChannelCredentials | None:
     return (tls if isinstance(tls, Tls) else Tls()).credentials()
 
 
+def _connect(api, target: str | list[str], token: str | None, tls: Tls | bool | None,
+             max_message_mb: int):
+    """(channel, stub, call metadata) with `api` = grpc (sync) or grpc.aio."""
+    address, options = _channel_args(target, max_message_mb)
+    credentials = _credentials(tls)
+    channel = (api.secure_channel(address, credentials, options) if credentials
+               else api.insecure_channel(address, options))
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    return channel, pb_grpc.VerifierStub(channel), metadata
+
+
+def _backoff_s(base: float, attempt: int) -> float:
+    return min(base * 2**attempt, 10.0)
+
+
 class _Batch:
     """The bookkeeping of one verify_many: wire ids, answers, what is still missing."""
 
@@ -104,12 +119,8 @@ class VerifierClient:
     def __init__(self, target: str | list[str], *, token: str | None = None,
                  tls: Tls | bool | None = None, max_in_flight: int = 256, retries: int = 8,
                  backoff_s: float = 0.2, max_message_mb: int = 64) -> None:
-        address, options = _channel_args(target, max_message_mb)
-        credentials = _credentials(tls)
-        self.channel = (grpc.secure_channel(address, credentials, options) if credentials
-                        else grpc.insecure_channel(address, options))
-        self.stub = pb_grpc.VerifierStub(self.channel)
-        self.metadata = [("authorization", f"Bearer {token}")] if token else []
+        self.channel, self.stub, self.metadata = _connect(grpc, target, token, tls,
+                                                          max_message_mb)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
 
     def _retrying(self, call):
@@ -119,7 +130,7 @@ class VerifierClient:
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == self.retries:
                     raise
-                time.sleep(min(self.backoff_s * 2**attempt, 10.0))
+                time.sleep(_backoff_s(self.backoff_s, attempt))
         raise AssertionError("unreachable")
 
     def verify(
@@ -142,7 +153,7 @@ class VerifierClient:
         attempt = 0
         while missing := batch.missing():
             if attempt:
-                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 10.0))
+                time.sleep(_backoff_s(self.backoff_s, attempt - 1))
             try:
                 self._stream(batch, missing, bar, timeout_s)
             except grpc.RpcError as exc:
@@ -202,12 +213,8 @@ class AsyncVerifierClient:
     def __init__(self, target: str | list[str], *, token: str | None = None,
                  tls: Tls | bool | None = None, max_in_flight: int = 256, retries: int = 8,
                  backoff_s: float = 0.2, max_message_mb: int = 64) -> None:
-        address, options = _channel_args(target, max_message_mb)
-        credentials = _credentials(tls)
-        self.channel = (grpc.aio.secure_channel(address, credentials, options) if credentials
-                        else grpc.aio.insecure_channel(address, options))
-        self.stub = pb_grpc.VerifierStub(self.channel)
-        self.metadata = [("authorization", f"Bearer {token}")] if token else []
+        self.channel, self.stub, self.metadata = _connect(grpc.aio, target, token, tls,
+                                                          max_message_mb)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
 
     async def verify(self, request: pb.VerifyRequest,
@@ -219,7 +226,7 @@ class AsyncVerifierClient:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == self.retries:
                     raise
-                await asyncio.sleep(min(self.backoff_s * 2**attempt, 10.0))
+                await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
         raise AssertionError("unreachable")
 
     async def verify_many(self, requests: Iterable[pb.VerifyRequest], *,
@@ -254,7 +261,7 @@ class AsyncVerifierClient:
                 if exc.code() not in RETRYABLE or attempt >= self.retries:
                     bar.close()
                     raise
-                await asyncio.sleep(min(self.backoff_s * 2**attempt, 10.0))
+                await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
                 attempt += 1
             finally:
                 call.cancel()

@@ -1,7 +1,7 @@
 """`LocalVerifier`: the verifier in this process, with the same interface as
 `VerifierClient` (`verify`, `verify_many`, `info`, `close`). Math runs on the local worker
-pool; code starts a sandbox pool on first use (`sandbox="docker"`, "namespace", or None for
-math and exact only)."""
+pool; code starts a sandbox pool on first use (`sandbox="auto"`: docker if its engine answers,
+else namespace; or "docker", "namespace", "local", or None for math and exact only)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ CHUNK = 512
 
 
 class LocalVerifier:
-    def __init__(self, sandbox: str | None = "docker", sandbox_workers: int | None = None,
+    def __init__(self, sandbox: str | None = "auto", sandbox_workers: int | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.core = Verifier(sandbox, sandbox_workers, math_timeout_s=timeout_s,
                              lazy_sandbox=True)

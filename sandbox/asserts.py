@@ -31,7 +31,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from sandbox.cases import AssertTest
+from sandbox.cases import AssertTest, clear_validation_cache
 from sandbox.jail import values
 
 MAX_ROUNDS = 8
@@ -125,8 +125,6 @@ def _compiled(code: str, soft: bool):
 
 def clear_caches() -> None:
     """Forget compiled and validated test code (benchmarks measure from cold)."""
-    from sandbox.cases import clear_validation_cache
-
     _compiled.cache_clear()
     clear_validation_cache()
 

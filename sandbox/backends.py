@@ -59,6 +59,15 @@ class Launch:
                 step()
 
 
+def default_backend() -> str:
+    """Docker when its engine answers, else bubblewrap."""
+    if shutil.which("docker") and subprocess.run(
+        ["docker", "info"], capture_output=True, timeout=30
+    ).returncode == 0:
+        return "docker"
+    return "namespace"
+
+
 def launch(spec: WorkerSpec) -> Launch:
     name = f"restem-sbx-{uuid.uuid4().hex[:12]}"
     if spec.backend == "docker":

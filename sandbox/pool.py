@@ -141,7 +141,7 @@ class Sandbox:
                 mine: Future = Future()
                 self._in_flight[key] = mine
         if waiting is not None:
-            self.stats["cache_hits"] += 1
+            self._count("cache_hits")
             return waiting.result()
         try:
             start = time.monotonic()
@@ -280,7 +280,7 @@ class Sandbox:
         failure = ""
         for attempt in range(self.retries + 1):
             if attempt:
-                self.stats["retried"] += 1
+                self._count("retried")
             worker = self._acquire()
             if worker is None:
                 failure = f"no sandbox worker available: {self._last_start_error}"
@@ -288,7 +288,7 @@ class Sandbox:
             try:
                 reply = worker.request(job, job["limits"]["wall_s"] + REPLY_SLACK_S)
                 worker.jobs += 1
-                self.stats["jobs"] += 1
+                self._count("jobs")
                 ex = Execution.from_wire(reply)
                 if ex.status is not Status.SANDBOX_ERROR:
                     if ex.status in ANOMALIES or ex.leftovers or ex.signal:
@@ -303,6 +303,10 @@ class Sandbox:
                 self._release(worker)
             log.warning("sandbox failure on %s (attempt %d): %s", worker.name, attempt + 1, failure)
         raise judge.SandboxFailure(failure)
+
+    def _count(self, name: str) -> None:
+        with self._lock:  # many caller threads update these
+            self.stats[name] += 1
 
     def _acquire(self) -> Worker | None:
         deadline = time.monotonic() + self.acquire_timeout_s

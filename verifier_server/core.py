@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from restem_proto.v1 import verifier_pb2 as pb
 from sandbox import AssertTest, CallTest, Limits, Sandbox, StdioTest
 from sandbox import Status as SandboxStatus
+from sandbox.backends import default_backend
 from verifier_server.exact import check_exact
 from verifier_server.math import DEFAULT_TIMEOUT_S, check_many
 from verifier_server.math.pool import WorkerPool, default_pool
@@ -54,8 +55,10 @@ class Verifier:
         cache_size: int = 100_000,
         lazy_sandbox: bool = False,
     ) -> None:
-        """`lazy_sandbox`: start the sandbox pool at the first code request (in-process use;
-        a server starts everything before gRPC)."""
+        """`sandbox_backend`: docker, namespace, local, "auto" (docker if its engine answers,
+        else namespace; decided when the pool starts) or None (no code tasks).
+        `lazy_sandbox`: start the sandbox pool at the first code request (in-process use; a
+        server starts everything before gRPC)."""
         self._own_math_pool = bool(math_workers)
         self.math_pool = WorkerPool(math_workers) if math_workers else default_pool()
         self.math_timeout_s = math_timeout_s
@@ -73,6 +76,8 @@ class Verifier:
     def _start_sandbox(self) -> Sandbox:
         with self._sandbox_lock:
             if self._sandbox is None:
+                if self.sandbox_backend == "auto":
+                    self.sandbox_backend = default_backend()
                 self._sandbox = Sandbox(self.sandbox_backend, self.sandbox_workers,
                                         limits=self.default_limits,
                                         max_processes=self.max_processes)
@@ -93,24 +98,29 @@ class Verifier:
     ) -> list[pb.VerifyResponse]:
         """Responses in input order. Math requests are checked together (shared dedupe and
         the worker pool in parallel); the others one by one."""
-        started = time.monotonic()
         out: list[pb.VerifyResponse | None] = [None] * len(requests)
         math_groups: dict[tuple[str, bool], list[int]] = {}
         code: list[int] = []
         for i, request in enumerate(requests):
+            started = time.monotonic()
             try:
                 kind = validate(request, self.max_processes)
             except InvalidRequest as exc:
                 out[i] = response(request.request_id, pb.INVALID_REQUEST, str(exc))
+                out[i].elapsed_ms = (time.monotonic() - started) * 1000
                 continue
             if kind == "math":
                 key = (MATH_MODES[request.math.mode], request.math.extract)
                 math_groups.setdefault(key, []).append(i)
             elif kind == "exact":
                 out[i] = self._exact(request)
+                out[i].elapsed_ms = (time.monotonic() - started) * 1000
             else:
                 code.append(i)
-        run_code = lambda i: self._code(requests[i], self._deadline(requests[i], deadline))  # noqa: E731
+
+        def run_code(i: int) -> pb.VerifyResponse:
+            return self._code(requests[i], self._deadline(requests[i], deadline))
+
         if len(code) == 1:
             out[code[0]] = run_code(code[0])
         elif code:  # in parallel, one per sandbox worker and then some
@@ -119,13 +129,12 @@ class Verifier:
                 for i, resp in zip(code, threads.map(run_code, code), strict=True):
                     out[i] = resp
         for (mode, extract), indices in math_groups.items():
-            for i, resp in zip(indices, self._math([requests[i] for i in indices], mode, extract),
-                               strict=True):
-                out[i] = resp
-        elapsed = (time.monotonic() - started) * 1000
-        for resp in out:
-            if not resp.elapsed_ms:
+            started = time.monotonic()
+            group = self._math([requests[i] for i in indices], mode, extract)
+            elapsed = (time.monotonic() - started) * 1000  # the group's time, cache hits included
+            for i, resp in zip(indices, group, strict=True):
                 resp.elapsed_ms = elapsed
+                out[i] = resp
         return out  # type: ignore[return-value]
 
     def info(self) -> pb.ServerInfo:
@@ -171,7 +180,7 @@ class Verifier:
                 for key, v in zip(todo, verdicts, strict=True):
                     resp = response("", getattr(pb, str(v.verdict)), v.detail,
                                     extracted=v.extracted or "", canonical=v.canonical or "",
-                                    rule=v.rule or "", elapsed_ms=v.elapsed_ms)
+                                    rule=v.rule or "")
                     cached[key] = resp
                     if v.verdict != "TIMEOUT":  # a timeout may pass on a quieter machine
                         self._math_cache[key] = resp
