@@ -3,10 +3,10 @@
 - `Verify`: one request; a malformed one is INVALID_ARGUMENT (the message names the field);
   a full queue is RESOURCE_EXHAUSTED.
 - `VerifyStream`: responses as they finish, matched by request_id; `VerifyBatches` the same
-  with many requests and responses per message (gRPC costs about 0.25 ms of server CPU per
-  message here, so the client library packs them). A malformed item comes back as an
-  INVALID_REQUEST response (the stream goes on). When the queue is full the
-  stream stops reading (HTTP/2 flow control pushes back on the client) instead of growing.
+  with many requests and responses per message (gRPC's cost is per message; README has the
+  bench/server_load.py figures); the client library uses it. A malformed item comes back as
+  an INVALID_REQUEST response (the stream goes on). When the queue is full the stream stops
+  reading (HTTP/2 flow control pushes back on the client) instead of growing.
   Math and exact items that arrive together are checked as one batch; code items run one
   by one on the sandbox pool. When the client goes away, queued work is cancelled.
 - Deadlines: the RPC deadline and each request's timeout_s flow into the sandbox kill timers.
