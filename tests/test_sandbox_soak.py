@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,9 @@ def test_two_thousand_runs_leave_nothing_behind(backend: str) -> None:
         assert executor_processes() == others + 2 * sb.size
         if backend == "docker":
             assert our_containers() == sb.size
+    deadline = time.monotonic() + 10  # killed workers take a moment to be reaped
+    while executor_processes() != others and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert executor_processes() == others
     if backend == "docker":
         assert our_containers() == 0
