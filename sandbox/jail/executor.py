@@ -241,10 +241,12 @@ class Standby:
 
 
 def run_job(job: dict, raw_job: bytes, standby: Standby) -> dict:
+    # The standby spent CPU on its set-up before the job existed; that is not the job's.
+    setup_cpu = setup_cpu_seconds(standby.pid)
     start = time.monotonic()
     try:
         standby.start(raw_job)
-        observed = supervise(standby.pid, job, job["limits"], standby.pipes, start)
+        observed = supervise(standby.pid, job, job["limits"], standby.pipes, start, setup_cpu)
     finally:
         standby.close_parent_ends()
     observed["leftovers"] = kill_leftovers()
@@ -252,7 +254,8 @@ def run_job(job: dict, raw_job: bytes, standby: Standby) -> dict:
     return observed
 
 
-def supervise(pid: int, job: dict, limits: dict, pipes: dict, start: float) -> dict:
+def supervise(pid: int, job: dict, limits: dict, pipes: dict, start: float,
+              setup_cpu: float) -> dict:
     stdin_fd = pipes["stdin"][1]
     streams = {pipes[n][0]: n for n in ("stdout", "stderr", "results")}
     readers = dict(streams)  # those not at EOF yet
@@ -292,7 +295,8 @@ def supervise(pid: int, job: dict, limits: dict, pipes: dict, start: float) -> d
                 break
             if verdict:
                 break
-            if cpu_seconds(pid) >= limits["cpu_s"] or time.monotonic() - start >= wall_limit:
+            used = cpu_seconds(pid) - setup_cpu
+            if used >= limits["cpu_s"] or time.monotonic() - start >= wall_limit:
                 verdict = "TIMEOUT"
                 break
     finally:
@@ -307,7 +311,7 @@ def supervise(pid: int, job: dict, limits: dict, pipes: dict, start: float) -> d
         drain(fd, name, data, caps)
     if data["stdout"] and len(data["stdout"]) > caps["stdout"]:
         verdict = verdict or "OUTPUT_LIMIT"
-    cpu = rusage.ru_utime + rusage.ru_stime
+    cpu = max(0.0, rusage.ru_utime + rusage.ru_stime - setup_cpu)
     return observation(verdict, wait_status, cpu, wall, rusage.ru_maxrss, data, caps, limits)
 
 
@@ -374,6 +378,16 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(int(x) for x in fields[11:15]) / TICKS
+
+
+def setup_cpu_seconds(pid: int) -> float:
+    """CPU time of a waiting standby, in nanosecond precision (/proc/<pid>/schedstat counts
+    its one thread), else from /proc/<pid>/stat in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return cpu_seconds(pid)
 
 
 def kill_job(pid: int) -> None:
