@@ -165,7 +165,7 @@ def tokenize(records: list[dict[str, Any]], tokenizer: Any, max_seq_len: int
         answer.append(tokenizer.eos_token_id)
         ids = (prompt + answer)[:max_seq_len]
         labels = ([IGNORE] * len(prompt) + answer)[:max_seq_len]
-        examples.append({"input_ids": ids, "labels": labels, "weight": record["weight"]})
+        examples.append({"input_ids": ids, "labels": labels, "weight": record.get("weight", 1.0)})
     return examples
 
 

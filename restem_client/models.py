@@ -77,7 +77,6 @@ def prepare(name: str, out: Path, log: Callable[[str], None] | None = None) -> P
     source = gguf_path(name)
     out = Path(out)
     if is_prepared(out):
-        log(f"{out} already holds {name}")
         return out
     log(f"converting {source.name} to {out}")
     tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
