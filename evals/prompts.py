@@ -46,6 +46,21 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
     return [{"role": "user", "content": text}] if chat else text
 
 
+# Where a completion ends: the next few-shot item, or (HumanEval) the next top-level
+# statement, as in the Codex paper. A chat-formatted prompt ends at the model's own end.
+STOPS = {
+    "math": ("\n\nProblem:", "\nProblem:"),
+    "gsm8k": ("\n\nQ:", "\nQ:"),
+    "bbh": ("\n\nQ:", "\nQ:"),
+    "humaneval": ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint("),
+    "apps": ("\nQUESTION:",),
+}
+
+
+def stop_sequences(problem: Problem, chat: bool = False) -> tuple[str, ...]:
+    return () if chat else STOPS[_task_of(problem)]
+
+
 def _task_of(problem: Problem) -> str:
     if problem.task_id.startswith("HumanEval/"):
         return "humaneval"

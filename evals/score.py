@@ -30,10 +30,14 @@ from typing import IO, Any, Protocol
 from tqdm import tqdm
 
 from evals.metrics import maj_at_k, pass_at_k
+from evals.report import format_summary
 from evals.tasks import Problem
 
 CHUNK = 512
 RESULT_FIELDS = ("passed", "verdict", "extracted", "canonical", "rule")
+# Breakdowns: MATH level and subject, APPS difficulty, BIG-Bench Hard task. The group comes
+# from the dataset (--dataset) or from the same field on the input line.
+GROUPS = ("level", "subject", "difficulty", "task")
 
 
 class BatchVerifier(Protocol):
@@ -55,9 +59,13 @@ class Summary:
     verdicts: Counter = field(default_factory=Counter)
     # task_id -> [(passed, canonical answer or None)], for pass@K and maj@K
     samples: dict[str, list[tuple[bool, str | None]]] = field(default_factory=dict)
+    groups: dict[str, dict[str, str]] = field(default_factory=dict)  # task_id -> GROUPS
 
-    def add(self, task_id: str, passed: bool, canonical: str | None) -> None:
+    def add(self, task_id: str, passed: bool, canonical: str | None,
+            groups: dict[str, str] | None = None) -> None:
         self.samples.setdefault(task_id, []).append((passed, canonical))
+        if groups:
+            self.groups.setdefault(task_id, groups)
 
     def as_dict(self) -> dict[str, Any]:
         scored = self.count - self.invalid
@@ -67,7 +75,35 @@ class Summary:
         if self.samples:
             report["tasks"] = len(self.samples)
             report.update(self.k_metrics())
+            if breakdown := self.breakdown():
+                report["breakdown"] = breakdown
         return report
+
+    def pass_curve(self) -> list[tuple[int, float]]:
+        """(K, pass@K) for K = 1, 2, 4, ... up to the smallest per-task sample count."""
+        n_min = min(len(s) for s in self.samples.values())
+        ks = sorted({*(2 ** i for i in range(n_min.bit_length()) if 2 ** i <= n_min), n_min})
+        return [(k, sum(pass_at_k(len(s), sum(p for p, _ in s), k)
+                        for s in self.samples.values()) / len(self.samples)) for k in ks]
+
+    def breakdown(self) -> dict[str, Any]:
+        """pass@1 (each task's pass rate, averaged) per group value, for each group kind;
+        for BBH tasks also their unweighted average, as BBH results are reported."""
+        out: dict[str, Any] = {}
+        for kind in GROUPS:
+            rates: dict[str, list[float]] = {}
+            for task_id, samples in self.samples.items():
+                value = self.groups.get(task_id, {}).get(kind)
+                if value not in (None, ""):
+                    rates.setdefault(str(value), []).append(
+                        sum(p for p, _ in samples) / len(samples))
+            if rates:
+                out[kind] = {value: {"tasks": len(r), "pass@1": sum(r) / len(r)}
+                             for value, r in sorted(rates.items())}
+        if "task" in out:
+            tasks = out["task"].values()
+            out["task_average"] = sum(t["pass@1"] for t in tasks) / len(tasks)
+        return out
 
     def k_metrics(self) -> dict[str, float]:
         """pass@K and maj@K averaged over tasks, for the K every task's sample count allows."""
@@ -160,6 +196,13 @@ def _tests(tests: Any) -> dict[str, Any]:
     return tests
 
 
+def _groups(record: dict[str, Any], problems: dict[str, Problem] | None) -> dict[str, str]:
+    problem = problems.get(str(record["task_id"])) if problems else None
+    meta = problem.meta if problem else {}
+    return {k: record.get(k, meta.get(k)) for k in GROUPS if record.get(k, meta.get(k))
+            not in (None, "")}
+
+
 def _chunks(lines: IO[str]) -> Iterator[list[tuple[int, str]]]:
     chunk: list[tuple[int, str]] = []
     for number, line in enumerate(lines, start=1):
@@ -181,8 +224,8 @@ def default_output(input_path: Path) -> Path:
 
 
 def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
-               log: IO[str] = sys.stderr, problems: dict[str, Problem] | None = None
-               ) -> Summary:
+               log: IO[str] = sys.stderr, problems: dict[str, Problem] | None = None,
+               title: str | None = None) -> Summary:
     """Results go to a `.partial` file renamed at the end, so a run that fails (a verifier
     that went away) never leaves a truncated file where a finished one was."""
     summary = Summary()
@@ -212,7 +255,8 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
                               **{k: result.get(k) for k in RESULT_FIELDS[1:]}}
                     if result.get("message"):
                         record["message"] = result["message"]
-                    summary.add(str(record["task_id"]), record["passed"], result.get("canonical"))
+                    summary.add(str(record["task_id"]), record["passed"],
+                                result.get("canonical"), _groups(record, problems))
                 summary.verdicts[record["verdict"]] += 1
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             progress.update(len(chunk))
@@ -220,5 +264,5 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
     partial.replace(output_path)
     report = summary.as_dict()
     summary_path(output_path).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report), file=log)
+    print(format_summary(report, title or f"== {input_path.name}"), file=log)
     return summary

@@ -19,6 +19,62 @@ def read_token(path: Path | None) -> str | None:
     return token
 
 
+def make_verifier(args: argparse.Namespace):
+    """The verifier service at --server, or an in-process one."""
+    if args.server:
+        from restem_client.client import VerifierClient
+
+        return VerifierClient(args.server, token=read_token(args.token_file))
+    from restem_client.local_verifier import LocalVerifier
+
+    return LocalVerifier(sandbox=args.sandbox or "auto", timeout_s=args.timeout)
+
+
+def add_verifier_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", help="verifier service, host:port (default: in this process)")
+    p.add_argument("--token-file", type=Path, help="file holding the service's bearer token")
+    p.add_argument("--sandbox", choices=["docker", "namespace", "local"],
+                   help="in-process code backend (default: docker if running, else namespace)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per symbolic check")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from evals.evaluate import evaluate as run_eval
+    from evals.tasks import load
+    from restem_client.requests import DictVerifier
+    from restem_client.sampling import make_sampler, preset
+
+    try:
+        problems = load(args.task, args.split, args.data_dir)[: args.limit or None]
+        overrides = {k: v for k, v in {
+            "n": args.n, "temperature": args.temperature, "top_p": args.top_p,
+            "top_k": args.top_k, "max_tokens": args.max_tokens, "seed": args.seed}.items()
+            if v is not None}
+        params = preset(args.preset or ("greedy" if (args.n or 1) == 1 else "passk"),
+                        **overrides)
+        options = {"batch_size": args.batch_size} if args.backend == "hf" else {}
+        if args.backend == "vllm":
+            options["tensor_parallel_size"] = args.tensor_parallel_size
+        if args.backend == "openai" and args.served_model:
+            options["served_model"] = args.served_model
+        sampler = make_sampler(args.backend, args.model, **options)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"restem eval: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("runs") / f"eval-{args.task.replace('/', '-')}-{args.split}"
+    verifier = make_verifier(args)
+    try:
+        run_eval(problems, sampler, DictVerifier(verifier), params, out,
+                           data_dir=args.data_dir, chat=args.chat, label=Path(args.model).name,
+                           config={"task": args.task, "split": args.split,
+                                   "backend": args.backend, "model": args.model})
+    finally:
+        sampler.close()
+        verifier.close()
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def score(args: argparse.Namespace) -> int:
     from evals.score import default_output, score_file
     from restem_client.requests import DictVerifier
@@ -35,14 +91,7 @@ def score(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as exc:
             print(f"restem score: {exc}", file=sys.stderr)
             return 2
-    if args.server:
-        from restem_client.client import VerifierClient
-
-        verifier = VerifierClient(args.server, token=read_token(args.token_file))
-    else:
-        from restem_client.local_verifier import LocalVerifier
-
-        verifier = LocalVerifier(sandbox=args.sandbox or "auto", timeout_s=args.timeout)
+    verifier = make_verifier(args)
     output = args.output or default_output(args.input)
     try:
         summary = score_file(args.input, output, DictVerifier(verifier), problems=problems)
@@ -87,16 +136,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="input JSONL")
     p.add_argument("-o", "--output", type=Path, help="results JSONL (default: "
                    "<input>_results.jsonl beside the input)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per symbolic check")
-    p.add_argument("--server", help="verifier service, host:port (default: in this process)")
     p.add_argument("--dataset", help="look gold and tests up by task_id: math, gsm8k, bbh, "
                    "humaneval, apps")
     p.add_argument("--split", default="test", help="dataset split (default test)")
     p.add_argument("--data-dir", type=Path, help="local datasets (the ../shared/data layout)")
-    p.add_argument("--sandbox", choices=["docker", "namespace", "local"],
-                   help="in-process code backend (default: docker if running, else namespace)")
-    p.add_argument("--token-file", type=Path, help="file holding the service's bearer token")
+    add_verifier_options(p)
     p.set_defaults(handler=score)
+
+    from restem_client.sampling import BACKENDS, PRESETS
+
+    p = commands.add_parser("eval", help="sample a model on a benchmark and score it",
+                            description="Render the task's prompts, sample (greedy pass@1 by "
+                            "default; with -n, the passk preset), score, and write samples, "
+                            "results and a pass@K plot to --out.")
+    p.add_argument("--task", required=True, help="math, gsm8k, bbh, bbh/<task>, humaneval, "
+                   "apps")
+    p.add_argument("--split", default="test", help="split (math: test, train or math500)")
+    p.add_argument("--model", required=True, help="checkpoint path or embedded model name; "
+                   "for --backend openai, the server's base URL")
+    p.add_argument("--backend", choices=BACKENDS, default="hf")
+    p.add_argument("--preset", choices=sorted(PRESETS))
+    p.add_argument("-n", type=int, help="samples per problem")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--limit", type=int, help="only the first N problems")
+    p.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
+    p.add_argument("--data-dir", type=Path, help="local datasets (the ../shared/data layout)")
+    p.add_argument("--out", type=Path, help="output directory (default runs/eval-TASK-SPLIT)")
+    p.add_argument("--batch-size", type=int, default=16, help="hf: rows per generate call")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs")
+    p.add_argument("--served-model", help="openai: model name on the server (default: the "
+                   "first it lists); the API key comes from OPENAI_API_KEY")
+    add_verifier_options(p)
+    p.set_defaults(handler=evaluate)
 
     from restem_client.models import EMBEDDED
 
