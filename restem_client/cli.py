@@ -27,7 +27,8 @@ def make_verifier(args: argparse.Namespace):
         return VerifierClient(args.server, token=read_token(args.token_file))
     from restem_client.local_verifier import LocalVerifier
 
-    return LocalVerifier(sandbox=args.sandbox or "auto", timeout_s=args.timeout)
+    return LocalVerifier(sandbox=args.sandbox or "auto", sandbox_workers=args.sandbox_workers,
+                         timeout_s=args.timeout)
 
 
 def add_verifier_options(p: argparse.ArgumentParser) -> None:
@@ -35,6 +36,7 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", type=Path, help="file holding the service's bearer token")
     p.add_argument("--sandbox", choices=["docker", "namespace", "local"],
                    help="in-process code backend (default: docker if running, else namespace)")
+    p.add_argument("--sandbox-workers", type=int, help="in-process sandboxes (default: cores)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per symbolic check")
 
 

@@ -309,6 +309,7 @@ def train(config: Config, records: list[dict[str, Any]]) -> None:
         first = (step % steps_per_epoch) * global_batch
         batch = [examples[i] for i in order[first:first + global_batch]]
         tokens = sum(loss_tokens(e) for e in batch)  # the same number on every rank
+        seen = sum(len(e["input_ids"]) for e in batch)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, total_steps, config)
         loss_sum = torch.zeros((), device=device)
@@ -330,9 +331,11 @@ def train(config: Config, records: list[dict[str, Any]]) -> None:
         dist.all_reduce(loss_sum)
         step += 1
         if rank == 0:
+            loss_value = loss_sum.item()  # waits for the device, so the clock below is true
             elapsed = time.perf_counter() - started
-            entry = {"step": step, "loss": loss_sum.item(), "lr": optimizer.param_groups[0]["lr"],
-                     "grad_norm": _full(norm), "tokens": tokens, "elapsed_s": round(elapsed, 3)}
+            entry = {"step": step, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
+                     "grad_norm": _full(norm), "tokens": tokens, "input_tokens": seen,
+                     "elapsed_s": round(elapsed, 3)}
             log.write(json.dumps(entry) + "\n")
             log.flush()
             progress.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}")
