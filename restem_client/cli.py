@@ -116,6 +116,18 @@ def prepare_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def run(args: argparse.Namespace) -> int:
+    from restem_client.restem import Run, RunConfigError, load_run_config
+
+    try:
+        config = load_run_config(args.config, args.overrides)
+    except (RunConfigError, OSError) as exc:
+        print(f"restem run: {exc}", file=sys.stderr)
+        return 2
+    Run(config).run()
+    return 0
+
+
 def serve(args: argparse.Namespace) -> int:
     from verifier_server.server import main as serve_main
 
@@ -174,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "first it lists); the API key comes from OPENAI_API_KEY")
     add_verifier_options(p)
     p.set_defaults(handler=evaluate)
+
+    p = commands.add_parser("run", help="the ReST-EM loop from a TOML config",
+                            description="Generate, score, filter, fine-tune (from the base "
+                            "model) and evaluate, iteration after iteration, in a resumable run "
+                            "directory. Overrides: key=value, finetune.KEY=value.")
+    p.add_argument("--config", help="TOML config (keys of restem_client.restem.RunConfig)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(handler=run)
 
     from restem_client.models import EMBEDDED
 

@@ -27,6 +27,16 @@ class VLLMSampler:
         on_gpu = torch.cuda.is_available()
         if not on_gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines go to stdout
+        if not on_gpu:
+            # vLLM reserves a core for its front end and binds one thread per remaining core;
+            # on a small CPU that halves the compute. Use them all unless told otherwise.
+            cores = os.sched_getaffinity(0)
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(cores))))
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            # Chunked prefill with per-request seeds fails on vLLM's CPU backend (its sampler
+            # rewinds a CPU generator, which has no offset), so whole prefills only.
+            engine_args.setdefault("enable_chunked_prefill", False)
         from vllm import LLM
 
         self.llm = LLM(

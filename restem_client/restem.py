@@ -1,0 +1,454 @@
+"""The ReST-EM loop (Algorithm 1 of arXiv 2312.06585) as a resumable run: `restem run`.
+
+For each iteration i = 1, 2, ...:
+  Generate  N samples per training problem from the policy (the base model for i = 1, then
+            the previous iteration's model) with the `estep` preset;
+  Score     each sample with the verifier (in-process, or a verifier service);
+  Filter    keep correct samples only, at most `cap` per problem (distinct texts, chosen at
+            random with the run's seed);
+  Improve   fine-tune the BASE model on them (torchrun + restem_client/finetune.py);
+  Evaluate  greedy pass@1 on the validation and test splits.
+It stops when validation pass@1 does not improve on the best so far, or after `iterations`.
+
+Switches: `mode = "sft"` fine-tunes once on the dataset's reference solutions (the paper's SFT
+baseline; `sft_baseline = true` adds it to a ReST-EM run); `mode = "distill"` samples from
+`teacher` (a checkpoint, or an OpenAI-compatible server URL) and trains the student `model`;
+`continue_from_previous = true` fine-tunes from the previous iteration's weights (the paper's
+ReST variant). `num_problems` and `samples_per_problem` set the data size.
+
+Run directory (each step is skipped when its output exists; outputs appear atomically, so a
+run killed at any point continues where it stopped):
+    config.toml                  the resolved configuration
+    base/eval/{val,test}/        evals.evaluate outputs (samples, verdicts, results.json)
+    sft/train.jsonl, sft/checkpoint/, sft/eval/...
+    iter_<i>/generate/           the E-step: samples.jsonl, samples_results.jsonl (verdicts)
+    iter_<i>/train.jsonl         the kept solutions
+    iter_<i>/checkpoint/         the fine-tuned model (Hugging Face format)
+    iter_<i>/eval/{val,test}/
+    summary.json, pass_at_1.png  one entry per model, and the by-iteration plot
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from evals.evaluate import evaluate
+from evals.prompts import render
+from evals.report import format_table, plot_iterations
+from evals.sampling import Sampler, preset
+from evals.tasks import Problem, load
+from restem_client.finetune import Config as FinetuneConfig
+
+MODES = ("restem", "sft", "distill")
+
+
+@dataclass
+class RunConfig:
+    name: str = "restem"
+    run_dir: str = ""  # default: runs/<name>
+    model: str = "smollm2-135m-instruct"  # the base: a checkpoint path or an embedded name
+    task: str = "arith"
+    data_dir: str = ""  # local datasets (the ../shared/data layout)
+    train_split: str = "train"
+    val_split: str = "validation"
+    test_split: str = "test"
+    val_from_train: int = 0  # > 0: the last N train problems are the validation split
+    num_problems: int = 0  # training problems used (0: all)
+    val_limit: int = 0  # 0: the whole split
+    test_limit: int = 0
+    chat: bool = True  # prompts through the model's chat template
+    mode: str = "restem"  # "restem", "sft" or "distill"
+    teacher: str = ""  # distill: checkpoint path or OpenAI-compatible server URL
+    sft_baseline: bool = False  # restem: also fine-tune on the reference solutions
+    continue_from_previous: bool = False
+    iterations: int = 3
+    samples_per_problem: int = 32
+    cap: int = 10
+    seed: int = 0
+    sampler: str = "hf"  # "hf" or "vllm" (the policy changes every iteration)
+    hf_batch_size: int = 32
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_k: int = 40
+    verifier: str = ""  # host:port of a verifier service; "" = in this process
+    verifier_token_file: str = ""
+    sandbox: str = "auto"
+    nproc_per_node: int = 1  # fine-tuning processes (GPUs)
+    finetune: dict[str, Any] = field(default_factory=dict)  # restem_client.finetune keys
+
+
+class RunConfigError(ValueError):
+    pass
+
+
+def load_run_config(path: str | None, overrides: list[str]) -> RunConfig:
+    """A TOML file, then `key=value` overrides (`finetune.lr=1e-5` for fine-tuning keys)."""
+    values: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
+    kinds = {f.name: f.type for f in fields(RunConfig)}
+    tune_kinds = {f.name: f.type for f in fields(FinetuneConfig)}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise RunConfigError(f"override {item!r} is not key=value")
+        if key.startswith("finetune."):
+            sub = key.removeprefix("finetune.")
+            if sub not in tune_kinds:
+                raise RunConfigError(f"unknown config key {key!r}")
+            values.setdefault("finetune", {})[sub] = _typed(key, raw, tune_kinds[sub])
+        elif key in kinds and key != "finetune":
+            values[key] = _typed(key, raw, kinds[key])
+        else:
+            raise RunConfigError(f"unknown config key {key!r}")
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        raise RunConfigError(f"unknown config key {unknown[0]!r}")
+    for key in values.get("finetune", {}):
+        if key not in tune_kinds or key in ("model", "data", "out"):
+            raise RunConfigError(f"unknown config key 'finetune.{key}'")
+    config = RunConfig(**values)
+    _check(config)
+    return config
+
+
+def _typed(key: str, raw: str, kind: str) -> Any:
+    try:
+        if kind == "bool":
+            if raw.lower() not in ("true", "false"):
+                raise ValueError(raw)
+            return raw.lower() == "true"
+        return {"int": int, "float": float, "str": str}[kind](raw)
+    except (KeyError, ValueError):
+        raise RunConfigError(f"config: {key}={raw!r} is not a valid {kind}") from None
+
+
+def _check(config: RunConfig) -> None:
+    if config.mode not in MODES:
+        raise RunConfigError(f"config key 'mode': expected one of {MODES}, not {config.mode!r}")
+    if config.sampler not in ("hf", "vllm"):
+        raise RunConfigError(f"config key 'sampler': 'hf' or 'vllm', not {config.sampler!r}")
+    if config.mode == "distill" and not config.teacher:
+        raise RunConfigError("config key 'teacher' is required with mode = \"distill\"")
+    for key in ("iterations", "samples_per_problem", "cap"):
+        if getattr(config, key) < 1:
+            raise RunConfigError(f"config key {key!r} must be at least 1")
+    from restem_client.models import EMBEDDED, check_checkpoint
+
+    for key in ("model", "teacher"):
+        value = getattr(config, key)
+        if value and value not in EMBEDDED and not value.startswith(("http://", "https://")):
+            try:
+                check_checkpoint(value)
+            except FileNotFoundError as exc:
+                raise RunConfigError(f"config key {key!r}: {exc}") from None
+    try:
+        FinetuneConfig(**{**config.finetune, "model": "-", "data": "-", "out": "-"}).check()
+    except (TypeError, ValueError) as exc:
+        raise RunConfigError(f"config table 'finetune': {exc}") from None
+    from evals.tasks import TASKS
+
+    if config.task.partition("/")[0] not in TASKS:
+        raise RunConfigError(f"config key 'task': {config.task!r} has no verifier; expected "
+                             f"one of {TASKS}")
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class Run:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.dir = Path(config.run_dir or Path("runs") / config.name)
+        self.data_dir = Path(config.data_dir) if config.data_dir else None
+        self._sampler: tuple[str, Sampler] | None = None
+        self._verifier: Any = None
+
+    # -- the loop
+
+    def run(self) -> dict[str, Any]:
+        from restem_client.models import resolve
+
+        c = self.config
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.dir / "config.toml", _to_toml(asdict(c)))
+        self.base = str(resolve(c.model))
+        self.train, self.val, self.test = self._splits()
+        _log(f"run {self.dir}: {len(self.train)} train, {len(self.val)} validation, "
+             f"{len(self.test)} test problems of {c.task}")
+        try:
+            self._evaluate("base", self.base)
+            if c.mode == "sft" or c.sft_baseline:
+                self._sft()
+            if c.mode != "sft":
+                self._iterate()
+        finally:
+            self._close()
+        summary = self.summary()
+        _write_atomic(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        rows = [{"iteration": 0, **summary["base"]}, *summary["iterations"]]
+        plot_iterations(rows, self.dir / "pass_at_1.png", title=f"ReST-EM on {c.task}")
+        print(self.table(summary))
+        return summary
+
+    def _iterate(self) -> None:
+        c = self.config
+        best = self._result("base", "val")
+        policy = c.teacher if c.mode == "distill" else self.base
+        for i in range(1, c.iterations + 1):
+            step = f"iter_{i}"
+            kept = self._generate_and_filter(step, policy)
+            start = self.base if not c.continue_from_previous or i == 1 else \
+                str(self.dir / f"iter_{i - 1}" / "checkpoint")
+            checkpoint = self._finetune(step, start, kept)
+            self._evaluate(step, checkpoint)
+            score = self._result(step, "val")
+            if score <= best:
+                _log(f"{step}: validation pass@1 {score:.3f} did not improve on {best:.3f}; "
+                     "stopping")
+                break
+            best = score
+            if c.mode != "distill":
+                policy = checkpoint
+
+    # -- steps
+
+    def _splits(self) -> tuple[list[Problem], list[Problem], list[Problem]]:
+        c = self.config
+        train = load(c.task, c.train_split, self.data_dir)
+        if c.val_from_train:
+            train, val = train[:-c.val_from_train], train[-c.val_from_train:]
+        else:
+            val = load(c.task, c.val_split, self.data_dir)
+        test = load(c.task, c.test_split, self.data_dir)
+        held_out = {p.question for p in val + test}
+        train = [p for p in train if p.question not in held_out]
+        return (train[: c.num_problems or None], val[: c.val_limit or None],
+                test[: c.test_limit or None])
+
+    def _evaluate(self, step: str, model: str) -> None:
+        for split, problems in (("val", self.val), ("test", self.test)):
+            with self._output(self.dir / step / "eval" / split) as tmp:
+                if tmp:
+                    _log(f"{step}: greedy pass@1 on {split} ({len(problems)} problems)")
+                    evaluate(problems, self._sampler_for(model), self._verify(),
+                             preset("greedy", max_tokens=self.config.max_tokens), tmp,
+                             data_dir=self.data_dir, chat=self.config.chat, label=step)
+
+    def _generate_and_filter(self, step: str, policy: str) -> Path:
+        c = self.config
+        with self._output(self.dir / step / "generate") as tmp:
+            if tmp:
+                _log(f"{step}: generate {c.samples_per_problem} samples for each of "
+                     f"{len(self.train)} problems")
+                params = preset("estep", n=c.samples_per_problem, max_tokens=c.max_tokens,
+                                temperature=c.temperature, top_k=c.top_k, seed=c.seed + 1000)
+                evaluate(self.train, self._sampler_for(policy), self._verify(), params, tmp,
+                         data_dir=self.data_dir, chat=c.chat, label=step)
+        kept = self.dir / step / "train.jsonl"
+        if not kept.exists():
+            results = self.dir / step / "generate" / "samples_results.jsonl"
+            records = select(results, self._prompts(), c.cap, f"{c.seed}/{step}")
+            if not records:
+                raise RuntimeError(f"{step}: no correct sample to train on")
+            _write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
+            _log(f"{step}: kept {len(records)} correct samples (cap {c.cap} per problem)")
+        return kept
+
+    def _sft(self) -> None:
+        kept = self.dir / "sft" / "train.jsonl"
+        if not kept.exists():
+            prompts = self._prompts()
+            records = [{"task_id": p.task_id, "prompt": prompts[p.task_id],
+                        "completion": p.solutions[0]} for p in self.train if p.solutions]
+            if not records:
+                raise RuntimeError(f"{self.config.task} has no reference solutions for SFT")
+            _write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
+        checkpoint = self._finetune("sft", self.base, kept)
+        self._evaluate("sft", checkpoint)
+
+    def _finetune(self, step: str, start: str, data: Path) -> str:
+        final = self.dir / step / "checkpoint"
+        with self._output(final) as tmp:
+            if tmp:
+                self._release_sampler()  # the trainer needs the memory
+                settings = {**self.config.finetune, "model": start, "data": str(data),
+                            "out": str(tmp), "seed": self.config.seed}
+                config_path = self.dir / step / "finetune.toml"
+                config_path.write_text(_to_toml(settings))
+                _log(f"{step}: fine-tune {Path(start).name} on {data.name}")
+                subprocess.run([sys.executable, "-m", "torch.distributed.run",
+                                f"--nproc_per_node={self.config.nproc_per_node}", "-m",
+                                "restem_client.finetune", str(config_path)], check=True)
+        return str(final)
+
+    # -- results
+
+    def _result(self, step: str, split: str) -> float:
+        path = self.dir / step / "eval" / split / "results.json"
+        return json.loads(path.read_text())["results"]["pass@1"]
+
+    def _train_reward(self, step: str) -> float | None:
+        path = self.dir / step / "generate" / "results.json"
+        return json.loads(path.read_text())["results"]["pass@1"] if path.exists() else None
+
+    def summary(self) -> dict[str, Any]:
+        def entry(step: str, reward_step: str | None) -> dict[str, Any]:
+            test = json.loads((self.dir / step / "eval" / "test" / "results.json").read_text())
+            return {"train_reward": self._train_reward(reward_step) if reward_step else None,
+                    "val_pass@1": self._result(step, "val"),
+                    "test_pass@1": test["results"]["pass@1"],
+                    "test_breakdown": test["results"].get("breakdown", {})}
+
+        distill = self.config.mode == "distill"
+        out: dict[str, Any] = {"task": self.config.task, "mode": self.config.mode,
+                               "base": {"model": self.base,
+                                        **entry("base", None if distill else "iter_1")}}
+        if (self.dir / "sft" / "eval" / "test" / "results.json").exists():
+            out["sft"] = entry("sft", None)
+        iterations = []
+        i = 1
+        while (self.dir / f"iter_{i}" / "eval" / "test" / "results.json").exists():
+            kept = (self.dir / f"iter_{i}" / "train.jsonl").read_text().count("\n")
+            iterations.append({"iteration": i, "kept_samples": kept,
+                               **entry(f"iter_{i}", None if distill else f"iter_{i + 1}")})
+            i += 1
+        out["iterations"] = iterations
+        candidates = [{"iteration": 0, **out["base"]}, *iterations]
+        best = max(candidates, key=lambda e: e["val_pass@1"])  # earliest wins a tie
+        out["best"] = {"iteration": best["iteration"], "val_pass@1": best["val_pass@1"],
+                       "test_pass@1": best["test_pass@1"], "train_reward": best["train_reward"]}
+        return out
+
+    @staticmethod
+    def table(summary: dict[str, Any]) -> str:
+        def pct(value: float | None) -> str | None:
+            return None if value is None else f"{100 * value:.1f}"
+
+        rows = [["base", *(pct(summary["base"][k]) for k in ("test_pass@1", "val_pass@1",
+                                                                "train_reward"))]]
+        if "sft" in summary:
+            rows.append(["SFT", pct(summary["sft"]["test_pass@1"]),
+                         pct(summary["sft"]["val_pass@1"]), None])
+        for it in summary["iterations"]:
+            rows.append([f"iteration {it['iteration']}", pct(it["test_pass@1"]),
+                         pct(it["val_pass@1"]), pct(it["train_reward"])])
+        header = ["model", "test pass@1 %", "val pass@1 %", "train reward %"]
+        return (f"\n{summary['task']}: best is iteration {summary['best']['iteration']} "
+                f"(0 = base)\n" + format_table(header, rows))
+
+    # -- resources
+
+    def _prompts(self) -> dict[str, Any]:
+        return {p.task_id: render(p, self.data_dir, chat=self.config.chat) for p in self.train}
+
+    def _sampler_for(self, model: str) -> Sampler:
+        if self._sampler and self._sampler[0] == model:
+            return self._sampler[1]
+        self._release_sampler()
+        from restem_client.sampling import make_sampler
+
+        if model.startswith(("http://", "https://")):
+            sampler = make_sampler("openai", model)
+        elif self.config.sampler == "hf":
+            sampler = make_sampler("hf", model, batch_size=self.config.hf_batch_size)
+        else:
+            sampler = make_sampler("vllm", model)
+        self._sampler = (model, sampler)
+        return sampler
+
+    def _release_sampler(self) -> None:
+        if self._sampler:
+            self._sampler[1].close()
+            self._sampler = None
+            import gc
+
+            gc.collect()
+
+    def _verify(self) -> Any:
+        if self._verifier is None:
+            from restem_client.requests import DictVerifier
+
+            c = self.config
+            if c.verifier:
+                from restem_client.client import VerifierClient
+
+                token = Path(c.verifier_token_file).read_text().strip() \
+                    if c.verifier_token_file else None
+                self._verifier = VerifierClient(c.verifier, token=token)
+            else:
+                from restem_client.local_verifier import LocalVerifier
+
+                self._verifier = LocalVerifier(sandbox=c.sandbox)
+            self._verifier_wrapped = DictVerifier(self._verifier)
+        return self._verifier_wrapped
+
+    def _close(self) -> None:
+        self._release_sampler()
+        if self._verifier is not None:
+            self._verifier.close()
+            self._verifier = None
+
+    @contextmanager
+    def _output(self, final: Path) -> Iterator[Path | None]:
+        """Yields a fresh temporary directory to fill, renamed to `final` on success; yields
+        None when `final` exists (the step is done)."""
+        if final.exists():
+            yield None
+            return
+        tmp = final.with_name(final.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        yield tmp
+        tmp.rename(final)
+
+
+def select(results: Path, prompts: dict[str, Any], cap: int, seed: str) -> list[dict]:
+    """At most `cap` distinct correct samples per problem, chosen at random with `seed`."""
+    correct: dict[str, list[str]] = {}
+    with results.open() as f:
+        for line in f:
+            record = json.loads(line)
+            if record.get("verdict") == "PASS":
+                text = record.get("completion", record.get("solution"))
+                texts = correct.setdefault(record["task_id"], [])
+                if text not in texts:
+                    texts.append(text)
+    rng = random.Random(seed)
+    kept = []
+    for task_id in sorted(correct):
+        texts = correct[task_id]
+        for text in rng.sample(texts, min(cap, len(texts))):
+            kept.append({"task_id": task_id, "prompt": prompts[task_id], "completion": text})
+    return kept
+
+
+def _log(message: str) -> None:
+    print(f"[restem] {message}", file=sys.stderr, flush=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _to_toml(values: dict[str, Any]) -> str:
+    """Flat TOML for our own configs (strings, numbers, booleans, one level of tables)."""
+    lines, tables = [], []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            tables.append(f"\n[{key}]\n" + _to_toml(value))
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n" + "".join(tables)

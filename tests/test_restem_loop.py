@@ -1,0 +1,144 @@
+"""The ReST-EM loop: config errors at start, the filter, and a whole run of 2 iterations on
+SmolLM2 with a handful of arithmetic problems, killed between stages and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from restem_client.restem import RunConfigError, load_run_config, select
+from tests.conftest import REPO, write_jsonl
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["learning_rate=1"], "unknown config key 'learning_rate'"),
+    (["finetune.lrr=1"], "unknown config key 'finetune.lrr'"),
+    (["model=/does/not/exist"], "config key 'model': model path does not exist"),
+    (["task=chess"], "config key 'task': 'chess' has no verifier"),
+    (["mode=distill"], "config key 'teacher' is required"),
+    (["iterations=zero"], "iterations='zero' is not a valid int"),
+    (["finetune.schedule=linear"], "config table 'finetune'"),
+])
+def test_bad_config_fails_at_start_naming_the_key(overrides: list[str], named: str) -> None:
+    with pytest.raises(RunConfigError, match=named):
+        load_run_config(None, overrides)
+
+
+def test_config_file_keys_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('task = "arith"\nsamples = 3\n')
+    with pytest.raises(RunConfigError, match="unknown config key 'samples'"):
+        load_run_config(str(path), [])
+
+
+def _results(tmp_path: Path) -> Path:
+    lines = []
+    for task in ("a", "b", "c"):
+        for k in range(15):
+            verdict = "PASS" if (task != "c" and k % 2 == 0) else "FAIL"
+            lines.append({"task_id": task, "completion": f"{task} answer {k % 12}",
+                          "verdict": verdict})
+    return write_jsonl(tmp_path / "results.jsonl", lines)
+
+
+def test_filter_keeps_only_passing_samples_under_the_cap(tmp_path: Path) -> None:
+    results = _results(tmp_path)
+    prompts = {"a": "pa", "b": "pb", "c": "pc"}
+    kept = select(results, prompts, cap=3, seed="0/iter_1")
+    by_task: dict[str, list[str]] = {}
+    for record in kept:
+        by_task.setdefault(record["task_id"], []).append(record["completion"])
+        assert record["prompt"] == prompts[record["task_id"]]
+    assert set(by_task) == {"a", "b"}  # "c" has no correct sample
+    for texts in by_task.values():
+        assert len(texts) == 3 and len(set(texts)) == 3
+        assert all(int(t.split()[-1]) % 2 == 0 for t in texts)  # PASS lines only
+    assert select(results, prompts, cap=3, seed="0/iter_1") == kept  # deterministic
+    assert select(results, prompts, cap=3, seed="1/iter_1") != kept
+    # fewer distinct correct texts than the cap: all of them (duplicates count once)
+    assert len([r for r in select(results, prompts, cap=10, seed="x") if r["task_id"] == "a"]) \
+        == 6
+
+
+def _start(run_dir: Path, config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "restem_client.cli", "run", "--config",
+                             str(config)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_two_iterations_killed_between_stages_and_resumed(tmp_path: Path, smollm2: Path,
+                                                          data_dir: Path) -> None:
+    run_dir = tmp_path / "run"
+    config = tmp_path / "run.toml"
+    config.write_text(f'''
+name = "it"
+run_dir = "{run_dir}"
+model = "{smollm2}"
+task = "arith"
+num_problems = 8
+val_limit = 6
+test_limit = 6
+iterations = 2
+samples_per_problem = 4
+cap = 2
+max_tokens = 64
+seed = 3
+[finetune]
+max_steps = 2
+micro_batch_size = 4
+lr = 1e-5
+max_seq_len = 192
+''')
+    process = _start(run_dir, config)
+    kept = run_dir / "iter_1" / "train.jsonl"
+    deadline = time.monotonic() + 900
+    while not kept.exists():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)  # killed between filtering and fine-tuning
+    process.wait()
+    assert not (run_dir / "iter_1" / "checkpoint").exists()
+    finished = {p: p.stat().st_mtime_ns for p in (
+        run_dir / "base" / "eval" / "test" / "results.json",
+        run_dir / "iter_1" / "generate" / "samples_results.jsonl", kept)}
+
+    process = _start(run_dir, config)
+    _, err = process.communicate(timeout=1800)
+    assert process.returncode == 0, err[-3000:]
+    for path, mtime in finished.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was redone"
+    assert "base: greedy" not in err  # the finished steps were skipped
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [it["iteration"] for it in summary["iterations"]] in ([1], [1, 2])
+    for entry in [summary["base"], *summary["iterations"]]:
+        assert 0 <= entry["test_pass@1"] <= 1 and 0 <= entry["val_pass@1"] <= 1
+    assert summary["base"]["train_reward"] is not None
+    assert summary["best"]["iteration"] in range(len(summary["iterations"]) + 1)
+    assert (run_dir / "pass_at_1.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(run_dir.rglob("*.partial"))
+
+    for i, entry in enumerate(summary["iterations"], start=1):
+        step = run_dir / f"iter_{i}"
+        samples = (step / "generate" / "samples_results.jsonl").read_text().splitlines()
+        assert len(samples) == 8 * 4 and all("verdict" in json.loads(s) for s in samples)
+        passed = {json.loads(s)["completion"] for s in samples if json.loads(s)["passed"]}
+        train = [json.loads(line) for line in (step / "train.jsonl").read_text().splitlines()]
+        assert train and all(r["completion"] in passed for r in train)
+        assert entry["kept_samples"] == len(train)
+        tuned = json.loads((step / "checkpoint" / "restem-finetune.json").read_text())
+        assert tuned["model"] == str(smollm2)  # every iteration starts from the base
+        assert tomllib.loads((step / "finetune.toml").read_text())["model"] == str(smollm2)
+        assert (step / "checkpoint" / "model.safetensors").is_file()
+    if len(summary["iterations"]) == 2:  # iteration 2 sampled from iteration 1's model
+        assert "iter_2: generate" in err
