@@ -40,7 +40,7 @@ proto: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev images lint
 	$(VENV)/bin/pytest
 
-demo: $(VENV)/.installed-dev images
+demo: $(VENV)/.installed-dev
 	@scripts/demo.sh
 
 clean:

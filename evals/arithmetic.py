@@ -1,9 +1,10 @@
 """The embedded default task: arithmetic word problems from a seeded generator.
 
 Small enough for a 135M model on a CPU to learn in minutes, and checked by the real math
-verifier (GSM8K mode: "The answer is N", else the last number). Each problem chains one to
-three operations (its `level`) over small numbers, and carries a templated step-by-step
-"human" solution ending in "The answer is N." for the SFT baseline.
+verifier in its strict mode: the answer must follow "The answer is" (no last-number
+fallback, which rewards rambling that happens to end on the right number). Each problem
+chains one to three additions or subtractions (its `level`) of small numbers, and carries a
+templated step-by-step "human" solution ending in "The answer is N." for the SFT baseline.
 
     problems("train")       # 2,000 problems; "validation" 200, "test" 400
 The splits come from different seeds, and a question that appears in an earlier split
@@ -29,7 +30,7 @@ Step = tuple[str, str, int]  # question sentence, solution sentence, new total
 
 
 def _add(rng: random.Random, name: str, item: str, total: int) -> Step:
-    n = rng.randint(2, 20)
+    n = rng.randint(1, 9)
     verb = rng.choice(("buys", "finds", "is given"))
     return (f"Then {name} {verb} {n} more.",
             f"{name} {verb} {n} more, so {name} has {total} + {n} = {total + n} {item}.",
@@ -44,21 +45,13 @@ def _sub(rng: random.Random, name: str, item: str, total: int) -> Step:
             total - n)
 
 
-def _mul(rng: random.Random, name: str, item: str, total: int) -> Step:
-    n = rng.randint(2, 4)
-    word = {2: "doubles", 3: "triples", 4: "quadruples"}[n]
-    return (f"Then {name} {word} the number of {item}.",
-            f"{name} {word} them, so {name} has {total} * {n} = {total * n} {item}.",
-            total * n)
-
-
-STEPS: tuple[Callable[[random.Random, str, str, int], Step], ...] = (_add, _sub, _mul)
+STEPS: tuple[Callable[[random.Random, str, str, int], Step], ...] = (_add, _sub)
 
 
 def make_problem(rng: random.Random, split: str, index: int) -> Problem:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     level = rng.randint(1, 3)
-    total = rng.randint(2, 20)
+    total = rng.randint(2, 12)
     question = [f"{name} has {total} {item}."]
     solution = [f"{name} starts with {total} {item}."]
     for _ in range(level):
@@ -68,7 +61,7 @@ def make_problem(rng: random.Random, split: str, index: int) -> Problem:
     question.append(f"How many {item} does {name} have now?")
     solution.append(f"The answer is {total}.")
     return Problem(task_id=f"arith/{split}/{index}", question=" ".join(question), kind="math",
-                   gold=str(total), mode="gsm8k", meta={"level": level},
+                   gold=str(total), mode="math", meta={"level": level},
                    solutions=(" ".join(solution),))
 
 

@@ -9,8 +9,11 @@
 - HumanEval: zero-shot; the prompt is the function signature and docstring, as given.
 - APPS: the APPS paper's format: QUESTION, the starter code, "Use Standard Input format" or
   "Use Call-Based format", then ANSWER.
+- arith (the embedded task): zero-shot, the question and an instruction to end with "The
+  answer is" and the number.
 
-`chat=True` wraps the text as one user message for models with a chat template.
+`stop_sequences` gives where a completion ends (the next few-shot item). `chat=True` wraps
+the text as one user message for models with a chat template.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from evals.tasks import Problem, load
 
 SEED = 1234
-ARITH_INSTRUCTION = 'Solve it step by step. End with "The answer is N."'
+ARITH_INSTRUCTION = 'Solve it step by step. Then write "The answer is" and the number.'
 _CALCULATOR = re.compile(r"<<[^>]*>>")
 
 

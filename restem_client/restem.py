@@ -207,6 +207,9 @@ class Run:
         for i in range(1, c.iterations + 1):
             step = f"iter_{i}"
             kept = self._generate_and_filter(step, policy)
+            if kept is None:
+                _log(f"{step}: no correct sample to train on; stopping")
+                break
             start = self.base if not c.continue_from_previous or i == 1 else \
                 str(self.dir / f"iter_{i - 1}" / "checkpoint")
             checkpoint = self._finetune(step, start, kept)
@@ -244,7 +247,8 @@ class Run:
                              preset("greedy", max_tokens=self.config.max_tokens), tmp,
                              data_dir=self.data_dir, chat=self.config.chat, label=step)
 
-    def _generate_and_filter(self, step: str, policy: str) -> Path:
+    def _generate_and_filter(self, step: str, policy: str) -> Path | None:
+        """The kept solutions, or None when the policy solved nothing."""
         c = self.config
         with self._output(self.dir / step / "generate") as tmp:
             if tmp:
@@ -258,11 +262,9 @@ class Run:
         if not kept.exists():
             results = self.dir / step / "generate" / "samples_results.jsonl"
             records = select(results, self._prompts(), c.cap, f"{c.seed}/{step}")
-            if not records:
-                raise RuntimeError(f"{step}: no correct sample to train on")
             _write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
             _log(f"{step}: kept {len(records)} correct samples (cap {c.cap} per problem)")
-        return kept
+        return kept if kept.stat().st_size else None
 
     def _sft(self) -> None:
         kept = self.dir / "sft" / "train.jsonl"

@@ -88,9 +88,9 @@ num_problems = 8
 val_limit = 6
 test_limit = 6
 iterations = 2
-samples_per_problem = 4
+samples_per_problem = 8
 cap = 2
-max_tokens = 64
+max_tokens = 80
 seed = 3
 [finetune]
 max_steps = 2
@@ -131,7 +131,7 @@ max_seq_len = 192
     for i, entry in enumerate(summary["iterations"], start=1):
         step = run_dir / f"iter_{i}"
         samples = (step / "generate" / "samples_results.jsonl").read_text().splitlines()
-        assert len(samples) == 8 * 4 and all("verdict" in json.loads(s) for s in samples)
+        assert len(samples) == 8 * 8 and all("verdict" in json.loads(s) for s in samples)
         passed = {json.loads(s)["completion"] for s in samples if json.loads(s)["passed"]}
         train = [json.loads(line) for line in (step / "train.jsonl").read_text().splitlines()]
         assert train and all(r["completion"] in passed for r in train)

@@ -1,0 +1,40 @@
+"""The embedded arithmetic task: seeded, held-out splits disjoint from train, and every
+templated solution accepted by the real math verifier (a wrong final answer is not)."""
+
+from __future__ import annotations
+
+from evals.arithmetic import SIZES, problems
+from evals.prompts import render
+from evals.tasks import load
+from restem_client.local_verifier import LocalVerifier
+from restem_client.requests import DictVerifier
+
+
+def test_splits_are_seeded_sized_and_disjoint() -> None:
+    splits = {s: load("arith", s) for s in SIZES}
+    assert {s: len(p) for s, p in splits.items()} == SIZES
+    assert splits["test"] == problems("test")  # the same problems every time
+    questions = {s: {p.question for p in ps} for s, ps in splits.items()}
+    assert not questions["train"] & (questions["test"] | questions["validation"])
+    assert not questions["test"] & questions["validation"]
+    assert {p.meta["level"] for p in splits["test"]} == {1, 2, 3}
+
+
+def test_templated_solutions_pass_and_wrong_answers_fail() -> None:
+    every = [p for s in SIZES for p in load("arith", s)]
+    requests = [{"kind": "math", "completion": p.solutions[0], "gold": p.gold, "mode": p.mode,
+                 "extract": True} for p in every]
+    wrong = [{**r, "completion": r["completion"].rsplit(" ", 1)[0] + f" {int(p.gold) + 1}."}
+             for r, p in zip(requests, every, strict=True)]
+    with LocalVerifier(sandbox=None) as verifier:
+        results = DictVerifier(verifier).verify_many(requests + wrong)
+    verdicts = [r["verdict"] for r in results]
+    assert verdicts[: len(every)] == ["PASS"] * len(every)
+    assert verdicts[len(every):] == ["FAIL"] * len(every)
+
+
+def test_prompt_asks_for_the_answer_phrase() -> None:
+    problem = load("arith", "test")[0]
+    chat = render(problem, chat=True)
+    assert chat[0]["role"] == "user" and problem.question in chat[0]["content"]
+    assert "The answer is" in chat[0]["content"]
