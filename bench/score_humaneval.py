@@ -3,8 +3,10 @@
 The file: 164 HumanEval problems x 20 samples = 3,280 lines, each either the canonical
 solution or the problem's wrong variant (tests/humaneval_cases.py), with 0 to 20 canonical
 samples per problem so that pass@1 and pass@10 are not trivial. Both tools get the same
-samples and the same problems (prompt left empty, so each `completion` is a whole program)
-and run as the commands users type, end to end, each in a fresh process:
+samples and the same problem file, and both append each `completion` to the prompt. Every
+completion is a whole program: after the prompt's docstring-only stub it redefines
+everything, which keeps the helpers some prompts define (HumanEval/32, 38, 50). They run as
+the commands users type, end to end, each in a fresh process:
 
     evaluate_functional_correctness SAMPLES --problem_file=P --k=1,10 --n_workers=W
     restem score SAMPLES --dataset humaneval --data-dir D --sandbox docker --sandbox-workers W
@@ -18,11 +20,11 @@ pass@1 and pass@10 agree (to 1e-12).
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -40,7 +42,7 @@ SAMPLES = 20
 
 
 def write_inputs(directory: Path, seed: int = 0) -> tuple[Path, Path]:
-    """The samples file and a problem file (HumanEval.jsonl, prompts emptied)."""
+    """The samples file and the problem file (HumanEval.jsonl)."""
     rng = random.Random(seed)
     by_task: dict[str, dict[str, str]] = {}
     for program in programs():
@@ -50,23 +52,25 @@ def write_inputs(directory: Path, seed: int = 0) -> tuple[Path, Path]:
         right = index % (SAMPLES + 1)
         kinds = ["canonical"] * right + ["mutant"] * (SAMPLES - right)
         rng.shuffle(kinds)
-        lines += [{"task_id": task_id, "completion": sources[k]} for k in kinds]
+        lines += [{"task_id": task_id, "completion": "\n" + sources[k]} for k in kinds]
     samples = directory / "samples.jsonl"
     samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
     problem_file = directory / "HumanEval.jsonl"
-    problem_file.write_text("".join(json.dumps(dict(p, prompt="")) + "\n" for p in problems()))
+    problem_file.write_text("".join(json.dumps(p) + "\n" for p in problems()))
     return samples, problem_file
 
 
 def run_peer(samples: Path, problem_file: Path, workers: int) -> tuple[float, dict]:
     tool = shutil.which("evaluate_functional_correctness", path=str(Path(sys.executable).parent))
     started = time.perf_counter()
-    done = subprocess.run([tool, str(samples), f"--problem_file={problem_file}", "--k=1,10",
+    # fire reads an unquoted 1,10 as a tuple; the quotes keep it the string the tool splits
+    done = subprocess.run([tool, str(samples), f"--problem_file={problem_file}", '--k="1,10"',
                            f"--n_workers={workers}"], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - started
-    # fire prints the returned dict last, e.g. {'pass@1': 0.5, 'pass@10': 0.9}
+    # fire prints the returned dict last: {'pass@1': np.float64(0.5), 'pass@10': ...}
     line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("{"))
-    return wall, {k: float(v) for k, v in ast.literal_eval(line).items()}
+    return wall, {k: float(v) for k, v in re.findall(r"'(pass@\d+)': (?:np\.float64\()?([\d.e-]+)",
+                                                     line)}
 
 
 def run_ours(samples: Path, data_dir: Path, sandbox: str, workers: int) -> tuple[float, dict]:
