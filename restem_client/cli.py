@@ -9,26 +9,12 @@ from pathlib import Path
 from restem_client import __version__
 
 
-def read_token(path: Path | None) -> str | None:
-    """The bearer token from a file (never from the command line, where `ps` shows it)."""
-    if path is None:
-        return None
-    token = path.read_text().strip()
-    if not token:
-        raise SystemExit(f"restem: the token file {path} is empty")
-    return token
-
-
 def make_verifier(args: argparse.Namespace):
     """The verifier service at --server, or an in-process one."""
-    if args.server:
-        from restem_client.client import VerifierClient
+    from restem_client.client import open_verifier
 
-        return VerifierClient(args.server, token=read_token(args.token_file))
-    from restem_client.local_verifier import LocalVerifier
-
-    return LocalVerifier(sandbox=args.sandbox or "auto", sandbox_workers=args.sandbox_workers,
-                         timeout_s=args.timeout)
+    return open_verifier(args.server, args.token_file, sandbox=args.sandbox or "auto",
+                         sandbox_workers=args.sandbox_workers, timeout_s=args.timeout)
 
 
 def add_verifier_options(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,9 @@ keeps the ones not answered yet, and after UNAVAILABLE or RESOURCE_EXHAUSTED (on
 reconnects with exponential backoff and sends just those again. Answers that arrive twice
 (a request the server finished just before the connection broke) are dropped by id. At
 most `max_in_flight` requests are outstanding at once.
+
+`open_verifier(server, token_file)` is how commands get a verifier: this client when a
+server is given, else the in-process `LocalVerifier` (same interface).
 """
 
 from __future__ import annotations
@@ -34,6 +37,27 @@ from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 PACK = 64  # requests per stream message (VerifyBatches): gRPC's cost is per message
+
+
+def read_token(path: Path | None) -> str | None:
+    """The bearer token from a file (never from the command line, where `ps` shows it)."""
+    if path is None:
+        return None
+    token = Path(path).read_text().strip()
+    if not token:
+        raise SystemExit(f"restem: the token file {path} is empty")
+    return token
+
+
+def open_verifier(server: str | None = None, token_file: Path | None = None, *,
+                  sandbox: str = "auto", sandbox_workers: int | None = None,
+                  timeout_s: float = 5.0):
+    """The verifier service at `server`, or an in-process one."""
+    if server:
+        return VerifierClient(server, token=read_token(token_file))
+    from restem_client.local_verifier import LocalVerifier
+
+    return LocalVerifier(sandbox=sandbox, sandbox_workers=sandbox_workers, timeout_s=timeout_s)
 
 
 @dataclass(frozen=True)

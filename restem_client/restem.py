@@ -378,26 +378,19 @@ class Run:
 
     def _verify(self) -> Any:
         if self._verifier is None:
+            from restem_client.client import open_verifier
             from restem_client.requests import DictVerifier
 
             c = self.config
-            if c.verifier:
-                from restem_client.client import VerifierClient
-
-                token = Path(c.verifier_token_file).read_text().strip() \
-                    if c.verifier_token_file else None
-                self._verifier = VerifierClient(c.verifier, token=token)
-            else:
-                from restem_client.local_verifier import LocalVerifier
-
-                self._verifier = LocalVerifier(sandbox=c.sandbox)
-            self._verifier_wrapped = DictVerifier(self._verifier)
-        return self._verifier_wrapped
+            self._verifier = DictVerifier(open_verifier(
+                c.verifier or None, Path(c.verifier_token_file) if c.verifier_token_file
+                else None, sandbox=c.sandbox))
+        return self._verifier
 
     def _close(self) -> None:
         self._release_sampler()
         if self._verifier is not None:
-            self._verifier.close()
+            self._verifier.verifier.close()
             self._verifier = None
 
     @contextmanager
