@@ -103,11 +103,12 @@ def prepare_model(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from restem_client.restem import Run, RunConfigError, load_run_config
+    from restem_client.finetune import ConfigError
+    from restem_client.restem import Run, load_run_config
 
     try:
         config = load_run_config(args.config, args.overrides)
-    except (RunConfigError, OSError) as exc:
+    except (ConfigError, OSError) as exc:
         print(f"restem run: {exc}", file=sys.stderr)
         return 2
     Run(config).run()

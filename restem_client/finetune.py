@@ -80,15 +80,11 @@ def load_config(path: str | None, overrides: list[str]) -> Config:
     if path:
         text = Path(path).read_text()
         values = json.loads(text) if path.endswith(".json") else tomllib.loads(text)
-    types = {f.name: f.type for f in fields(Config)}
+    kinds = {f.name: f.type for f in fields(Config)}
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not key=value")
-        if key not in types:
-            raise ConfigError(f"unknown config key {key!r}")
-        values[key] = _parse(key, raw, types[key])
-    unknown = sorted(set(values) - set(types))
+        name, value = parse_override(item, kinds)
+        values[name] = value
+    unknown = sorted(set(values) - set(kinds))
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}")
     config = Config(**values)
@@ -96,14 +92,23 @@ def load_config(path: str | None, overrides: list[str]) -> Config:
     return config
 
 
-def _parse(key: str, raw: str, kind: str) -> Any:
+def parse_override(item: str, kinds: dict[str, str], prefix: str = "") -> tuple[str, Any]:
+    """A `key=value` override as (field, typed value); `kinds` are a dataclass's field types
+    (strings, under `from __future__ import annotations`), `prefix` a table name."""
+    key, sep, raw = item.partition("=")
+    if not sep:
+        raise ConfigError(f"override {item!r} is not key=value")
+    name = key.removeprefix(prefix)
+    if name not in kinds:
+        raise ConfigError(f"unknown config key {key!r}")
+    kind = kinds[name]
     try:
         if kind == "bool":
             if raw.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(raw)
-            return raw.lower() in ("true", "1")
-        return {"int": int, "float": float, "str": str}[kind](raw)
-    except ValueError:
+            return name, raw.lower() in ("true", "1")
+        return name, {"int": int, "float": float, "str": str}[kind](raw)
+    except (KeyError, ValueError):
         raise ConfigError(f"config: {key}={raw!r} is not a valid {kind}") from None
 
 

@@ -49,6 +49,7 @@ from evals.report import format_table, plot_iterations
 from evals.sampling import Sampler, preset
 from evals.tasks import Problem, load
 from restem_client.finetune import Config as FinetuneConfig
+from restem_client.finetune import ConfigError, parse_override
 
 MODES = ("restem", "sft", "distill")
 
@@ -88,60 +89,38 @@ class RunConfig:
     finetune: dict[str, Any] = field(default_factory=dict)  # restem_client.finetune keys
 
 
-class RunConfigError(ValueError):
-    pass
-
-
 def load_run_config(path: str | None, overrides: list[str]) -> RunConfig:
     """A TOML file, then `key=value` overrides (`finetune.lr=1e-5` for fine-tuning keys)."""
     values: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
-    kinds = {f.name: f.type for f in fields(RunConfig)}
-    tune_kinds = {f.name: f.type for f in fields(FinetuneConfig)}
+    kinds = {f.name: f.type for f in fields(RunConfig) if f.name != "finetune"}
+    tune_kinds = {f.name: f.type for f in fields(FinetuneConfig)
+                  if f.name not in ("model", "data", "out")}  # the loop sets these
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise RunConfigError(f"override {item!r} is not key=value")
-        if key.startswith("finetune."):
-            sub = key.removeprefix("finetune.")
-            if sub not in tune_kinds:
-                raise RunConfigError(f"unknown config key {key!r}")
-            values.setdefault("finetune", {})[sub] = _typed(key, raw, tune_kinds[sub])
-        elif key in kinds and key != "finetune":
-            values[key] = _typed(key, raw, kinds[key])
+        if item.startswith("finetune."):
+            name, value = parse_override(item, tune_kinds, "finetune.")
+            values.setdefault("finetune", {})[name] = value
         else:
-            raise RunConfigError(f"unknown config key {key!r}")
-    unknown = sorted(set(values) - set(kinds))
+            name, value = parse_override(item, kinds)
+            values[name] = value
+    unknown = sorted(set(values) - {*kinds, "finetune"}) + sorted(
+        f"finetune.{k}" for k in set(values.get("finetune", {})) - set(tune_kinds))
     if unknown:
-        raise RunConfigError(f"unknown config key {unknown[0]!r}")
-    for key in values.get("finetune", {}):
-        if key not in tune_kinds or key in ("model", "data", "out"):
-            raise RunConfigError(f"unknown config key 'finetune.{key}'")
+        raise ConfigError(f"unknown config key {unknown[0]!r}")
     config = RunConfig(**values)
     _check(config)
     return config
 
 
-def _typed(key: str, raw: str, kind: str) -> Any:
-    try:
-        if kind == "bool":
-            if raw.lower() not in ("true", "false"):
-                raise ValueError(raw)
-            return raw.lower() == "true"
-        return {"int": int, "float": float, "str": str}[kind](raw)
-    except (KeyError, ValueError):
-        raise RunConfigError(f"config: {key}={raw!r} is not a valid {kind}") from None
-
-
 def _check(config: RunConfig) -> None:
     if config.mode not in MODES:
-        raise RunConfigError(f"config key 'mode': expected one of {MODES}, not {config.mode!r}")
+        raise ConfigError(f"config key 'mode': expected one of {MODES}, not {config.mode!r}")
     if config.sampler not in ("hf", "vllm"):
-        raise RunConfigError(f"config key 'sampler': 'hf' or 'vllm', not {config.sampler!r}")
+        raise ConfigError(f"config key 'sampler': 'hf' or 'vllm', not {config.sampler!r}")
     if config.mode == "distill" and not config.teacher:
-        raise RunConfigError("config key 'teacher' is required with mode = \"distill\"")
+        raise ConfigError("config key 'teacher' is required with mode = \"distill\"")
     for key in ("iterations", "samples_per_problem", "cap"):
         if getattr(config, key) < 1:
-            raise RunConfigError(f"config key {key!r} must be at least 1")
+            raise ConfigError(f"config key {key!r} must be at least 1")
     from restem_client.models import EMBEDDED, check_checkpoint
 
     for key in ("model", "teacher"):
@@ -150,15 +129,15 @@ def _check(config: RunConfig) -> None:
             try:
                 check_checkpoint(value)
             except FileNotFoundError as exc:
-                raise RunConfigError(f"config key {key!r}: {exc}") from None
+                raise ConfigError(f"config key {key!r}: {exc}") from None
     try:
         FinetuneConfig(**{**config.finetune, "model": "-", "data": "-", "out": "-"}).check()
     except (TypeError, ValueError) as exc:
-        raise RunConfigError(f"config table 'finetune': {exc}") from None
+        raise ConfigError(f"config table 'finetune': {exc}") from None
     from evals.tasks import TASKS
 
     if config.task.partition("/")[0] not in TASKS:
-        raise RunConfigError(f"config key 'task': {config.task!r} has no verifier; expected "
+        raise ConfigError(f"config key 'task': {config.task!r} has no verifier; expected "
                              f"one of {TASKS}")
 
 

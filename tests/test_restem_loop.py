@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from restem_client.restem import RunConfigError, load_run_config, select
+from restem_client.finetune import ConfigError
+from restem_client.restem import load_run_config, select
 from tests.conftest import REPO, write_jsonl
 
 
@@ -28,14 +29,14 @@ from tests.conftest import REPO, write_jsonl
     (["finetune.schedule=linear"], "config table 'finetune'"),
 ])
 def test_bad_config_fails_at_start_naming_the_key(overrides: list[str], named: str) -> None:
-    with pytest.raises(RunConfigError, match=named):
+    with pytest.raises(ConfigError, match=named):
         load_run_config(None, overrides)
 
 
 def test_config_file_keys_are_checked(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('task = "arith"\nsamples = 3\n')
-    with pytest.raises(RunConfigError, match="unknown config key 'samples'"):
+    with pytest.raises(ConfigError, match="unknown config key 'samples'"):
         load_run_config(str(path), [])
 
 
