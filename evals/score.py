@@ -83,8 +83,12 @@ class Summary:
         """(K, pass@K) for K = 1, 2, 4, ... up to the smallest per-task sample count."""
         n_min = min(len(s) for s in self.samples.values())
         ks = sorted({*(2 ** i for i in range(n_min.bit_length()) if 2 ** i <= n_min), n_min})
-        return [(k, sum(pass_at_k(len(s), sum(p for p, _ in s), k)
-                        for s in self.samples.values()) / len(self.samples)) for k in ks]
+        return [(k, self.mean_pass_at(k)) for k in ks]
+
+    def mean_pass_at(self, k: int) -> float:
+        """pass@k of each task (the unbiased estimator), averaged over tasks."""
+        return sum(pass_at_k(len(s), sum(p for p, _ in s), k)
+                   for s in self.samples.values()) / len(self.samples)
 
     def breakdown(self) -> dict[str, Any]:
         """pass@1 (each task's pass rate, averaged) per group value, for each group kind;
@@ -111,8 +115,7 @@ class Summary:
         ks = [k for k in (1, 10, 100) if k <= n_min]
         out = {}
         for k in ks:
-            out[f"pass@{k}"] = sum(pass_at_k(len(s), sum(p for p, _ in s), k)
-                                   for s in self.samples.values()) / len(self.samples)
+            out[f"pass@{k}"] = self.mean_pass_at(k)
         voted = {t: s for t, s in self.samples.items() if any(c is not None for _, c in s)}
         if voted and len(voted) == len(self.samples):
             for k in sorted({*ks, n_min}):

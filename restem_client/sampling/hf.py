@@ -30,6 +30,9 @@ class HFSampler:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
         self.model.to(self.device).eval()
         self.batch_size = batch_size
+        eos = self.model.generation_config.eos_token_id
+        self.end_ids = set(eos if isinstance(eos, list) else [eos]) | {
+            self.tokenizer.eos_token_id}
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
         ids = [prompt_ids(self.tokenizer, p) for p in prompts]
@@ -64,10 +67,8 @@ class HFSampler:
         return [self._completion(row.tolist(), params) for row in generated]
 
     def _completion(self, ids: list[int], params: SamplingParams) -> Completion:
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         # Rows that finished early are padded (pad may equal eos): the first end token ends it.
-        end = next((k for k, t in enumerate(ids) if t in eos_ids), None)
+        end = next((k for k, t in enumerate(ids) if t in self.end_ids), None)
         kept = ids if end is None else ids[:end]
         text, stopped = cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True),
                                     params.stop)
