@@ -104,18 +104,14 @@ def prepare(name: str, out: Path, log: Callable[[str], None] | None = None) -> P
 
 def generate_check(path: Path) -> str:
     """Reload the checkpoint from disk and answer CHECK_PROMPT greedily."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from restem_client.sampling import preset
+    from restem_client.sampling.hf import HFSampler
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if not tokenizer.chat_template:
+    sampler = HFSampler(str(path))
+    if not sampler.tokenizer.chat_template:
         raise RuntimeError(f"{path}: the tokenizer lost its chat template in conversion")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    ids = tokenizer.apply_chat_template(CHECK_PROMPT, add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        output = model.generate(**ids, max_new_tokens=24, do_sample=False)
-    reply = tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    reply = sampler.generate([CHECK_PROMPT], preset("greedy", max_tokens=24))[0][0].text
+    sampler.close()
     if not reply.strip():
         raise RuntimeError(f"{path}: the converted model generated nothing")
     return reply.strip()
