@@ -26,10 +26,9 @@ $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS)
 docker:
 	@scripts/ensure-docker.sh
 
-# The offline base (debootstrap), then the sandbox image on top of it (tagged by content hash).
+# The offline base (debootstrap), then the sandbox and verifier server images on top of it.
 images: docker $(VENV)/.installed-dev
-	sandbox/image/build-base.sh $(BASE_IMAGE)
-	@if docker info >/dev/null 2>&1; then $(PY) -m sandbox.image build --base-image $(BASE_IMAGE); fi
+	@if docker info >/dev/null 2>&1; then BASE_IMAGE=$(BASE_IMAGE) PY=$(PY) deploy/build-images.sh; fi
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

