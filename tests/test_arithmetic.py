@@ -38,3 +38,18 @@ def test_prompt_asks_for_the_answer_phrase() -> None:
     chat = render(problem, chat=True)
     assert chat[0]["role"] == "user" and problem.question in chat[0]["content"]
     assert "The answer is" in chat[0]["content"]
+
+
+def test_few_shot_prompt_shows_worked_train_problems_first() -> None:
+    problem = load("arith", "test")[0]
+    chat = render(problem, chat=True, shots=3)
+    assert [m["role"] for m in chat] == ["user", "assistant"] * 3 + ["user"]
+    train = {p.question: p for p in load("arith", "train")}
+    for ask, answer in zip(chat[0:6:2], chat[1:6:2], strict=True):
+        exemplar = train[ask["content"].split("\n")[0]]  # a train problem, never a test one
+        assert answer["content"] == exemplar.solutions[0]
+    assert sorted(train[m["content"].split("\n")[0]].meta["level"] for m in chat[0:6:2]) == \
+        [1, 2, 3]
+    assert chat[-1] == render(problem, chat=True)[0]
+    text = render(problem, shots=2)
+    assert text.endswith(render(problem)) and text.count("The answer is ") == 2  # the two worked solutions

@@ -27,6 +27,7 @@ from tests.conftest import REPO, write_jsonl
     (["mode=distill"], "config key 'teacher' is required"),
     (["iterations=zero"], "iterations='zero' is not a valid int"),
     (["finetune.schedule=linear"], "config table 'finetune'"),
+    (["task=humaneval", "estep_shots=2"], "config key 'estep_shots': humaneval prompts take"),
 ])
 def test_bad_config_fails_at_start_naming_the_key(overrides: list[str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
@@ -89,6 +90,8 @@ num_problems = 8
 val_limit = 6
 test_limit = 6
 iterations = 2
+early_stop = false
+estep_shots = 3
 samples_per_problem = 8
 cap = 2
 max_tokens = 80
@@ -121,7 +124,7 @@ max_seq_len = 192
     assert "base: greedy" not in err  # the finished steps were skipped
 
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert [it["iteration"] for it in summary["iterations"]] in ([1], [1, 2])
+    assert [it["iteration"] for it in summary["iterations"]] == [1, 2]
     for entry in [summary["base"], *summary["iterations"]]:
         assert 0 <= entry["test_pass@1"] <= 1 and 0 <= entry["val_pass@1"] <= 1
     assert summary["base"]["train_reward"] is not None
@@ -141,5 +144,9 @@ max_seq_len = 192
         assert tuned["model"] == str(smollm2)  # every iteration starts from the base
         assert tomllib.loads((step / "finetune.toml").read_text())["model"] == str(smollm2)
         assert (step / "checkpoint" / "model.safetensors").is_file()
-    if len(summary["iterations"]) == 2:  # iteration 2 sampled from iteration 1's model
-        assert "iter_2: generate" in err
+    assert "iter_2: generate" in err  # iteration 2 sampled from iteration 1's model
+    # The E-step saw the worked examples; the training set has the plain prompt.
+    generated = json.loads((run_dir / "iter_1" / "generate" / "results.json").read_text())
+    assert generated["config"]["shots"] == 3
+    prompt = json.loads((run_dir / "iter_1" / "train.jsonl").read_text().splitlines()[0])
+    assert [m["role"] for m in prompt["prompt"]] == ["user"]
