@@ -52,4 +52,4 @@ def test_few_shot_prompt_shows_worked_train_problems_first() -> None:
         [1, 2, 3]
     assert chat[-1] == render(problem, chat=True)[0]
     text = render(problem, shots=2)
-    assert text.endswith(render(problem)) and text.count("The answer is ") == 2  # the two worked solutions
+    assert text.endswith(render(problem)) and text.count("The answer is ") == 2  # the solutions
