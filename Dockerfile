@@ -27,7 +27,7 @@ COPY evals /src/evals
 RUN if [ -f /src/pip-ca.pem ]; then export PIP_CERT=/src/pip-ca.pem; fi; \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check /src \
     && /opt/venv/bin/pip uninstall -y --disable-pip-version-check pip setuptools \
-    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+    && python3 -m compileall -q /opt/venv  # the root is read-only at run time: no .pyc later
 
 FROM ${BASE_IMAGE}
 # bubblewrap: the namespace backend, for hosts without a Docker socket to lend.
