@@ -1,8 +1,9 @@
 """Fine-tuning throughput: our FSDP script against a plain PyTorch loop on the same batches.
 
 Data: GSM8K train questions (prompt) and reference solutions (completion), the same records
-for both sides. Ours: `restem_client/finetune.py` under torchrun (FSDP2, 1 process by default;
-the script's own step log gives the clock). Peer: the same model, AdamW, the same collated
+for both sides. Ours: `restem_client/finetune.py` under torchrun (1 process by default, which
+on CPU trains the unwrapped module; FSDP2 with more processes or bf16; the script's own step
+log gives the clock). Peer: the same model, AdamW, the same collated
 micro-batches and masked loss, in a plain single-process loop without FSDP. The first
 `--warmup` steps are left out of both clocks. Reported: tokens (prompt + completion) per
 second, the ratio, and on a GPU the model FLOPs utilization, MFU = 6 * parameters * tokens/s
@@ -167,7 +168,7 @@ def main() -> None:
         print(f"\nparameters: {params / 1e6:.0f}M, FLOPs per token: {per_token / 1e9:.2f} G")
         print("\n| trainer | tokens/s | TFLOP/s | ratio |\n| --- | ---: | ---: | ---: |")
         for name, value in (("plain PyTorch loop", peer_rate),
-                            (f"restem finetune (FSDP, {args.nproc} proc)", our_rate)):
+                            (f"restem finetune ({args.nproc} proc)", our_rate)):
             print(f"| {name} | {value:.0f} | {value * per_token / 1e12:.2f} | "
                   f"{value / peer_rate:.2f} |")
         if torch.cuda.is_available():
