@@ -107,11 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from restem_client.restem import Run, load_run_config
 
     try:
-        config = load_run_config(args.config, args.overrides)
-    except (ConfigError, OSError) as exc:
+        Run(load_run_config(args.config, args.overrides)).run()
+    except ConfigError as exc:
         print(f"restem run: {exc}", file=sys.stderr)
         return 2
-    Run(config).run()
     return 0
 
 

@@ -99,7 +99,10 @@ class RunConfig:
 
 def load_run_config(path: str | None, overrides: list[str]) -> RunConfig:
     """A TOML file, then `key=value` overrides (`finetune.lr=1e-5` for fine-tuning keys)."""
-    values: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
+    try:
+        values: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     kinds = {f.name: f.type for f in fields(RunConfig) if f.name != "finetune"}
     tune_kinds = {f.name: f.type for f in fields(FinetuneConfig)
                   if f.name not in ("model", "data", "out")}  # the loop sets these
@@ -177,6 +180,11 @@ class Run:
         _write_atomic(self.dir / "config.toml", _to_toml(asdict(c)))
         self.base = str(resolve(c.model))
         self.train, self.val, self.test = self._splits()
+        if c.estep_shots:  # a task with fewer exemplars fails now, not after the base eval
+            try:
+                render(self.train[0], self.data_dir, chat=c.chat, shots=c.estep_shots)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'estep_shots': {exc}") from None
         _log(f"run {self.dir}: {len(self.train)} train, {len(self.val)} validation, "
              f"{len(self.test)} test problems of {c.task}")
         try:
