@@ -6,6 +6,7 @@ graceful SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -205,6 +206,30 @@ def test_refuses_to_expose_itself_without_protection() -> None:
     done = subprocess.run([str(restem), "serve", "--host", "0.0.0.0", "--sandbox", "none"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--token-file or TLS" in done.stderr
+
+
+def test_flags_come_from_the_environment_and_a_bad_value_is_named(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from verifier_server.server import build_parser, check_config
+
+    monkeypatch.setenv("RESTEM_SANDBOX_WORKERS", "3")
+    monkeypatch.setenv("RESTEM_INSECURE", "1")
+    monkeypatch.setenv("RESTEM_SANDBOX", "none")
+    args = build_parser().parse_args(["--sandbox-workers", "5"])
+    assert (args.sandbox_workers, args.insecure, args.sandbox) == (5, True, "none")
+    assert build_parser().parse_args([]).sandbox_workers == 3 and check_config(args) is None
+
+    restem = Path(sys.executable).parent / "restem"
+    env = {**os.environ, "RESTEM_SANDBOX": "dockr"}
+    done = subprocess.run([str(restem), "serve"], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert done.returncode == 2 and "RESTEM_SANDBOX='dockr': expected one of" in done.stderr
+    # Only `serve` reads them: another command is not stopped by a bad server variable.
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"task_id": "a", "completion": "\\boxed{2}", "gold": "2"}) + "\n")
+    done = subprocess.run([str(restem), "score", str(source)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
 
 
 def test_bearer_token(tmp_path: Path) -> None:

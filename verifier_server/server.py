@@ -76,24 +76,30 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def _defaults_from_env(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     """RESTEM_<FLAG> sets a flag's default; argparse converts a string default with the
-    flag's type, so a bad value fails naming the flag."""
+    flag's type when it parses, so a bad number fails naming the flag. Values argparse does
+    not check (switches, choices) are kept in `env_problems` for `check_config`: the parser
+    is also built by every other `restem` command, which must not fail on them."""
+    problems = []
     for action in parser._actions:  # argparse has no public iterator over its options
-        value = env.get(ENV_PREFIX + action.dest.upper())
+        name = ENV_PREFIX + action.dest.upper()
+        value = env.get(name)
         if value is None or not action.option_strings or action.dest == "help":
             continue
         if isinstance(action, argparse._StoreTrueAction):
             if value.lower() not in ("1", "true", "0", "false", ""):
-                parser.error(f"{ENV_PREFIX}{action.dest.upper()}={value!r}: expected 1 or 0")
+                problems.append(f"{name}={value!r}: expected 1 or 0")
             parser.set_defaults(**{action.dest: value.lower() in ("1", "true")})
         elif action.choices and value not in action.choices:
-            parser.error(f"{ENV_PREFIX}{action.dest.upper()}={value!r}: expected one of "
-                         f"{sorted(action.choices)}")
+            problems.append(f"{name}={value!r}: expected one of {sorted(action.choices)}")
         else:
             parser.set_defaults(**{action.dest: value})
+    parser.set_defaults(env_problems=problems)
 
 
-def check_exposure(args: argparse.Namespace) -> str | None:
+def check_config(args: argparse.Namespace) -> str | None:
     """Why this configuration must not start, or None."""
+    if args.env_problems:
+        return args.env_problems[0]
     if bool(args.tls_cert) != bool(args.tls_key):
         return "--tls-cert and --tls-key go together"
     if args.client_ca and not args.tls_cert:
@@ -169,7 +175,7 @@ async def serve(args: argparse.Namespace, verifier: Verifier) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if problem := check_exposure(args):
+    if problem := check_config(args):
         print(f"restem serve: {problem}", file=sys.stderr)
         return 2
     # Worker pools first: nothing may fork once gRPC runs.
