@@ -13,6 +13,7 @@ deploy/build-images.sh.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -25,17 +26,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.verifier_server_process import free_port  # noqa: E402
-from verifier_server.probe import check  # noqa: E402
-from verifier_server.server import MOUNTED_TOKEN  # noqa: E402
-
-
-def wait_serving(port: int, started: float, limit_s: float = 180) -> float:
-    while check(f"127.0.0.1:{port}", timeout=1.0) != "SERVING":
-        if time.monotonic() - started > limit_s:
-            raise RuntimeError(f"nothing served on {port} within {limit_s} s")
-        time.sleep(0.05)
-    return time.monotonic() - started
+from tests.verifier_server_process import (  # noqa: E402
+    free_port,
+    run_server_container,
+    wait_healthy,
+    write_score_lines,
+)
 
 
 def score(port: int, token: Path, lines: Path) -> list[str]:
@@ -44,8 +40,6 @@ def score(port: int, token: Path, lines: Path) -> list[str]:
                     "--dataset", "humaneval", "--server", f"127.0.0.1:{port}",
                     "--token-file", str(token), "-o", str(out)], check=True,
                    capture_output=True)
-    import json
-
     return [json.loads(line)["verdict"] for line in out.read_text().splitlines()]
 
 
@@ -57,7 +51,7 @@ def host_round(token: Path, workers: int, lines: Path) -> tuple[float, list[str]
          "docker", "--sandbox-workers", str(workers), "--token-file", str(token)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        seconds = wait_serving(port, started)
+        seconds = wait_healthy(port, started)
         return seconds, score(port, token, lines)
     finally:
         process.terminate()
@@ -67,17 +61,10 @@ def host_round(token: Path, workers: int, lines: Path) -> tuple[float, list[str]
 def container_round(image: str, token: Path, workers: int, lines: Path
                     ) -> tuple[float, list[str]]:
     port = free_port()
-    name = f"restem-bench-{port}"
-    gid = str(Path("/var/run/docker.sock").stat().st_gid)
     started = time.monotonic()
-    subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:50051",
-                    "-v", f"{token}:{MOUNTED_TOKEN}:ro",
-                    "-v", "/var/run/docker.sock:/var/run/docker.sock", "--group-add", gid,
-                    "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-                    "-e", f"RESTEM_SANDBOX_WORKERS={workers}", image],
-                   check=True, capture_output=True)
+    name = run_server_container(image, port, token, workers)
     try:
-        seconds = wait_serving(port, started)
+        seconds = wait_healthy(port, started)
         return seconds, score(port, token, lines)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
@@ -104,9 +91,7 @@ def main() -> None:
     token = work / "token"
     token.write_text("bench-token-0123456789abcdef\n")
     token.chmod(0o644)
-    from tests.test_deploy import _score_lines
-
-    lines = _score_lines(work)
+    lines = write_score_lines(work)
     host, container, agree = [], [], True
     for _ in range(args.rounds):
         seconds, host_verdicts = host_round(token, args.workers, lines)

