@@ -20,6 +20,7 @@ from functools import cache
 from evals.tasks import Problem
 
 SIZES = {"test": 400, "validation": 200, "train": 2000}
+MAX_SHOTS = 8  # beyond this the prompts only get slower
 SEEDS = {"test": 101, "validation": 202, "train": 303}
 NAMES = ("Ana", "Ben", "Carla", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jon",
          "Kemal", "Lena", "Marta", "Nils", "Omar", "Priya")
@@ -87,10 +88,18 @@ def problems(split: str) -> list[Problem]:
     return list(_all()[split])
 
 
-def exemplars(count: int) -> list[Problem]:
-    """Worked train problems for few-shot prompts: the first of each level, hardest first."""
-    train = _all()["train"]
-    firsts = [next(p for p in train if p.meta["level"] == level) for level in (3, 2, 1)]
-    if count > len(firsts):
-        raise ValueError(f"arith has {len(firsts)} exemplars, not {count}")
-    return firsts[:count]
+def exemplars(count: int, like: Problem) -> list[Problem]:
+    """Worked train problems for a few-shot prompt: the first `count` with as many steps as
+    `like` (never `like` itself).
+
+    A small model copies the shape of its examples. Shown one problem of each level before
+    every question, SmolLM2-135M often stopped after the first step of a three-step problem;
+    shown three-step problems, it invented steps on one-step problems, and the ones whose
+    invented steps happened to cancel out passed the answer check. Shown problems like the
+    question (8 samples each, 64 train problems), it solved 15, 8 and 10 problems of levels
+    1 to 3 (instead of 15, 7, 7 and 11, 8, 12), with the most sound solutions among them."""
+    if not 0 <= count <= MAX_SHOTS:
+        raise ValueError(f"arith takes 0 to {MAX_SHOTS} exemplars, not {count}")
+    level = like.meta["level"]
+    same = (p for p in _all()["train"] if p.meta["level"] == level and p.question != like.question)
+    return [next(same) for _ in range(count)]

@@ -59,7 +59,7 @@ def _arith_prompt(problem: Problem, shots: int, chat: bool) -> str | list[dict[s
     follow the answer format on its own."""
     from evals.arithmetic import exemplars
 
-    turns = [(p.question, p.solutions[0]) for p in exemplars(shots)]
+    turns = [(p.question, p.solutions[0]) for p in exemplars(shots, like=problem)]
     turns.append((problem.question, None))
     if chat:
         messages = []

@@ -11,10 +11,12 @@ For each iteration i = 1, 2, ...:
 It stops when validation pass@1 does not improve on the best so far (unless `early_stop =
 false`), or after `iterations`.
 
-`estep_shots = N` puts N worked train problems before each E-step prompt, for a model that
-does not yet follow the task's answer format zero-shot; the kept samples are trained and
-evaluated with the task's plain prompt, so the model learns to do without the exemplars (as
-in STaR, arXiv 2203.14465).
+`estep_shots = N` puts N worked train problems before each E-step prompt of a policy this run
+did not train (the base model, or a distillation teacher), for a model that does not yet
+follow the task's answer format zero-shot. The kept samples are trained and evaluated with
+the task's plain prompt, so the model learns to do without the exemplars (as in STaR, arXiv
+2203.14465), and later iterations sample their policy with that plain prompt: on the demo,
+iteration 1's model scored 34 % of its E-step samples zero-shot and 19 % with exemplars.
 
 Switches: `mode = "sft"` fine-tunes once on the dataset's reference solutions (the paper's SFT
 baseline; `sft_baseline = true` adds it to a ReST-EM run); `mode = "distill"` samples from
@@ -81,7 +83,7 @@ class RunConfig:
     continue_from_previous: bool = False
     iterations: int = 3
     early_stop: bool = True  # stop when validation pass@1 does not improve
-    estep_shots: int = 0  # > 0: worked train problems before each E-step prompt
+    estep_shots: int = 0  # > 0: worked train problems before an untrained policy's prompts
     samples_per_problem: int = 32
     cap: int = 10
     seed: int = 0
@@ -208,9 +210,10 @@ class Run:
         c = self.config
         best = self._result("base", "val")
         policy = c.teacher if c.mode == "distill" else self.base
+        shots = c.estep_shots
         for i in range(1, c.iterations + 1):
             step = f"iter_{i}"
-            kept = self._generate_and_filter(step, policy)
+            kept = self._generate_and_filter(step, policy, shots)
             if kept is None:
                 _log(f"{step}: no correct sample to train on; stopping")
                 break
@@ -226,6 +229,7 @@ class Run:
             best = max(best, score)
             if c.mode != "distill":
                 policy = checkpoint
+                shots = 0  # it was trained on the plain prompt, so it is sampled with that
 
     # -- steps
 
@@ -251,7 +255,7 @@ class Run:
                              preset("greedy", max_tokens=self.config.max_tokens), tmp,
                              data_dir=self.data_dir, chat=self.config.chat, label=step)
 
-    def _generate_and_filter(self, step: str, policy: str) -> Path | None:
+    def _generate_and_filter(self, step: str, policy: str, shots: int) -> Path | None:
         """The kept solutions, or None when the policy solved nothing."""
         c = self.config
         with self._output(self.dir / step / "generate") as tmp:
@@ -262,7 +266,7 @@ class Run:
                                 temperature=c.temperature, top_k=c.top_k, seed=c.seed + 1000)
                 evaluate(self.train, self._sampler_for(policy), self._verify(), params, tmp,
                          data_dir=self.data_dir, chat=c.chat, label=step,
-                         shots=c.estep_shots or None)
+                         shots=shots or None)
         kept = self.dir / step / "train.jsonl"
         if not kept.exists():
             results = self.dir / step / "generate" / "samples_results.jsonl"

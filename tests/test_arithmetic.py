@@ -3,7 +3,9 @@ templated solution accepted by the real math verifier (a wrong final answer is n
 
 from __future__ import annotations
 
-from evals.arithmetic import SIZES, problems
+import pytest
+
+from evals.arithmetic import MAX_SHOTS, SIZES, problems
 from evals.prompts import render
 from evals.tasks import load
 from restem_client.local_verifier import LocalVerifier
@@ -48,8 +50,18 @@ def test_few_shot_prompt_shows_worked_train_problems_first() -> None:
     for ask, answer in zip(chat[0:6:2], chat[1:6:2], strict=True):
         exemplar = train[ask["content"].split("\n")[0]]  # a train problem, never a test one
         assert answer["content"] == exemplar.solutions[0]
-    assert sorted(train[m["content"].split("\n")[0]].meta["level"] for m in chat[0:6:2]) == \
-        [1, 2, 3]
+    # Exemplars take as many steps as the question, so the model copies the right shape.
+    assert {train[m["content"].split("\n")[0]].meta["level"] for m in chat[0:6:2]} == \
+        {problem.meta["level"]}
     assert chat[-1] == render(problem, chat=True)[0]
     text = render(problem, shots=2)
     assert text.endswith(render(problem)) and text.count("The answer is ") == 2  # the solutions
+
+
+def test_a_train_problem_is_never_its_own_exemplar() -> None:
+    for problem in load("arith", "train")[:50]:
+        chat = render(problem, chat=True, shots=MAX_SHOTS)
+        asked = [m["content"].split("\n")[0] for m in chat[0::2]]
+        assert asked.count(problem.question) == 1 and asked[-1] == problem.question
+    with pytest.raises(ValueError, match="arith takes 0 to 8 exemplars, not 9"):
+        render(problem, chat=True, shots=MAX_SHOTS + 1)

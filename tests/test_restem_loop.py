@@ -148,5 +148,8 @@ max_seq_len = 192
     # The E-step saw the worked examples; the training set has the plain prompt.
     generated = json.loads((run_dir / "iter_1" / "generate" / "results.json").read_text())
     assert generated["config"]["shots"] == 3
+    # Iteration 1's model learnt the plain prompt, so iteration 2 samples it with that.
+    generated = json.loads((run_dir / "iter_2" / "generate" / "results.json").read_text())
+    assert generated["config"]["shots"] is None
     prompt = json.loads((run_dir / "iter_1" / "train.jsonl").read_text().splitlines()[0])
     assert [m["role"] for m in prompt["prompt"]] == ["user"]
