@@ -25,7 +25,8 @@ baseline; `sft_baseline = true` adds it to a ReST-EM run); `mode = "distill"` sa
 ReST variant). `num_problems` and `samples_per_problem` set the data size.
 
 Run directory (each step is skipped when its output exists; outputs appear atomically, so a
-run killed at any point continues where it stopped):
+run killed at any point continues where it stopped; it continues only under the same
+configuration, apart from the keys in RESUME_MAY_CHANGE such as `iterations`):
     config.toml                  the resolved configuration
     base/eval/{val,test}/        evals.evaluate outputs (samples, verdicts, results.json)
     sft/train.jsonl, sft/checkpoint/, sft/eval/...
@@ -60,6 +61,10 @@ from restem_client.finetune import Config as FinetuneConfig
 from restem_client.finetune import ConfigError, parse_override
 
 MODES = ("restem", "sft", "distill")
+# Keys a resumed run may change: they add steps, or say where and how work runs, not what.
+RESUME_MAY_CHANGE = {"name", "run_dir", "data_dir", "iterations", "early_stop", "sft_baseline",
+                     "verifier", "verifier_token_file", "sandbox", "nproc_per_node",
+                     "hf_batch_size"}
 
 
 @dataclass
@@ -178,6 +183,7 @@ class Run:
         from restem_client.models import resolve
 
         c = self.config
+        self._check_resumable()
         self.dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.dir / "config.toml", _to_toml(asdict(c)))
         self.base = str(resolve(c.model))
@@ -230,6 +236,21 @@ class Run:
             if c.mode != "distill":
                 policy = checkpoint
                 shots = 0  # it was trained on the plain prompt, so it is sampled with that
+
+    def _check_resumable(self) -> None:
+        """A run directory continues only under the configuration that made its steps, or
+        finished steps would be silently reused by a different experiment."""
+        saved_path = self.dir / "config.toml"
+        if not saved_path.exists():
+            return
+        saved = tomllib.loads(saved_path.read_text())
+        now = tomllib.loads(_to_toml(asdict(self.config)))
+        changed = sorted(key for key in saved.keys() | now.keys()
+                         if key not in RESUME_MAY_CHANGE and saved.get(key) != now.get(key))
+        if changed:
+            diffs = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
+            raise ConfigError(f"config keys changed since {saved_path} was written ({diffs}); "
+                              "give the run another name= or delete its directory")
 
     # -- steps
 

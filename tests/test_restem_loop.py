@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 import tomllib
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from restem_client.finetune import ConfigError
-from restem_client.restem import load_run_config, select
+from restem_client.restem import Run, _to_toml, load_run_config, select
 from tests.conftest import REPO, write_jsonl
 
 
@@ -39,6 +40,20 @@ def test_config_file_keys_are_checked(tmp_path: Path) -> None:
     path.write_text('task = "arith"\nsamples = 3\n')
     with pytest.raises(ConfigError, match="unknown config key 'samples'"):
         load_run_config(str(path), [])
+
+
+def test_a_run_directory_resumes_only_under_its_own_configuration(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = load_run_config(None, [f"run_dir={run_dir}", "cap=4"])
+    (run_dir / "config.toml").write_text(_to_toml(asdict(config)))
+    changed = load_run_config(None, [f"run_dir={run_dir}", "cap=2", "finetune.lr=1e-4",
+                                     "iterations=5"])
+    with pytest.raises(ConfigError, match=r"config keys changed since .*config.toml was "
+                       r"written \(cap 4 -> 2, finetune .*\); give the run another name=") as exc:
+        Run(changed).run()
+    assert "iterations" not in str(exc.value)  # more iterations is how a run is extended
+    assert "cap = 4" in (run_dir / "config.toml").read_text()  # nothing was overwritten
 
 
 def _results(tmp_path: Path) -> Path:
