@@ -15,8 +15,9 @@ false`), or after `iterations`.
 did not train (the base model, or a distillation teacher), for a model that does not yet
 follow the task's answer format zero-shot. The kept samples are trained and evaluated with
 the task's plain prompt, so the model learns to do without the exemplars (as in STaR, arXiv
-2203.14465), and later iterations sample their policy with that plain prompt: on the demo,
-iteration 1's model scored 34 % of its E-step samples zero-shot and 19 % with exemplars.
+2203.14465), and later iterations sample their policy with that plain prompt. (An iteration-1
+demo checkpoint passed 34 % of its E-step samples zero-shot, 19 % with the three-step
+exemplars it had been bootstrapped with.)
 
 Switches: `mode = "sft"` fine-tunes once on the dataset's reference solutions (the paper's SFT
 baseline; `sft_baseline = true` adds it to a ReST-EM run); `mode = "distill"` samples from
