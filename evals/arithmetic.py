@@ -14,6 +14,7 @@ The splits come from different seeds, and a question that appears in an earlier 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from functools import cache
 from itertools import islice
@@ -28,6 +29,7 @@ NAMES = ("Ana", "Ben", "Carla", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines",
 ITEMS = ("apples", "pencils", "stickers", "marbles", "books", "cookies", "stamps", "shells",
          "coins", "cards")
 
+EQUATION = re.compile(r"\d+ [+-] \d+ = \d+")
 Step = tuple[str, str, int]  # question sentence, solution sentence, new total
 
 
@@ -104,3 +106,13 @@ def exemplars(count: int, like: Problem) -> list[Problem]:
     level = like.meta["level"]
     same = (p for p in _all()["train"] if p.meta["level"] == level and p.question != like.question)
     return list(islice(same, count))
+
+
+def works_the_steps(problem: Problem, completion: str) -> bool:
+    """Whether `completion` does the problem's arithmetic, in the question's order: its
+    "a + b = c" / "a - b = c" equations are exactly those of the templated solution.
+
+    The verifier only checks the final answer, so a completion can pass with steps skipped,
+    reordered or wrong that happen to land on the gold number. This is the audit for that
+    (`scripts/audit_arith_run.py`), not a reward: ReST-EM's reward stays the final answer."""
+    return EQUATION.findall(completion) == EQUATION.findall(problem.solutions[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from evals.arithmetic import MAX_SHOTS, SIZES, problems
+from evals.arithmetic import EQUATION, MAX_SHOTS, SIZES, problems, works_the_steps
 from evals.prompts import render
 from evals.tasks import load
 from restem_client.local_verifier import LocalVerifier
@@ -65,3 +65,13 @@ def test_a_train_problem_is_never_its_own_exemplar() -> None:
         assert asked.count(problem.question) == 1 and asked[-1] == problem.question
     with pytest.raises(ValueError, match="arith takes 0 to 8 exemplars, not 9"):
         render(problem, chat=True, shots=MAX_SHOTS + 1)
+
+
+def test_works_the_steps_needs_the_questions_equations_in_order() -> None:
+    problem = next(p for p in problems("train") if p.meta["level"] == 2)
+    template = problem.solutions[0]
+    assert works_the_steps(problem, template)
+    first, second = EQUATION.findall(template)
+    swapped = template.replace(first, "@").replace(second, first).replace("@", second)
+    assert not works_the_steps(problem, swapped)  # same answer, steps out of order
+    assert not works_the_steps(problem, f"The answer is {problem.gold}.")  # no work shown

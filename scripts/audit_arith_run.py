@@ -1,0 +1,81 @@
+"""Audit a `restem run` directory on the embedded arith task: how many passing samples got the
+right answer by doing the problem's steps in order (`evals.arithmetic.works_the_steps`), and
+how many passed with steps skipped, reordered or wrong that happened to land on the answer.
+
+    .venv/bin/python scripts/audit_arith_run.py runs/demo
+
+For each iteration: the E-step's passing samples and the kept training set, by level, as
+"worked/passed"; and the problems solved at all against those solved by working the steps.
+For each evaluated model: test pass@1 by level and how many of those passes worked the steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evals.arithmetic import SIZES, problems, works_the_steps
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _by_level(rows: list[dict], known: dict) -> str:
+    """ "L1 worked/passed, L2 ..." over rows that passed."""
+    passed, worked = Counter(), Counter()
+    for row in rows:
+        problem = known[row["task_id"]]
+        passed[problem.meta["level"]] += 1
+        worked[problem.meta["level"]] += works_the_steps(problem, row["completion"])
+    return ", ".join(f"L{lv} {worked[lv]}/{passed[lv]}" for lv in sorted(passed))
+
+
+def audit(run: Path) -> None:
+    known = {p.task_id: p for split in SIZES for p in problems(split)}
+    steps = sorted((d for d in run.glob("iter_*") if d.is_dir()),
+                   key=lambda d: int(d.name.split("_")[1]))
+    for step in steps:
+        results = step / "generate" / "samples_results.jsonl"
+        if not results.exists():
+            continue
+        passing = [r for r in _rows(results) if r["verdict"] == "PASS"]
+        solved = {r["task_id"] for r in passing}
+        solved_working = {r["task_id"] for r in passing
+                          if works_the_steps(known[r["task_id"]], r["completion"])}
+        print(f"{step.name} E-step passes (worked/passed): {_by_level(passing, known)}; "
+              f"problems solved {len(solved)}, by working the steps {len(solved_working)}")
+        kept = step / "train.jsonl"
+        if kept.exists():
+            print(f"{step.name} kept (worked/kept): {_by_level(_rows(kept), known)}")
+    for model in ["base", "sft", *(s.name for s in steps)]:
+        results = run / model / "eval" / "test" / "samples_results.jsonl"
+        if not results.exists():
+            continue
+        rows = _rows(results)
+        tasks = Counter(known[r["task_id"]].meta["level"] for r in rows)
+        passing = [r for r in rows if r["verdict"] == "PASS"]
+        share = sum(r["verdict"] == "PASS" for r in rows) / len(rows)
+        print(f"{model} test pass@1 {share:.1%} ({len(rows)} problems, per level "
+              f"{dict(sorted(tasks.items()))}); passes worked/passed: "
+              f"{_by_level(passing, known)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a restem run directory of the arith task")
+    args = parser.parse_args()
+    if not (args.run / "config.toml").exists():
+        parser.error(f"{args.run} is not a run directory (no config.toml)")
+    audit(args.run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
