@@ -7,6 +7,13 @@ how many passed with steps skipped, reordered or wrong that happened to land on 
 For each iteration: the E-step's passing samples and the kept training set, by level, as
 "worked/passed"; and the problems solved at all against those solved by working the steps.
 For each evaluated model: test pass@1 by level and how many of those passes worked the steps.
+
+`--write-worked DIR` also writes DIR/iter_<i>.jsonl, the kept samples that worked the steps,
+to fine-tune on for the ablation "what if the verifier had rejected the lucky passes":
+    python -m restem_client.finetune runs/demo/iter_2/finetune.toml \
+        data=DIR/iter_2.jsonl out=runs/worked-2
+    restem eval --task arith --split test --limit 200 --model runs/worked-2 --backend vllm \
+        --chat --max-tokens 128
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ def _by_level(rows: list[dict], known: dict) -> str:
     return ", ".join(f"L{lv} {worked[lv]}/{passed[lv]}" for lv in sorted(passed))
 
 
-def audit(run: Path) -> None:
+def audit(run: Path, write_worked: Path | None) -> None:
     known = {p.task_id: p for split in SIZES for p in problems(split)}
     steps = sorted((d for d in run.glob("iter_*") if d.is_dir()),
                    key=lambda d: int(d.name.split("_")[1]))
@@ -53,7 +60,13 @@ def audit(run: Path) -> None:
               f"problems solved {len(solved)}, by working the steps {len(solved_working)}")
         kept = step / "train.jsonl"
         if kept.exists():
-            print(f"{step.name} kept (worked/kept): {_by_level(_rows(kept), known)}")
+            rows = _rows(kept)
+            print(f"{step.name} kept (worked/kept): {_by_level(rows, known)}")
+            if write_worked:
+                write_worked.mkdir(parents=True, exist_ok=True)
+                worked = [r for r in rows if works_the_steps(known[r["task_id"]], r["completion"])]
+                (write_worked / f"{step.name}.jsonl").write_text(
+                    "".join(json.dumps(r) + "\n" for r in worked))
     for model in ["base", "sft", *(s.name for s in steps)]:
         results = run / model / "eval" / "test" / "samples_results.jsonl"
         if not results.exists():
@@ -70,10 +83,12 @@ def audit(run: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a restem run directory of the arith task")
+    parser.add_argument("--write-worked", type=Path, metavar="DIR",
+                        help="write DIR/iter_<i>.jsonl: the kept samples that worked the steps")
     args = parser.parse_args()
     if not (args.run / "config.toml").exists():
         parser.error(f"{args.run} is not a run directory (no config.toml)")
-    audit(args.run)
+    audit(args.run, args.write_worked)
     return 0
 
 

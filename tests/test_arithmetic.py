@@ -3,6 +3,11 @@ templated solution accepted by the real math verifier (a wrong final answer is n
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from evals.arithmetic import EQUATION, MAX_SHOTS, SIZES, problems, works_the_steps
@@ -10,6 +15,8 @@ from evals.prompts import render
 from evals.tasks import load
 from restem_client.local_verifier import LocalVerifier
 from restem_client.requests import DictVerifier
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_splits_are_seeded_sized_and_disjoint() -> None:
@@ -75,3 +82,24 @@ def test_works_the_steps_needs_the_questions_equations_in_order() -> None:
     swapped = template.replace(first, "@").replace(second, first).replace("@", second)
     assert not works_the_steps(problem, swapped)  # same answer, steps out of order
     assert not works_the_steps(problem, f"The answer is {problem.gold}.")  # no work shown
+
+
+def test_audit_script_counts_lucky_passes_and_writes_the_worked_ones(tmp_path: Path) -> None:
+    problem = next(p for p in problems("train") if p.meta["level"] == 2)
+    first, second = EQUATION.findall(problem.solutions[0])
+    lucky = problem.solutions[0].replace(first, "@").replace(second, first).replace("@", second)
+    run = tmp_path / "run"
+    (run / "iter_1" / "generate").mkdir(parents=True)
+    (run / "config.toml").write_text('task = "arith"\n')
+    rows = [{"task_id": problem.task_id, "completion": c, "verdict": "PASS"}
+            for c in (problem.solutions[0], lucky)]
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    (run / "iter_1" / "generate" / "samples_results.jsonl").write_text(lines)
+    (run / "iter_1" / "train.jsonl").write_text(lines)
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "audit_arith_run.py"), str(run),
+                          "--write-worked", str(tmp_path / "worked")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "iter_1 kept (worked/kept): L2 1/2" in out
+    assert "problems solved 1, by working the steps 1" in out
+    worked = (tmp_path / "worked" / "iter_1.jsonl").read_text().splitlines()
+    assert [json.loads(line)["completion"] for line in worked] == [problem.solutions[0]]
