@@ -7,6 +7,7 @@ chains one to three additions or subtractions (its `level`) of small numbers, an
 templated step-by-step "human" solution ending in "The answer is N." for the SFT baseline.
 
     problems("train")       # 2,000 problems; "validation" 200, "test" 400
+    works_the_steps(problem, completion)   # did a pass do the question's arithmetic?
 The splits come from different seeds, and a question that appears in an earlier split
 (test, then validation) is never repeated in a later one, so no test problem is trained on.
 """

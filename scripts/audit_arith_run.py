@@ -35,7 +35,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _by_level(rows: list[dict], known: dict) -> str:
-    """ "L1 worked/passed, L2 ..." over rows that passed."""
+    """Per level, how many of `rows` (passing samples) worked the steps: "L1 3/4, L2 ..." """
     passed, worked = Counter(), Counter()
     for row in rows:
         problem = known[row["task_id"]]
