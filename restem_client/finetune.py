@@ -20,9 +20,11 @@ fp32 process (the CPU demo) trains the unwrapped module: there is nothing to sha
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
+import re
 import sys
 import time
 import tomllib
@@ -229,8 +231,49 @@ def lr_at(step: int, total: int, config: Config) -> float:
 # ----------------------------------------------------------------------------- training
 
 
+USAGE = """\
+usage: torchrun --nproc_per_node=N -m restem_client.finetune [CONFIG] [key=value ...]
+       python -m restem_client.finetune [CONFIG] [key=value ...]    (one process)"""
+
+
+def help_text() -> str:
+    """The usage, then every config key with its default, written as TOML (a valid config
+    file); the notes are the comments on the Config fields, read from its source."""
+    notes = dict(re.findall(r"^\s+(\w+): .*?  # (.*)$", inspect.getsource(Config), re.M))
+    keys = []
+    for f in fields(Config):
+        line = f"{f.name} = {json.dumps(getattr(Config(), f.name))}"  # JSON scalars are TOML
+        keys.append(f"  {line:<32} # {f.type}" + (f": {notes[f.name]}" if f.name in notes
+                                                    else ""))
+    return "\n".join([
+        USAGE, "", __doc__.splitlines()[0], "",
+        "CONFIG is a TOML (or JSON) file of the keys below; each key=value then sets one key.",
+        f"Keys and their defaults ({', '.join(_required())} must be set):", *keys])
+
+
+def _required() -> list[str]:
+    """The keys that Config.check refuses to leave at their defaults, in its order."""
+    config, names = Config(), []
+    while True:
+        try:
+            config.check()
+            return names
+        except ConfigError as exc:
+            missing = re.fullmatch(r"config: '(\w+)' is required", str(exc))
+            if missing is None:  # the defaults fail some other check
+                return names
+            names.append(missing[1])
+            setattr(config, missing[1], "set")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(help_text())
+        return 0
+    if options := [a for a in argv if a.startswith("-")]:
+        print(f"finetune: unknown option {options[0]!r} (see --help)", file=sys.stderr)
+        return 2
     path = argv[0] if argv and "=" not in argv[0] else None
     overrides = argv[1:] if path else argv
     try:

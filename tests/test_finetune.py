@@ -7,6 +7,8 @@ import itertools
 import json
 import subprocess
 import sys
+import tomllib
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import torch
 
 from restem_client.finetune import (
     IGNORE,
+    Config,
     ConfigError,
     collate,
     load_config,
@@ -114,6 +117,16 @@ def _finetune(args: list[str], nproc: int | None = None) -> subprocess.Completed
                 "-m"] if nproc else [sys.executable, "-m"]
     return subprocess.run([*launcher, "restem_client.finetune", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
+
+
+def test_help_prints_usage_and_every_key_with_its_default() -> None:
+    run = _finetune(["--help"])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: torchrun --nproc_per_node=N -m restem_client.finetune")
+    assert "python -m restem_client.finetune [CONFIG] [key=value ...]" in run.stdout
+    heading, keys = run.stdout.split("Keys and their defaults ")[1].split("\n", 1)
+    assert heading == "(model, data, out must be set):"
+    assert tomllib.loads(keys) == asdict(Config())  # every key, with its real default
 
 
 def test_bad_input_fails_before_any_work(tmp_path: Path, tiny_model: Path) -> None:

@@ -73,8 +73,10 @@ def _decide_symbolic(prepared: _Prepared, pool: WorkerPool, timeout_s: float
     try:
         equal = pool.run(prepared.gold, prepared.answer, timeout_s)
     except (TimeoutError, WorkerDied) as exc:  # out of time or memory: not a wrong answer
+        # TimeoutError includes NoWorkerAvailable: no worker was free within the timeout
+        # (all busy, or none able to start); never FAIL, which is for sympy failing.
         return Verdict.TIMEOUT, str(exc)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # sympy itself failed on the input
         return Verdict.FAIL, f"symbolic comparison failed: {exc}"
     return (Verdict.PASS if equal else Verdict.FAIL), ""
 
