@@ -65,13 +65,9 @@ class Sandbox:
             log.warning("sandbox backend 'local' isolates nothing: use it for trusted code only")
         if backend == "docker":
             if shutil.which("docker") is None:
-                raise RuntimeError("the docker backend needs the docker CLI on PATH")
+                raise sandbox_image.Unavailable("the docker backend needs the docker CLI on PATH")
             image = image or sandbox_image.default_tag()
-            if not sandbox_image.exists(image):
-                raise RuntimeError(
-                    f"sandbox image {image} is not built; run `python -m sandbox.image build "
-                    "[--base-image IMAGE]` (or `make images`)"
-                )
+            sandbox_image.check(image)  # Unavailable: no engine, or the image not built there
         self.limits = limits or Limits()
         self.spec = WorkerSpec(
             backend, image, max_processes, worker_memory_mb, cpus_per_worker,

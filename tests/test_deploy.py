@@ -1,7 +1,8 @@
 """Deployment: the Kubernetes manifests validate offline against the API schemas and agree
 with the image (ports, probes, token path); the compose file wires what its comments say; and
 the server image, built offline, serves `restem score --server` from the host with the token
-and refuses calls without it."""
+and refuses calls without it; started without the Docker socket, it serves math and says why
+code is off."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from restem_client.client import VerifierClient
+from restem_client.requests import code_request, math_request
+from restem_proto.v1 import verifier_pb2 as pb
 from tests.conftest import REPO
 from tests.verifier_server_process import (
     free_port,
@@ -163,6 +167,42 @@ def test_server_container_scores_from_the_host_with_the_token(
                                  capture_output=True, text=True, timeout=120)
         assert refused.returncode == 2
         assert "UNAUTHENTICATED" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        _docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_server_container_without_the_socket_serves_math_and_says_why_code_is_off(
+        images: dict[str, str], tmp_path: Path) -> None:
+    """Started the plain way (token, no Docker socket): math is served, code is refused with
+    the reason and the fix, and the log says so in one line, without a traceback."""
+    token = tmp_path / "token"
+    token.write_text("deploy-test-token-0123456789\n")
+    token.chmod(0o644)
+    port = free_port()
+    started = time.monotonic()
+    name = run_server_container(images["restem-verifier"], port, token, lend_socket=False)
+    try:
+        try:
+            wait_healthy(port, started)
+        except TimeoutError:
+            pytest.fail(_docker("logs", name).stderr[-3000:])
+        with VerifierClient(f"127.0.0.1:{port}", token=token.read_text().strip()) as client:
+            math = client.verify(math_request("so $\\boxed{\\frac{1}{2}}$", "0.5"))
+            code = client.verify(code_request("print(1)", stdio=[("", "1\n")]))
+            info = client.info()
+        print(f"math: {pb.Verdict.Name(math.verdict)}; code: {pb.Verdict.Name(code.verdict)} "
+              f"{code.message!r}")
+        assert math.verdict == pb.PASS and code.verdict == pb.INVALID_REQUEST
+        assert code.message.startswith(
+            "code execution is off: no Docker engine reachable at unix:///var/run/docker.sock; "
+            "start one, or mount its socket (-v /var/run/docker.sock:/var/run/docker.sock)")
+        assert info.code_off == code.message and list(info.sandbox_backends) == []
+        logs = _docker("logs", name)
+        print(logs.stdout + logs.stderr)
+        said = [line for line in logs.stderr.splitlines() if "code execution is off" in line]
+        assert len(said) == 1 and "Traceback" not in logs.stdout + logs.stderr
     finally:
         _docker("rm", "-f", name, check=False)
 

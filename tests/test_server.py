@@ -232,6 +232,44 @@ def test_flags_come_from_the_environment_and_a_bad_value_is_named(
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_without_a_sandbox_math_is_served_and_code_refused_with_the_reason(
+        tmp_path: Path, sandbox: str) -> None:
+    """No Docker engine (DOCKER_HOST names a socket nobody listens on): `auto` serves math and
+    exact, warns once, and says why code is off; `none` says code is off by configuration."""
+    dead = f"unix://{tmp_path}/docker.sock"
+    expected = {"auto": f"code execution is off: no Docker engine reachable at {dead}; ",
+                "none": "code execution is off by configuration (sandbox: none)"}[sandbox]
+    with ServerProcess(sandbox=sandbox, env={"DOCKER_HOST": dead}) as proc, \
+            VerifierClient(proc.target) as c:
+        assert c.verify(math_request("so $\\boxed{\\frac{1}{2}}$", "0.5")).verdict == pb.PASS
+        refused = c.verify(code_request("print(1)", stdio=[("", "1\n")]))
+        assert V(refused.verdict) == "INVALID_REQUEST" and refused.message.startswith(expected)
+        if sandbox == "auto":
+            assert "RESTEM_SANDBOX (--sandbox) to namespace or none" in refused.message
+        streamed = c.verify_many([exact_request("So the answer is (B).", "(B)"),
+                                  code_request("print(1)", stdio=[("", "1\n")])])
+        assert [V(r.verdict) for r in streamed] == ["PASS", "INVALID_REQUEST"]
+        info = c.info()
+        assert list(info.sandbox_backends) == [] and info.code_off == refused.message
+        lines = proc.output().splitlines()
+        said = [line for line in lines if "code execution is off" in line]
+        assert len(said) == 1 and said[0].endswith(f"{refused.message}; math and exact are served")
+        assert "serving on" in lines[1] and "Traceback" not in proc.output()
+
+
+def test_a_sandbox_asked_for_by_name_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    restem = Path(sys.executable).parent / "restem"
+    dead = f"unix://{tmp_path}/docker.sock"
+    env = {**os.environ, "DOCKER_HOST": dead, "RESTEM_SANDBOX": "docker"}
+    done = subprocess.run([str(restem), "serve", "--port", "0"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(
+        f"restem serve: the docker sandbox cannot start: no Docker engine reachable at {dead}; ")
+    assert "RESTEM_SANDBOX (--sandbox) to namespace or none" in done.stderr
+
+
 def test_bearer_token(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret-token\n")

@@ -66,17 +66,20 @@ class ServerProcess:
         os.unlink(self.log_path)
 
 
-def run_server_container(image: str, port: int, token: Path, workers: int = 2) -> str:
+def run_server_container(image: str, port: int, token: Path, workers: int = 2,
+                         lend_socket: bool = True) -> str:
     """`docker run -d` the server image as deploy/README.md does (token mounted, the docker
-    socket lent with its group, read-only, no capabilities) on 127.0.0.1:`port`; returns the
-    container's name."""
+    socket lent with its group unless not `lend_socket`, read-only, no capabilities) on
+    127.0.0.1:`port`; returns the container's name."""
     from verifier_server.server import MOUNTED_TOKEN
 
     name = f"restem-verifier-{port}"
-    gid = str(Path("/var/run/docker.sock").stat().st_gid)
+    socket = []
+    if lend_socket:
+        gid = str(Path("/var/run/docker.sock").stat().st_gid)
+        socket = ["-v", "/var/run/docker.sock:/var/run/docker.sock", "--group-add", gid]
     subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:50051",
-                    "-v", f"{token}:{MOUNTED_TOKEN}:ro",
-                    "-v", "/var/run/docker.sock:/var/run/docker.sock", "--group-add", gid,
+                    "-v", f"{token}:{MOUNTED_TOKEN}:ro", *socket,
                     "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
                     "--security-opt", "no-new-privileges",
                     "-e", f"RESTEM_SANDBOX_WORKERS={workers}", image],

@@ -5,7 +5,9 @@ Dispatch by task: math (extract, normalize, compare; the symbolic path on the ma
 pool; identical pairs answered from a bounded cache), exact (BIG-Bench Hard answers), code
 (the sandbox pool). A malformed request becomes an INVALID_REQUEST response whose message
 names the field; an internal failure becomes SANDBOX_ERROR; neither is ever FAIL. Pools are
-started in the constructor, so a server builds its Verifier before it starts gRPC.
+started in the constructor, so a server builds its Verifier before it starts gRPC. Without a
+sandbox (none asked for, or `turn_code_off`), code requests are INVALID_REQUEST with
+`code_off` as the message, and `info()` says it too.
 """
 
 from __future__ import annotations
@@ -67,13 +69,15 @@ class Verifier:
         self.sandbox_backend, self.sandbox_workers = sandbox_backend, sandbox_workers
         self._sandbox: Sandbox | None = None
         self._sandbox_lock = threading.Lock()
+        self.code_off = "" if sandbox_backend else "code execution is off: no sandbox here"
         if sandbox_backend and not lazy_sandbox:
-            self._start_sandbox()
+            self.start_sandbox()
         self._math_cache: OrderedDict[tuple, pb.VerifyResponse] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def _start_sandbox(self) -> Sandbox:
+    def start_sandbox(self) -> Sandbox:
+        """The sandbox pool, started now if it is not yet (raises what `Sandbox` raises)."""
         with self._sandbox_lock:
             if self._sandbox is None:
                 if self.sandbox_backend == "auto":
@@ -82,6 +86,11 @@ class Verifier:
                                         limits=self.default_limits,
                                         max_processes=self.max_processes)
             return self._sandbox
+
+    def turn_code_off(self, reason: str) -> None:
+        """From now on answer code requests INVALID_REQUEST with `reason` (one line: why, and
+        how to turn code on). For a server whose sandbox cannot start."""
+        self.sandbox_backend, self.code_off = None, reason
 
     @property
     def sandbox(self) -> Sandbox | None:
@@ -142,6 +151,7 @@ class Verifier:
         return pb.ServerInfo(
             version=VERSION,
             sandbox_backends=[self.sandbox_backend] if self.sandbox_backend else [],
+            code_off=self.code_off,
             sandbox_workers=self.sandbox.size if self.sandbox else 0,
             math_workers=self.math_pool.size,
             default_limits=pb.Limits(
@@ -203,10 +213,9 @@ class Verifier:
 
     def _code(self, request: pb.VerifyRequest, deadline: float | None) -> pb.VerifyResponse:
         if not self.sandbox_backend:
-            return response(request.request_id, pb.INVALID_REQUEST,
-                            "code: this verifier runs no sandbox (started without one)")
+            return response(request.request_id, pb.INVALID_REQUEST, self.code_off)
         task = request.code
-        result = self._start_sandbox().run(task.program, code_tests(task), code_limits(task.limits,
+        result = self.start_sandbox().run(task.program, code_tests(task), code_limits(task.limits,
                                   self.default_limits), profile=PROFILES[task.profile],
                                   run_all=task.run_all_tests, deadline=deadline)
         tests = [

@@ -1,6 +1,6 @@
 """`restem serve`: the verifier as a gRPC server.
 
-    restem serve [--host 127.0.0.1] [--port 50051] [--sandbox docker|namespace|none]
+    restem serve [--host 127.0.0.1] [--port 50051] [--sandbox auto|docker|namespace|none]
                  [--sandbox-workers N] [--token-file F] [--tls-cert C --tls-key K [--client-ca A]]
                  [--metrics-port P] [--max-queue N] [--insecure] ...
 
@@ -11,6 +11,12 @@ the command line (where `ps` shows it). Health (`grpc.health.v1`) and reflection
 are served. SIGTERM or SIGINT: health turns NOT_SERVING (and stays answerable), new calls get
 UNAVAILABLE so clients move to another replica, in-flight requests finish (up to --grace
 seconds), then the process exits.
+
+The sandbox: `auto` (the default) runs code on the docker backend when its engine answers
+and holds the sandbox image; when not, the server still serves math and exact, answers code
+requests INVALID_REQUEST with the reason, says so in GetInfo, and logs one warning line.
+A backend asked for by name that cannot start stops the server: one line, exit status 2.
+`none` serves math and exact only, by choice.
 
 Every flag can also come from the environment, for containers: `--sandbox-workers 4` is
 RESTEM_SANDBOX_WORKERS=4, `--insecure` is RESTEM_INSECURE=1; a flag given wins. The token
@@ -49,8 +55,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p = parser or argparse.ArgumentParser(prog="restem serve", description=__doc__.split("\n")[0])
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
-    p.add_argument("--sandbox", default="docker", choices=["docker", "namespace", "local", "none"],
-                   help="where code runs ('none': math and exact only)")
+    p.add_argument("--sandbox", default="auto",
+                   choices=["auto", "docker", "namespace", "local", "none"],
+                   help="where code runs (auto: docker when its engine answers, else code is "
+                   "off; none: math and exact only)")
     p.add_argument("--sandbox-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--math-workers", type=int, help="sympy worker processes (default: up to 4)")
     p.add_argument("--threads", type=int, default=0,
@@ -111,6 +119,29 @@ def check_config(args: argparse.Namespace) -> str | None:
     return None
 
 
+def start_sandbox(verifier: Verifier, choice: str) -> str | None:
+    """Start the sandbox pool for --sandbox `choice`; why the server must not start, or None.
+    `auto` serves what it can: a pool that cannot start turns code off (one warning line)."""
+    if choice == "none":
+        verifier.turn_code_off("code execution is off by configuration (sandbox: none)")
+        log.info("%s; math and exact are served", verifier.code_off)
+        return None
+    try:
+        verifier.start_sandbox()
+    except RuntimeError as exc:  # Sandbox's startup errors: the cause and the fix, in words
+        tried = "docker" if choice == "auto" else choice
+        others = " or ".join(b for b in ("docker", "namespace", "none") if b != tried)
+        cause = " ".join(str(exc).split()).rstrip(".")
+        if tried == "namespace":
+            cause += " (what bubblewrap needs in a container: deploy/README.md)"
+        reason = f"{cause}; or set RESTEM_SANDBOX (--sandbox) to {others}"
+        if choice != "auto":
+            return f"the {tried} sandbox cannot start: {reason}"
+        verifier.turn_code_off(f"code execution is off: {reason}")
+        log.warning("%s; math and exact are served", verifier.code_off)
+    return None
+
+
 def read_token(path: Path) -> str:
     token = path.read_text().strip()
     if not token:
@@ -154,7 +185,8 @@ async def serve(args: argparse.Namespace, verifier: Verifier) -> None:
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("restem verifier serving on %s:%d (sandbox: %s)", args.host, port, args.sandbox)
+    log.info("restem verifier serving on %s:%d (sandbox: %s)", args.host, port,
+             verifier.sandbox_backend or "none, code off")
     if args.port_file:
         args.port_file.write_text(str(port))
 
@@ -179,8 +211,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"restem serve: {problem}", file=sys.stderr)
         return 2
     # Worker pools first: nothing may fork once gRPC runs.
-    backend = None if args.sandbox == "none" else args.sandbox
-    verifier = Verifier(backend, args.sandbox_workers, math_workers=args.math_workers)
+    backend = {"auto": "docker", "none": None}.get(args.sandbox, args.sandbox)
+    verifier = Verifier(backend, args.sandbox_workers, math_workers=args.math_workers,
+                        lazy_sandbox=True)
+    if problem := start_sandbox(verifier, args.sandbox):
+        verifier.close()
+        print(f"restem serve: {problem}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(args, verifier))
     finally:

@@ -227,7 +227,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "sandbox_backends", "sandbox_workers", "math_workers", "max_queue", "default_limits", "max_message_bytes", "in_flight")
+    __slots__ = ("version", "sandbox_backends", "sandbox_workers", "math_workers", "max_queue", "default_limits", "max_message_bytes", "in_flight", "code_off")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_BACKENDS_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_WORKERS_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +236,7 @@ class ServerInfo(_message.Message):
     DEFAULT_LIMITS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    CODE_OFF_FIELD_NUMBER: _ClassVar[int]
     version: str
     sandbox_backends: _containers.RepeatedScalarFieldContainer[str]
     sandbox_workers: int
@@ -244,4 +245,5 @@ class ServerInfo(_message.Message):
     default_limits: Limits
     max_message_bytes: int
     in_flight: int
-    def __init__(self, version: _Optional[str] = ..., sandbox_backends: _Optional[_Iterable[str]] = ..., sandbox_workers: _Optional[int] = ..., math_workers: _Optional[int] = ..., max_queue: _Optional[int] = ..., default_limits: _Optional[_Union[Limits, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., in_flight: _Optional[int] = ...) -> None: ...
+    code_off: str
+    def __init__(self, version: _Optional[str] = ..., sandbox_backends: _Optional[_Iterable[str]] = ..., sandbox_workers: _Optional[int] = ..., math_workers: _Optional[int] = ..., max_queue: _Optional[int] = ..., default_limits: _Optional[_Union[Limits, _Mapping]] = ..., max_message_bytes: _Optional[int] = ..., in_flight: _Optional[int] = ..., code_off: _Optional[str] = ...) -> None: ...
