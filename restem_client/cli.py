@@ -10,16 +10,25 @@ from restem_client import __version__
 
 
 def make_verifier(args: argparse.Namespace):
-    """The verifier service at --server, or an in-process one."""
+    """The verifier service at --server (waited for up to --connect-timeout), or an
+    in-process one. A bad address or timeout exits 2 with one line."""
     from restem_client.client import open_verifier
 
-    return open_verifier(args.server, args.token_file, sandbox=args.sandbox or "auto",
-                         sandbox_workers=args.sandbox_workers, timeout_s=args.timeout)
+    try:
+        return open_verifier(args.server, args.token_file, sandbox=args.sandbox or "auto",
+                             sandbox_workers=args.sandbox_workers, timeout_s=args.timeout,
+                             connect_timeout_s=args.connect_timeout)
+    except ValueError as exc:
+        print(f"restem {args.command}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def add_verifier_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", help="verifier service, host:port (default: in this process)")
     p.add_argument("--token-file", type=Path, help="file holding the service's bearer token")
+    p.add_argument("--connect-timeout", type=float, metavar="SECONDS",
+                   help="how long to wait for --server to answer, at the start and after "
+                   "losing it (default: $RESTEM_CONNECT_TIMEOUT, else 30)")
     p.add_argument("--sandbox", choices=["docker", "namespace", "local"],
                    help="in-process code backend (default: docker if running, else namespace)")
     p.add_argument("--sandbox-workers", type=int, help="in-process sandboxes (default: cores)")
@@ -210,8 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import grpc
 
+    from restem_client.client import VerifierUnavailable
+
     try:
         return args.handler(args)
+    except VerifierUnavailable as exc:  # the address, the last status and its detail
+        print(f"restem {args.command}: {exc}", file=sys.stderr)
+        return 2
     except grpc.RpcError as exc:  # a refusal is one clear line, not a traceback
         hint = {grpc.StatusCode.UNAUTHENTICATED: " (pass the service's token with --token-file)",
                 grpc.StatusCode.UNAVAILABLE: " (is the service up at --server?)"}

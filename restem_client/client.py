@@ -15,13 +15,24 @@ reconnects with exponential backoff and sends just those again. Answers that arr
 (a request the server finished just before the connection broke) are dropped by id. At
 most `max_in_flight` requests are outstanding at once.
 
-`open_verifier(server, token_file)` is how commands get a verifier: this client when a
-server is given, else the in-process `LocalVerifier` (same interface).
+Nothing waits silently: calls fail fast, and after UNAVAILABLE the client probes the server
+(GetInfo) until one answers, for at most `connect_timeout_s` (default 30 s, or
+$RESTEM_CONNECT_TIMEOUT), with a line on stderr while it waits; then it raises
+`VerifierUnavailable`, naming the address and the last gRPC status and detail. This bounds
+both a server that is not up yet and one that went away mid-batch.
+
+`open_verifier(server, token_file)` is how commands get a verifier: this client, checked
+reachable at once, when a server is given, else the in-process `LocalVerifier` (same
+interface).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
+import os
+import sys
 import threading
 import time
 import uuid
@@ -36,7 +47,29 @@ from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+# A probe that ends with one of these found no server; any other status is a server answering.
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 PACK = 64  # requests per stream message (VerifyBatches): gRPC's cost is per message
+CONNECT_TIMEOUT_ENV = "RESTEM_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+PROBE_INTERVAL_S = 0.25
+
+
+class VerifierUnavailable(grpc.RpcError):
+    """No verifier answered at `target` within the connect timeout. Like any grpc.RpcError,
+    `code()` and `details()` are those of the last failed probe."""
+
+    def __init__(self, target: str, timeout_s: float, error: grpc.RpcError) -> None:
+        self.target, self.timeout_s = target, timeout_s
+        self._code, self._details = error.code(), error.details()
+        super().__init__(f"no verifier answered at {target} within {timeout_s:g} s: "
+                         f"{self._code.name}: {self._details}")
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
 
 
 def read_token(path: Path | None) -> str | None:
@@ -51,10 +84,19 @@ def read_token(path: Path | None) -> str | None:
 
 def open_verifier(server: str | None = None, token_file: Path | None = None, *,
                   sandbox: str = "auto", sandbox_workers: int | None = None,
-                  timeout_s: float = 5.0):
-    """The verifier service at `server`, or an in-process one."""
+                  timeout_s: float = 5.0, connect_timeout_s: float | None = None):
+    """The verifier service at `server`, or an in-process one. A service is asked for its
+    info at once, so an unreachable one (VerifierUnavailable, after the connect timeout) or
+    a refusal fails here, before any sampling."""
     if server:
-        return VerifierClient(server, token=read_token(token_file))
+        client = VerifierClient(server, token=read_token(token_file),
+                                connect_timeout_s=connect_timeout_s)
+        try:
+            client.info()
+        except grpc.RpcError:
+            client.close()
+            raise
+        return client
     from restem_client.local_verifier import LocalVerifier
 
     return LocalVerifier(sandbox=sandbox, sandbox_workers=sandbox_workers, timeout_s=timeout_s)
@@ -71,6 +113,51 @@ class Tls:
         return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
 
 
+def _connect_timeout(seconds: float | None) -> float:
+    """`seconds`, else $RESTEM_CONNECT_TIMEOUT, else 30; a bad value is a ValueError naming
+    where it came from."""
+    if seconds is None:
+        text = os.environ.get(CONNECT_TIMEOUT_ENV, "").strip()
+        if not text:
+            return DEFAULT_CONNECT_TIMEOUT_S
+        source = f"{CONNECT_TIMEOUT_ENV}={text!r}"
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = math.nan
+    else:
+        source = f"connect timeout {seconds!r}"
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"{source}: expected a number of seconds >= 0")
+    return seconds
+
+
+def _describe(target: str | list[str]) -> str:
+    return ",".join(target) if isinstance(target, list) else target
+
+
+class _Wait:
+    """One bounded wait for a server, announced on stderr as it starts: `cause` is the
+    UNAVAILABLE that started it."""
+
+    def __init__(self, target: str, timeout_s: float, cause: grpc.RpcError) -> None:
+        self.target, self.timeout_s = target, timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        tqdm.write(f"restem: waiting up to {timeout_s:g} s for the verifier at {target} "
+                   f"({cause.code().name}) ...", file=sys.stderr)
+
+    def probe_timeout_s(self) -> float:
+        # A connection attempt that hangs (a silently dropped SYN) ends at the deadline too.
+        return max(self.deadline - time.monotonic(), 0.1)
+
+    def failed(self, error: grpc.RpcError) -> float:
+        """After a probe found no server: seconds to sleep before the next one, or raise."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise VerifierUnavailable(self.target, self.timeout_s, error)
+        return min(PROBE_INTERVAL_S, remaining)
+
+
 def _channel_args(target: str | list[str], max_message_mb: int):
     if isinstance(target, list):
         target = "ipv4:" + ",".join(target) if target else ""
@@ -82,6 +169,9 @@ def _channel_args(target: str | list[str], max_message_mb: int):
         ("grpc.max_send_message_length", max_message_mb * 2**20),
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.enable_retries", 0),  # retries are ours, with exactly-once bookkeeping
+        # gRPC's reconnect backoff grows to 120 s; capped, a bounded wait sees a server that
+        # comes up within a second.
+        ("grpc.max_reconnect_backoff_ms", 1000),
     ]
     return target, options
 
@@ -140,29 +230,56 @@ class _Batch:
 
 
 class VerifierClient:
+    """`retries`: attempts after the first on UNAVAILABLE or RESOURCE_EXHAUSTED, with
+    exponential backoff from `backoff_s`; before one after UNAVAILABLE, a bounded wait
+    (`connect_timeout_s`, None: $RESTEM_CONNECT_TIMEOUT or 30) for the server to answer."""
+
     def __init__(self, target: str | list[str], *, token: str | None = None,
                  tls: Tls | bool | None = None, max_in_flight: int = 256, retries: int = 8,
-                 backoff_s: float = 0.2, max_message_mb: int = 64) -> None:
+                 backoff_s: float = 0.2, max_message_mb: int = 64,
+                 connect_timeout_s: float | None = None) -> None:
+        self.connect_timeout_s = _connect_timeout(connect_timeout_s)
         self.channel, self.stub, self.metadata = _connect(grpc, target, token, tls,
                                                           max_message_mb)
+        self.target = _describe(target)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
 
+    def _wait_for_server(self, cause: grpc.RpcError) -> None:
+        """Return once a server answers a GetInfo probe (with any status but UNAVAILABLE or
+        DEADLINE_EXCEEDED); after `connect_timeout_s`, raise VerifierUnavailable."""
+        wait = _Wait(self.target, self.connect_timeout_s, cause)
+        while True:
+            try:
+                self.stub.GetInfo(pb.GetInfoRequest(), metadata=self.metadata,
+                                  timeout=wait.probe_timeout_s())
+                return
+            except grpc.RpcError as exc:
+                if exc.code() not in UNREACHABLE:
+                    return  # a server answered; the real call meets its refusal, if any
+                time.sleep(wait.failed(exc))
+
+    def _recover(self, exc: grpc.RpcError, attempt: int) -> None:
+        """After attempt `attempt` (from 0) failed with `exc`: raise it when it is final,
+        else back off and, if the server was unavailable, wait (bounded) for it."""
+        if exc.code() not in RETRYABLE or attempt >= self.retries:
+            raise exc
+        time.sleep(_backoff_s(self.backoff_s, attempt))
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            self._wait_for_server(exc)
+
     def _retrying(self, call):
-        for attempt in range(self.retries + 1):
+        for attempt in itertools.count():
             try:
                 return call()
             except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE or attempt == self.retries:
-                    raise
-                time.sleep(_backoff_s(self.backoff_s, attempt))
-        raise AssertionError("unreachable")
+                self._recover(exc, attempt)
 
+    # Calls fail fast (no wait_for_ready): waiting for a server is the bounded wait's job.
     def verify(
         self, request: pb.VerifyRequest, timeout_s: float | None = None
     ) -> pb.VerifyResponse:
         return self._retrying(
-            lambda: self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata,
-                                     wait_for_ready=True)
+            lambda: self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata)
         )
 
     def info(self) -> pb.ServerInfo:
@@ -173,22 +290,21 @@ class VerifierClient:
                     timeout_s: float | None = None) -> list[pb.VerifyResponse]:
         """Every request answered once, in input order."""
         batch = _Batch(list(requests))
-        bar = tqdm(total=len(batch.wire), disable=not progress, unit="req", desc="verify")
-        attempt = 0
-        while missing := batch.missing():
-            if attempt:
-                time.sleep(_backoff_s(self.backoff_s, attempt - 1))
-            try:
-                self._stream(batch, missing, bar, timeout_s)
-            except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE or attempt >= self.retries:
-                    bar.close()
-                    raise
-            attempt += 1  # a stream that ended early counts too
-            if batch.missing() and attempt > self.retries:
-                bar.close()
-                raise RuntimeError(f"{len(batch.missing())} requests unanswered after retries")
-        bar.close()
+        with tqdm(total=len(batch.wire), disable=not progress, unit="req",
+                  desc="verify") as bar:
+            for attempt in itertools.count():
+                if not (missing := batch.missing()):
+                    break
+                try:
+                    self._stream(batch, missing, bar, timeout_s)
+                except grpc.RpcError as exc:
+                    self._recover(exc, attempt)
+                    continue
+                if batch.missing():  # the stream ended early: counts as an attempt too
+                    if attempt >= self.retries:
+                        raise RuntimeError(f"{len(batch.missing())} requests unanswered "
+                                           "after retries")
+                    time.sleep(_backoff_s(self.backoff_s, attempt))
         return batch.answers  # type: ignore[return-value]
 
     def _stream(self, batch: _Batch, indices: list[int], bar: tqdm, timeout_s) -> None:
@@ -209,8 +325,7 @@ class VerifierClient:
                     position += 1
                 yield pb.VerifyBatch(requests=group)
 
-        call = self.stub.VerifyBatches(outgoing(), timeout=timeout_s, metadata=self.metadata,
-                                       wait_for_ready=True)
+        call = self.stub.VerifyBatches(outgoing(), timeout=timeout_s, metadata=self.metadata)
         try:
             for result in call:
                 slots.release(len(result.responses))
@@ -236,61 +351,85 @@ class AsyncVerifierClient:
 
     def __init__(self, target: str | list[str], *, token: str | None = None,
                  tls: Tls | bool | None = None, max_in_flight: int = 256, retries: int = 8,
-                 backoff_s: float = 0.2, max_message_mb: int = 64) -> None:
+                 backoff_s: float = 0.2, max_message_mb: int = 64,
+                 connect_timeout_s: float | None = None) -> None:
+        self.connect_timeout_s = _connect_timeout(connect_timeout_s)
         self.channel, self.stub, self.metadata = _connect(grpc.aio, target, token, tls,
                                                           max_message_mb)
+        self.target = _describe(target)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
+
+    async def _wait_for_server(self, cause: grpc.aio.AioRpcError) -> None:
+        wait = _Wait(self.target, self.connect_timeout_s, cause)
+        while True:
+            try:
+                await self.stub.GetInfo(pb.GetInfoRequest(), metadata=self.metadata,
+                                        timeout=wait.probe_timeout_s())
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in UNREACHABLE:
+                    return
+                await asyncio.sleep(wait.failed(exc))
+
+    async def _recover(self, exc: grpc.aio.AioRpcError, attempt: int) -> None:
+        if exc.code() not in RETRYABLE or attempt >= self.retries:
+            raise exc
+        await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            await self._wait_for_server(exc)
 
     async def verify(self, request: pb.VerifyRequest,
                      timeout_s: float | None = None) -> pb.VerifyResponse:
-        for attempt in range(self.retries + 1):
+        for attempt in itertools.count():
             try:
-                return await self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata,
-                                              wait_for_ready=True)
+                return await self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRYABLE or attempt == self.retries:
-                    raise
-                await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
-        raise AssertionError("unreachable")
+                await self._recover(exc, attempt)
 
     async def verify_many(self, requests: Iterable[pb.VerifyRequest], *,
                           progress: bool = False) -> list[pb.VerifyResponse]:
         batch = _Batch(list(requests))
-        bar = tqdm(total=len(batch.wire), disable=not progress, unit="req", desc="verify")
-        attempt = 0
-        while missing := batch.missing():
-            slots = asyncio.Semaphore(self.max_in_flight)
-
-            async def outgoing(indices=missing, slots=slots):
-                position = 0
-                while position < len(indices):
-                    await slots.acquire()
-                    group = [batch.wire[indices[position]]]
-                    position += 1
-                    while position < len(indices) and len(group) < PACK and not slots.locked():
-                        await slots.acquire()  # free: returns at once
-                        group.append(batch.wire[indices[position]])
-                        position += 1
-                    yield pb.VerifyBatch(requests=group)
-
-            call = self.stub.VerifyBatches(outgoing(), metadata=self.metadata,
-                                           wait_for_ready=True)
-            try:
-                async for result in call:
-                    for response in result.responses:
-                        slots.release()
-                        if batch.accept(response):
-                            bar.update(1)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRYABLE or attempt >= self.retries:
-                    bar.close()
-                    raise
-                await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
-                attempt += 1
-            finally:
-                call.cancel()
-        bar.close()
+        with tqdm(total=len(batch.wire), disable=not progress, unit="req",
+                  desc="verify") as bar:
+            for attempt in itertools.count():
+                if not (missing := batch.missing()):
+                    break
+                try:
+                    await self._stream(batch, missing, bar)
+                except grpc.aio.AioRpcError as exc:
+                    await self._recover(exc, attempt)
+                    continue
+                if batch.missing():  # the stream ended early: counts as an attempt too
+                    if attempt >= self.retries:
+                        raise RuntimeError(f"{len(batch.missing())} requests unanswered "
+                                           "after retries")
+                    await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
         return batch.answers  # type: ignore[return-value]
+
+    async def _stream(self, batch: _Batch, indices: list[int], bar: tqdm) -> None:
+        slots = asyncio.Semaphore(self.max_in_flight)
+
+        async def outgoing():
+            position = 0
+            while position < len(indices):
+                await slots.acquire()
+                group = [batch.wire[indices[position]]]
+                position += 1
+                while position < len(indices) and len(group) < PACK and not slots.locked():
+                    await slots.acquire()  # free: returns at once
+                    group.append(batch.wire[indices[position]])
+                    position += 1
+                yield pb.VerifyBatch(requests=group)
+
+        call = self.stub.VerifyBatches(outgoing(), metadata=self.metadata)
+        try:
+            async for result in call:
+                for response in result.responses:
+                    slots.release()
+                    if batch.accept(response):
+                        bar.update(1)
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self.channel.close()

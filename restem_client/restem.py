@@ -197,6 +197,7 @@ class Run:
         _log(f"run {self.dir}: {len(self.train)} train, {len(self.val)} validation, "
              f"{len(self.test)} test problems of {c.task}")
         try:
+            self._verify()  # an unreachable verifier service fails now, not after sampling
             self._evaluate("base", self.base)
             # The first E-step samples the base model right after its evaluation, so both use
             # one engine; the SFT baseline comes last.
@@ -413,9 +414,12 @@ class Run:
             from restem_client.requests import DictVerifier
 
             c = self.config
-            self._verifier = DictVerifier(open_verifier(
-                c.verifier or None, Path(c.verifier_token_file) if c.verifier_token_file
-                else None, sandbox=c.sandbox))
+            try:
+                verifier = open_verifier(c.verifier or None, Path(c.verifier_token_file)
+                                         if c.verifier_token_file else None, sandbox=c.sandbox)
+            except ValueError as exc:  # a bad address or $RESTEM_CONNECT_TIMEOUT
+                raise ConfigError(f"config key 'verifier': {exc}") from None
+            self._verifier = DictVerifier(verifier)
         return self._verifier
 
     def _close(self) -> None:
