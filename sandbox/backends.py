@@ -1,12 +1,17 @@
 """How each backend starts one worker: a process whose stdin/stdout speak the executor protocol.
 
 - `docker`: `docker run -i` of the sandbox image, hardened: no network, read-only root, a
-  size- and inode-limited noexec tmpfs, every capability dropped, no-new-privileges, the
-  default seccomp profile, pids/memory(=swap)/CPU limits, no core files, IPC off, no logs,
-  uid 65534. The executor is PID 1 and reaps.
+  size- and inode-limited noexec tmpfs at /tmp (the only writable place: Docker's
+  world-writable /dev/mqueue is covered read-only), every capability dropped,
+  no-new-privileges, the default seccomp profile, pids/memory(=swap)/CPU limits, no core
+  files, IPC off, no logs, uid 65534. The executor is PID 1 and reaps.
 - `namespace`: bubblewrap with every namespace unshared, the executor as PID 1, a read-only
-  view of /usr and the Python prefix, a private size-limited /tmp, no capabilities, uid
-  65534, an empty environment; plus a pids and memory cgroup when the host lets us make one.
+  view of /usr and the Python prefix, a private size-limited /tmp (the only writable place:
+  the jail's root and /dev are remounted read-only, /proc/sys is covered by an empty
+  read-only tmpfs, /sys is absent), no capabilities, uid 65534, an empty environment; plus
+  a pids and memory cgroup when the host lets us make one. The jail's uid is never host
+  root: started by root, `sandbox/launcher.py` drops to host uid 65534 before bubblewrap
+  runs; started by anyone else, the jail maps onto that user.
 - `local`: the executor as a plain subprocess. No isolation beyond the executor's per-job
   layers (rlimits, seccomp). Unsafe; explicit opt-in only.
 """
@@ -14,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 JAIL_DIR = Path(__file__).resolve().parent / "jail"
+LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
+DEVICES = ("null", "zero", "full", "random", "urandom")
+JOB_UID = 65534  # the host uid (and gid) a job runs as: `nobody`, never root
 BACKENDS = ("docker", "namespace", "local")
 EXECUTOR_ARGS = ["-E", "-s", "-B"]  # ignore PYTHON* variables and user site; no .pyc writes
 
@@ -95,6 +104,9 @@ def _docker(spec: WorkerSpec, name: str) -> Launch:
         "--network", "none",
         "--read-only",
         "--tmpfs", f"/tmp:rw,nosuid,nodev,noexec,size={spec.scratch_mb}m,nr_inodes=4096,mode=1777",
+        # Docker mounts a world-writable mqueue filesystem at /dev/mqueue: a queue created
+        # there would outlive the job. Covered, so /tmp is the only writable place.
+        "--tmpfs", "/dev/mqueue:ro,nosuid,nodev,noexec,size=4k,mode=0555",
         "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges",
         "--pids-limit", str(spec.max_processes + 2),
@@ -122,8 +134,26 @@ def _namespace(spec: WorkerSpec, name: str) -> Launch:
         raise RuntimeError("the namespace backend needs bubblewrap (apt-get install bubblewrap)")
     python = os.path.realpath(sys.executable)
     prefix = os.path.realpath(sys.base_prefix)
+    # As root, drop to JOB_UID before bubblewrap (see sandbox/launcher.py); the Python prefix
+    # and the executor's directory are then bound from staged, world-readable mountpoints.
+    drop = os.geteuid() == 0
+    sources = [(str(JAIL_DIR), "/opt/restem")]
+    if not prefix.startswith("/usr/"):
+        sources.append((prefix, prefix))
+    binds, stage, staging = [], [], ""
+    if drop:
+        staging = tempfile.mkdtemp(prefix=f"{name}-")
+        os.chmod(staging, 0o755)
+    for source, target in sources:
+        if drop:
+            mountpoint = os.path.join(staging, str(len(stage)))
+            os.mkdir(mountpoint)
+            stage.append([source, mountpoint])
+            source = mountpoint
+        binds += ["--ro-bind", source, target]
+    cleanup = [lambda: _remove_staging(staging, stage)] if drop else []
     argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-            "--as-pid-1", "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534",
+            "--as-pid-1", "--cap-drop", "ALL", "--uid", str(JOB_UID), "--gid", str(JOB_UID),
             "--ro-bind", "/usr", "/usr"]
     for top in ("bin", "lib", "lib32", "lib64", "sbin"):
         path = Path("/") / top
@@ -131,26 +161,45 @@ def _namespace(spec: WorkerSpec, name: str) -> Launch:
             argv += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             argv += ["--ro-bind", str(path), str(path)]
-    if not prefix.startswith("/usr/"):
-        argv += ["--ro-bind", prefix, prefix]
     argv += [
-        "--ro-bind", str(JAIL_DIR), "/opt/restem",
-        "--proc", "/proc", "--dev", "/dev",
+        *binds,
+        # /proc/sys covered by an empty read-only tmpfs: no sysctl is writable, or readable.
+        "--proc", "/proc", "--size", "4096", "--tmpfs", "/proc/sys", "--remount-ro", "/proc/sys",
+        # A /dev of our own rather than bubblewrap's --dev: that one mounts devpts, which
+        # makes bubblewrap nest a second user namespace, and the job's uid_map would then
+        # name the middle namespace's uid instead of the host's.
+        "--tmpfs", "/dev",
+        *(arg for dev in DEVICES for arg in ("--dev-bind", f"/dev/{dev}", f"/dev/{dev}")),
+        "--symlink", "/proc/self/fd", "/dev/fd",
+        *(arg for i, std in enumerate(("stdin", "stdout", "stderr"))
+          for arg in ("--symlink", f"/proc/self/fd/{i}", f"/dev/{std}")),
         "--size", str(spec.scratch_mb * 2**20), "--tmpfs", "/tmp",
+        # The jail's root and /dev are tmpfs that bubblewrap made writable by the jail's uid:
+        # read-only, so that /tmp (emptied after every job) is the only writable place.
+        "--remount-ro", "/dev", "--remount-ro", "/",
         "--chdir", "/tmp", "--hostname", "sandbox",
         python, *EXECUTOR_ARGS, "/opt/restem/executor.py", "/tmp",
     ]
     cgroups = _make_cgroups(name, spec)
-    # A tiny launcher joins the cgroups before exec, so that everything bwrap starts is inside.
-    join = (
-        "import os, sys\n"
-        "for path in filter(None, sys.argv[1].split(':')):\n"
-        "    open(path, 'w').write(str(os.getpid()))\n"
-        "os.execv(sys.argv[2], sys.argv[2:])"
-    )
-    procs = ":".join(str(Path(c) / "cgroup.procs") for c in cgroups)
-    process = _popen([sys.executable, "-I", "-c", join, procs, *argv])
-    return Launch(process, name, [lambda c=c: _remove_cgroup(c) for c in cgroups])
+    cleanup += [lambda c=c: _remove_cgroup(c) for c in cgroups]
+    plan = {"cgroups": [str(Path(c) / "cgroup.procs") for c in cgroups],
+            "uid": JOB_UID if drop else None, "stage": stage, "argv": argv}
+    try:
+        process = _popen([sys.executable, "-I", str(LAUNCHER), json.dumps(plan)])
+    except OSError:
+        for step in cleanup:
+            step()
+        raise
+    return Launch(process, name, cleanup)
+
+
+def _remove_staging(staging: str, stage: list[list[str]]) -> None:
+    """Remove the (empty, on the host) mountpoints; rmdir never deletes what a bind shows."""
+    for _, mountpoint in stage:
+        with contextlib.suppress(OSError):
+            os.rmdir(mountpoint)
+    with contextlib.suppress(OSError):
+        os.rmdir(staging)
 
 
 def _own_cgroup(controller: str) -> Path | None:

@@ -7,7 +7,9 @@
 A worker takes one job at a time. It is replaced, in a background thread so callers never
 wait for a container to start, after `max_jobs` jobs, after any anomaly (timeout, memory or
 output limit, a signal, processes left behind, an internal error), and when the canary
-that runs every `canary_every` jobs fails. An internal failure is retried on a fresh worker
+that runs every `canary_every` jobs fails; a worker that fails to start is tried again with
+backoff (each failure logged) until one starts, and while every slot is failing a job fails
+at once instead of waiting. An internal failure is retried on a fresh worker
 (`retries` times) and otherwise reported as SANDBOX_ERROR, never as FAIL. Identical runs
 (same program, tests, limits, profile) are executed once and answered from a bounded cache.
 """
@@ -28,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sandbox import image as sandbox_image
 from sandbox import judge
-from sandbox.backends import BACKENDS, WorkerSpec, cgroup_support, launch
+from sandbox.backends import BACKENDS, JOB_UID, WorkerSpec, cgroup_support, launch
 from sandbox.cases import AssertTest, CallTest, StdioTest
 from sandbox.compare import check_profile
 from sandbox.limits import Limits
@@ -38,6 +40,13 @@ from sandbox.worker import Worker, WorkerError
 log = logging.getLogger(__name__)
 REPLY_SLACK_S = 15.0  # beyond the wall limit, before a silent worker counts as broken
 CANARY = ("print(sum(range(10)))", "45\n")
+NAMESPACE_HINT = (
+    f" (run as root, the namespace backend starts bubblewrap as uid {JOB_UID}, never as root,"
+    " which needs unprivileged user namespaces: allow them (sysctl user.max_user_namespaces,"
+    " kernel.unprivileged_userns_clone or kernel.apparmor_restrict_unprivileged_userns),"
+    " or use the docker backend)"
+)
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # backoff between tries to start a worker
 
 
 class Sandbox:
@@ -78,9 +87,11 @@ class Sandbox:
         self.stats = {"jobs": 0, "replaced": 0, "retried": 0, "cache_hits": 0}
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._lock = threading.Lock()
-        self._starting = 0
+        self._starting = 0  # slots whose worker is being started (or retried)
+        self._failing = 0  # of those, slots waiting to retry after a failed start
         self._busy = 0
         self._closed = False
+        self._closing = threading.Event()  # wakes the retry waits when the pool closes
         self._all: set[Worker] = set()
         self._cache: OrderedDict[str, RunResult] = OrderedDict()
         self._cache_size = cache_size
@@ -90,16 +101,22 @@ class Sandbox:
         # --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that forked it exits.
         self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-launch")
         self._last_start_error = ""
-        starters = [threading.Thread(target=self._start_worker) for _ in range(self.size)]
+        tried = [threading.Event() for _ in range(self.size)]
         with self._lock:
             self._starting += self.size
-        for t in starters:
-            t.start()
-        for t in starters:
-            t.join()
+        for event in tried:
+            threading.Thread(target=self._start_worker, args=(event,), daemon=True).start()
+        for event in tried:
+            event.wait()
         if self._idle.qsize() == 0:
             self.close()
-            raise RuntimeError(f"no {backend} sandbox worker could start: {self._last_start_error}")
+            hint = NAMESPACE_HINT if backend == "namespace" and os.geteuid() == 0 else ""
+            raise RuntimeError(f"no {backend} sandbox worker could start: "
+                               f"{self._last_start_error}{hint}")
+        if self._idle.qsize() < self.size:
+            log.warning("%d of %d sandbox workers failed to start (%s); retrying in the "
+                        "background", self.size - self._idle.qsize(), self.size,
+                        self._last_start_error)
 
     # ------------------------------------------------------------------ public API
 
@@ -244,6 +261,7 @@ class Sandbox:
         with self._lock:
             self._closed = True
             workers = list(self._all)
+        self._closing.set()
         for worker in workers:
             worker.close()
         self._threads.shutdown(wait=False)
@@ -310,8 +328,8 @@ class Sandbox:
             try:
                 worker = self._idle.get(timeout=0.5)
             except queue.Empty:
-                with self._lock:
-                    if self._closed or (self._starting == 0 and not self._all):
+                with self._lock:  # no worker, and every slot is failing to start: say so now
+                    if self._closed or (not self._all and self._failing == self._starting):
                         return None
                 continue
             with self._lock:
@@ -349,21 +367,42 @@ class Sandbox:
         if not closed:
             threading.Thread(target=self._start_worker, daemon=True).start()
 
-    def _start_worker(self) -> None:
-        try:
-            worker = Worker(self.spec, lambda spec: self._launcher.submit(launch, spec).result())
-        except Exception as exc:  # a backend that cannot start: reported by _acquire
+    def _start_worker(self, tried: threading.Event | None = None) -> None:
+        """Start one slot's worker; a failed start is retried with backoff (and logged, but
+        for the pool's first try, which the constructor reports) until one starts or the pool
+        closes, so a slot is never lost for good. `tried` is set after the first try."""
+        delay = RETRY_FIRST_S
+        spawn = lambda spec: self._launcher.submit(launch, spec).result()  # noqa: E731
+        while True:
+            try:
+                worker = Worker(self.spec, spawn)
+            except Exception as exc:  # a backend that cannot start: reported by _acquire
+                self._last_start_error = str(exc)[:1000]
+                if tried is None:
+                    log.warning("sandbox worker failed to start (%s); retrying in %g s",
+                                self._last_start_error, delay)
+                with self._lock:
+                    self._failing += 1
+                if tried is not None:
+                    tried.set()
+                    tried = None
+                closing = self._closing.wait(delay)
+                with self._lock:
+                    self._failing -= 1
+                    if closing or self._closed:
+                        self._starting -= 1
+                        return
+                delay = min(2 * delay, RETRY_MAX_S)
+                continue
             with self._lock:
                 self._starting -= 1
-                if self._closed:
-                    return  # closed while it started
-            self._last_start_error = str(exc)[:1000]
-            log.error("sandbox worker failed to start: %s", exc)
-            return
-        with self._lock:
-            self._starting -= 1
-            if self._closed:
+                closed = self._closed
+                if not closed:
+                    self._all.add(worker)
+            if closed:
                 worker.close()
-                return
-            self._all.add(worker)
-        self._idle.put(worker)
+            else:
+                self._idle.put(worker)
+            if tried is not None:
+                tried.set()
+            return

@@ -27,6 +27,32 @@ def _p(text: str) -> str:
     return text.strip("\n") + "\n"
 
 
+# Every directory the job can create a file in: each read-write mount is walked (without
+# crossing into other mounts, and skipping subtrees on read-only ones), /proc's pid entries
+# excepted. Shared by the hostile programs below and the no-state-crosses-runs test.
+WRITABLE_DIRS = _p("""
+import os
+
+def writable_dirs():
+    found = []
+    mounts = [line.split()[4] for line in open('/proc/self/mountinfo')]
+    for mount in mounts:
+        for root, subdirs, _ in os.walk(mount, onerror=lambda e: None):
+            if os.statvfs(root).f_flag & os.ST_RDONLY:
+                subdirs.clear()
+                continue
+            subdirs[:] = [d for d in subdirs if not (root == '/proc' and d.isdigit())
+                          and os.path.join(root, d) not in mounts]
+            probe = os.path.join(root, '.restem-probe')
+            try:
+                os.close(os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+            except OSError:
+                continue
+            os.unlink(probe)
+            found.append(root)
+    return sorted(set(found))
+""")
+
 PROGRAMS = [
     # ---- time
     Hostile("busy_loop", "execute", "TIMEOUT", "while True:\n    pass"),
@@ -207,6 +233,57 @@ raise OSError(ctypes.get_errno(), "unshare refused")
 open('/usr/evil', 'w').write('x')
 print('VIOLATION')
 """)),
+    # ---- host identity: a job is never host root, and no host-global setting is writable
+    Hostile("host_uid_from_uid_map", "execute", "PASS", _p("""
+import os
+uid = os.getuid()
+for line in open('/proc/self/uid_map'):
+    inside, outside, count = map(int, line.split())
+    if inside <= uid < inside + count and outside + uid - inside == 0:
+        print('VIOLATION: the job runs as host uid 0')
+""")),
+    Hostile("sysctl_write_current_value", "execute", "RUNTIME_ERROR", _p("""
+path = '/proc/sys/kernel/printk_ratelimit'
+value = open(path).read()
+with open(path, 'w') as f:
+    f.write(value)  # the value it already has: harmless if this ever succeeds
+print('VIOLATION: wrote a host sysctl')
+""")),
+    Hostile("core_pattern_open_for_write", "execute", "RUNTIME_ERROR", _p("""
+import os
+os.close(os.open('/proc/sys/kernel/core_pattern', os.O_WRONLY))
+print('VIOLATION: core_pattern opens for writing')
+""")),
+    Hostile("sysrq_trigger_open_for_write", "execute", "RUNTIME_ERROR", _p("""
+import os
+os.close(os.open('/proc/sysrq-trigger', os.O_WRONLY))
+print('VIOLATION: sysrq-trigger opens for writing')
+""")),
+    Hostile("sys_open_for_write", "execute", "RUNTIME_ERROR", _p("""
+import os
+os.close(os.open('/sys/kernel/uevent_helper', os.O_WRONLY))
+print('VIOLATION: /sys opens for writing')
+""")),
+    Hostile("writable_outside_scratch", "execute", "PASS", _p(f"""
+{WRITABLE_DIRS}
+for path in writable_dirs():
+    if path != '/tmp' and not path.startswith('/tmp/'):
+        print('VIOLATION: writable', path)
+""")),
+    Hostile("system_v_message_queue", "execute", "RUNTIME_ERROR", _p("""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.msgget(0x5E57, 0o1600) >= 0:  # IPC_CREAT | 0600
+    print('VIOLATION: a System V queue outlives the job')
+raise OSError(ctypes.get_errno(), 'msgget refused')
+""")),
+    Hostile("posix_message_queue", "execute", "RUNTIME_ERROR", _p("""
+import ctypes
+librt = ctypes.CDLL('librt.so.1', use_errno=True)
+if librt.mq_open(b'/restem-left', 0o100 | 2, 0o600, None) >= 0:  # O_CREAT | O_RDWR
+    print('VIOLATION: a POSIX queue outlives the job')
+raise OSError(ctypes.get_errno(), 'mq_open refused')
+""")),
     Hostile("write_control_channel", "execute", "RUNTIME_ERROR", _p("""
 import os
 for fd in range(4, 256):
@@ -289,3 +366,41 @@ def add(a, b):
     return 0
 """)),
 ]
+
+# Two jobs run one after the other on one worker: the first leaves a token in every
+# directory it can write (and with `daemon`, starts a grandchild that outlives its run and
+# writes again a moment later); the second looks for the token in every directory it can
+# write. The test fills in `token` and `daemon` with str.format.
+LEAVE_STATE = WRITABLE_DIRS + _p("""
+import os, time
+def leave():
+    for path in writable_dirs():
+        with open(os.path.join(path, 'restem-left-behind'), 'w') as f:
+            f.write('{token}')
+leave()
+print(writable_dirs())
+if {daemon}:
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(0.3)
+            leave()
+            time.sleep(100)
+        os._exit(0)
+    os.wait()
+""")
+
+FIND_STATE = WRITABLE_DIRS + _p("""
+import os, time
+time.sleep(0.6)  # after the first job's daemon would have written
+for path in writable_dirs():
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                text = open(os.path.join(root, name)).read()
+            except OSError:
+                continue
+            if name == 'restem-left-behind' or '{token}' in text:
+                print('VIOLATION: left behind', os.path.join(root, name))
+print('looked in', writable_dirs())
+""")

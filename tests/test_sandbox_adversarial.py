@@ -2,13 +2,18 @@
 
 After each: the expected status, no VIOLATION marker or leaked secret in any output, no
 process left in the worker or on the host beyond the pool's executors, the scratch space
-empty, the pool back at its size, and the canary passing. (The `local` backend isolates
+empty, the pool back at its size, and the canary passing. Then: no job runs as host root
+(seen from the host), nothing one job writes is there for the next, and, when the tests run
+as root, the same checks again as an unprivileged user. (The `local` backend isolates
 nothing by design and is not run here.)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +22,16 @@ from pathlib import Path
 import pytest
 
 from sandbox import AssertTest, CallTest, Limits, Sandbox, StdioTest
-from tests.adversarial import MARK, PROGRAMS, SECRET_ENV, SECRET_VALUE, Hostile
+from tests.adversarial import (
+    FIND_STATE,
+    LEAVE_STATE,
+    MARK,
+    PROGRAMS,
+    SECRET_ENV,
+    SECRET_VALUE,
+    Hostile,
+)
+from tests.conftest import REPO
 
 FAST = Limits(cpu_s=1.0, wall_s=3.0, memory_mb=256)
 CHECK = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(1, 1) == 2\n"
@@ -40,21 +54,23 @@ def run_hostile(sb: Sandbox, hostile: Hostile):
     return result.verdict, texts
 
 
-def executor_processes() -> int:
+def executor_pids() -> list[int]:
     """Processes on this host running the sandbox executor (in any container or jail). An
     idle worker has two: the executor and the child it prepared for the next job."""
-    count = 0
+    pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmdline = (entry / "cmdline").read_bytes()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            argv = cmdline.split(b"\0")
-            count += b"python" in Path(argv[0].decode()).name.encode() and (
-                b"/opt/restem/executor.py" in argv
-            )
-    return count
+            if "python" in Path(argv[0].decode()).name and b"/opt/restem/executor.py" in argv:
+                pids.append(int(entry.name))
+    return pids
+
+
+def executor_processes() -> int:
+    return len(executor_pids())
 
 
 def assert_pool_clean(sb: Sandbox, executors: int) -> None:
@@ -122,3 +138,72 @@ def test_hostile_programs_above_core_count(backend: str, host_secret) -> None:
         for _, texts in outcomes:
             assert not any(MARK in t or SECRET_VALUE in t for t in texts)
         assert_pool_clean(sb, others + 2 * workers)
+
+
+def test_no_job_runs_as_host_root(one_worker: Sandbox) -> None:
+    """Seen from the host, where a user namespace cannot disguise it: the executors (and the
+    children they fork for jobs, which keep their uid) hold no uid 0, real or effective."""
+    pids = executor_pids()
+    assert pids, "no executor process found on the host"
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        assert "0" not in uids, (pid, status[:300])
+
+
+@pytest.mark.parametrize("daemon", [False, True], ids=["files", "daemon"])
+def test_no_state_crosses_runs(one_worker: Sandbox, daemon: bool) -> None:
+    token = uuid.uuid4().hex
+    names = one_worker.worker_names()
+    left = one_worker.execute(LEAVE_STATE.format(token=token, daemon=daemon), limits=FAST)
+    assert left.status == "PASS", left.stderr
+    assert "/tmp/job" in left.stdout  # it did write (the scratch directory, at least)
+    if not daemon:  # a clean job keeps its worker: the next job runs in the same jail
+        assert one_worker.worker_names() == names
+    found = one_worker.execute(FIND_STATE.format(token=token), limits=FAST)
+    assert found.status == "PASS", found.stderr
+    assert "looked in" in found.stdout and MARK not in found.stdout, found.stdout
+    assert_pool_clean(one_worker, one_worker.expected_executors)
+
+
+UNPRIVILEGED_USER = "restem-test"
+
+
+def unprivileged_command(argv: list[str]) -> list[str]:
+    """`argv` as UNPRIVILEGED_USER (created if missing; in the docker group, when there is
+    one), in a private mount namespace where the Python installation is reachable: pyenv puts
+    it under /root, which only root may enter, so the first closed directory above it is
+    covered by an open tmpfs with the installation bound back in. The host sees none of it."""
+    if subprocess.run(["id", UNPRIVILEGED_USER], capture_output=True).returncode != 0:
+        groups = ["--groups", "docker"] if shutil.which("docker") and subprocess.run(
+            ["getent", "group", "docker"], capture_output=True).returncode == 0 else []
+        subprocess.run(["useradd", "--create-home", *groups, UNPRIVILEGED_USER], check=True)
+    prefix = Path(sys.base_prefix).resolve()
+    closed = next((p for p in reversed(prefix.parents) if not p.stat().st_mode & 0o001), None)
+    script = "set -e\n"
+    if closed is not None:
+        script += (f'stage=$(mktemp -d); mount --bind "{prefix}" "$stage"\n'
+                   f'mount -t tmpfs -o mode=755 restem-test "{closed}"\n'
+                   f'mkdir -p "{prefix}"; mount --bind "$stage" "{prefix}"\n')
+    script += (f"exec setpriv --reuid={UNPRIVILEGED_USER} --regid={UNPRIVILEGED_USER} "
+               '--init-groups "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="already unprivileged: the tests above cover it")
+@pytest.mark.skipif(os.environ.get("RESTEM_TEST_UNPRIVILEGED") == "1", reason="the inner run")
+def test_as_an_unprivileged_user(backend: str) -> None:
+    """The hostile programs, the identity check and the state checks again, with the sandbox
+    started by an ordinary user (bubblewrap then maps the jail onto that user's uid)."""
+    env = {"PATH": os.environ["PATH"], "HOME": f"/home/{UNPRIVILEGED_USER}", "LANG": "C.UTF-8",
+           "PYTHONDONTWRITEBYTECODE": "1", "RESTEM_TEST_UNPRIVILEGED": "1"}
+    selected = "above_core_count or host_root or state_crosses"
+    command = unprivileged_command([
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-x", __file__,
+        "-k", f"({selected}) and {'docker' if backend == 'docker' else 'bwrap'}"])
+    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
+    tail = (run.stdout + run.stderr)[-3000:]
+    assert run.returncode == 0, tail
+    assert " passed" in tail and "skipped" not in tail, tail

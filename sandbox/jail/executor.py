@@ -440,7 +440,11 @@ def reap(block: bool) -> None:
 
 
 def reset_scratch(workdir: str) -> None:
-    """Leave WORK_ROOT holding one empty, private job directory, whatever the job did to it."""
+    """Leave WORK_ROOT holding one empty, private job directory, whatever the job did to it.
+    WORK_ROOT is the only place a job can write (both jails' roots are read-only), so this is
+    what keeps one job's files from the next."""
+    if os.stat(WORK_ROOT).st_uid == os.getuid():  # the jail's own tmpfs: a job may chmod it
+        os.chmod(WORK_ROOT, 0o700)
     if os.listdir(WORK_ROOT) == ["job"] and not os.listdir(workdir):
         os.chmod(workdir, 0o700)
         return  # the common case: nothing written (cheaper than rmdir and mkdir each job)

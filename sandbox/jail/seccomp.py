@@ -2,13 +2,16 @@
 
 Denied (the call fails with EPERM, so the program sees an ordinary OSError): exec, ptrace
 and cross-process memory access, namespace, mount and root changes, bpf, perf, keyrings,
-clock setting, modules, reboot, swap, io_uring, userfaultfd, handle-based opens, and
-sockets outside AF_UNIX. `clone` is refused when it asks for a new namespace; `clone3`
-answers ENOSYS so the C library falls back to `clone`, whose flags the filter can read.
+clock setting, modules, reboot, swap, io_uring, userfaultfd, handle-based opens, sockets
+outside AF_UNIX, and System V and POSIX message-queue IPC (their objects outlive the job in
+the worker's IPC namespace, where the next job could read them). `clone` is refused when it
+asks for a new namespace; `clone3` answers ENOSYS so the C library falls back to `clone`,
+whose flags the filter can read.
 `kill`, `tkill` and `tgkill` are refused for negative pids (-1 is everyone; a job signals
 its own group with pid 0) and for the executor itself.
 
-fork stays allowed: multiprocessing solutions are legal, and the pids cgroup (Docker's
+fork stays allowed (os.fork, multiprocessing.Process; not multiprocessing's locks and pools,
+which need a /dev/shm that no backend gives a job), and the pids cgroup (Docker's
 --pids-limit, or the namespace backend's pids cgroup) bounds fork bombs, with the job's
 deadline killing the rest.
 
@@ -58,6 +61,10 @@ _ARCHES = {
             "fsmount": 432, "fspick": 433, "mount_setattr": 442, "personality": 135,
             "acct": 163, "quotactl": 179, "syslog": 103, "iopl": 172, "ioperm": 173,
             "sethostname": 170, "setdomainname": 171,
+            "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "semget": 64, "semop": 65,
+            "semctl": 66, "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70,
+            "msgctl": 71, "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242,
+            "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245,
         },
         {"socket": 41, "clone": 56, "clone3": 435, "kill": 62, "tkill": 200, "tgkill": 234},
     ),
@@ -78,6 +85,10 @@ _ARCHES = {
             "fsmount": 432, "fspick": 433, "mount_setattr": 442, "personality": 92,
             "acct": 89, "quotactl": 60, "syslog": 116,
             "sethostname": 161, "setdomainname": 162,
+            "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197, "semget": 190,
+            "semop": 193, "semctl": 191, "semtimedop": 192, "msgget": 186, "msgsnd": 189,
+            "msgrcv": 188, "msgctl": 187, "mq_open": 180, "mq_unlink": 181, "mq_timedsend": 182,
+            "mq_timedreceive": 183, "mq_notify": 184, "mq_getsetattr": 185,
         },
         {"socket": 198, "clone": 220, "clone3": 435, "kill": 129, "tkill": 130, "tgkill": 131},
     ),
