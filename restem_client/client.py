@@ -72,6 +72,12 @@ class VerifierUnavailable(grpc.RpcError):
         return self._details
 
 
+def _retryable(exc: grpc.RpcError) -> bool:
+    """Worth another attempt: UNAVAILABLE, or RESOURCE_EXHAUSTED from a busy server, but not
+    a message over the size limit, which is refused the same way every time."""
+    return exc.code() in RETRYABLE and "larger than max" not in (exc.details() or "")
+
+
 def read_token(path: Path | None) -> str | None:
     """The bearer token from a file (never from the command line, where `ps` shows it)."""
     if path is None:
@@ -261,7 +267,7 @@ class VerifierClient:
     def _recover(self, exc: grpc.RpcError, attempt: int) -> None:
         """After attempt `attempt` (from 0) failed with `exc`: raise it when it is final,
         else back off and, if the server was unavailable, wait (bounded) for it."""
-        if exc.code() not in RETRYABLE or attempt >= self.retries:
+        if not _retryable(exc) or attempt >= self.retries:
             raise exc
         time.sleep(_backoff_s(self.backoff_s, attempt))
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
@@ -372,7 +378,7 @@ class AsyncVerifierClient:
                 await asyncio.sleep(wait.failed(exc))
 
     async def _recover(self, exc: grpc.aio.AioRpcError, attempt: int) -> None:
-        if exc.code() not in RETRYABLE or attempt >= self.retries:
+        if not _retryable(exc) or attempt >= self.retries:
             raise exc
         await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
         if exc.code() == grpc.StatusCode.UNAVAILABLE:

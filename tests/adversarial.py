@@ -261,8 +261,15 @@ print('VIOLATION: sysrq-trigger opens for writing')
 """)),
     Hostile("sys_open_for_write", "execute", "RUNTIME_ERROR", _p("""
 import os
-os.close(os.open('/sys/kernel/uevent_helper', os.O_WRONLY))
-print('VIOLATION: /sys opens for writing')
+refused = []
+for path in ('/sys/kernel/uevent_helper', '/sys/kernel/mm/transparent_hugepage/enabled',
+             '/sys/power/state', '/sys/fs/cgroup/restem-left'):
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        print('VIOLATION: opens for writing', path)
+    except OSError as exc:
+        refused.append(f'{path}: {exc.strerror}')
+raise PermissionError('; '.join(refused))
 """)),
     Hostile("writable_outside_scratch", "execute", "PASS", _p(f"""
 {WRITABLE_DIRS}
