@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,20 +88,37 @@ def _hub(name: str, split: str) -> list[dict]:
     return list(datasets.load_dataset(repo, config, split=split))
 
 
-def boxed_answer(solution: str) -> str:
-    """The content of the last \\boxed{...} (or \\fbox{...}) in a MATH solution."""
+def _last_box(solution: str) -> tuple[int, str] | None:
+    """(start, content) of the last \\boxed{...} / \\fbox{...}, or None."""
     start = max(solution.rfind("\\boxed"), solution.rfind("\\fbox"))
     if start < 0:
-        raise ValueError("the solution has no \\boxed{} answer")
+        return None
     brace = solution.find("{", start)
     if brace < 0:  # "\boxed 5" style
-        return solution[start + len("\\boxed") :].strip().split("$")[0].strip()
+        return start, solution[start + len("\\boxed") :].strip().split("$")[0].strip()
     depth = 0
     for i in range(brace, len(solution)):
         depth += {"{": 1, "}": -1}.get(solution[i], 0)
         if depth == 0:
-            return solution[brace + 1 : i]
+            return start, solution[brace + 1 : i]
     raise ValueError("unbalanced braces in the \\boxed{} answer")
+
+
+def boxed_answer(solution: str) -> str:
+    """The content of the last \\boxed{...} (or \\fbox{...}) in a MATH solution; boxes right
+    before it (only commas, "and" or math delimiters between) join it as one list, as the
+    verifier reads completions: "$\\boxed{(-2,18)}$ and $\\boxed{(8,38)}$" is both points."""
+    found, end = [], len(solution)
+    while (box := _last_box(solution[:end])) is not None:
+        start, content = box
+        between = solution[solution.find(content, start) + len(content) + 1 : end] if found else ""
+        if re.sub(r"\s|,|\$|\\[()\[\]]|\band\b", "", between):
+            break
+        found.insert(0, content.strip())
+        end = start
+    if not found:
+        raise ValueError("the solution has no \\boxed{} answer")
+    return ", ".join(f for f in found if f)
 
 
 # ---------------------------------------------------------------------- tasks

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import REPO
 from verifier_server.math import Verdict, canonical, check, check_many, extract_answer
-from verifier_server.math.extract import last_boxed
+from verifier_server.math.extract import gold_answer
 from verifier_server.math.pool import WorkerPool
 
 CASES = REPO / "tests" / "data" / "math_cases.tsv"
@@ -48,7 +48,8 @@ def math_rows(data_dir: Path) -> list[dict]:
 
 
 def test_every_math_solution_passes_against_its_own_boxed_answer(math_rows: list[dict]) -> None:
-    pairs = [(r["solution"], last_boxed(r["solution"])) for r in math_rows
+    # Golds are read off the solution the way completions are (adjacent boxes: one list).
+    pairs = [(r["solution"], gold_answer(r["solution"])) for r in math_rows
              if r["unique_id"] not in EMPTY_GOLD]
     results = check_many(pairs)
     failed = [(r["unique_id"], v) for r, v in zip(math_rows, results, strict=False) if not v.passed]
@@ -58,7 +59,7 @@ def test_every_math_solution_passes_against_its_own_boxed_answer(math_rows: list
 
 
 def test_mismatched_math_pairs_fail_unless_the_golds_are_equivalent(math_rows: list[dict]) -> None:
-    golds = [last_boxed(r["solution"]) for r in math_rows]
+    golds = [gold_answer(r["solution"]) for r in math_rows]
     keep = [i for i in range(len(math_rows)) if math_rows[i]["unique_id"] not in EMPTY_GOLD
             and math_rows[(i + 1) % len(math_rows)]["unique_id"] not in EMPTY_GOLD]
     pairs = [(math_rows[i]["solution"], golds[(i + 1) % len(golds)]) for i in keep]
@@ -119,11 +120,47 @@ def test_labeled_case(case: dict) -> None:
     ("She pays 3*4=12 dollars.\n#### 12", "12", "gsm8k_hashes"),
     ("$x = 3$", "$x = 3$", "bare"),
     ("The answer is 4.\nProblem: what is 2+3? The answer is 5.", "4", "answer_is"),
+    ("\\boxed{1}\\boxed{2}", "1, 2", "boxed"),
+    ("$\\boxed{1}$ and $\\boxed{2}$.", "1, 2", "boxed"),
+    ("Answer $ 9 $", "9", "answer_label"),
+    ("Work.\n\n**Answer:**\n\n\\[ 9 \\]", "9", "answer_label"),
+    ("Final Answer: The largest $n$ is 34.", "34", "answer_label"),
+    ("<think>so \\boxed{3}?</think> Therefore $x = 5$.", "x = 5", "last_math"),
+    ("Adding the areas, the total area is $17$ square units.", "17", "last_math"),
+    ("$$ 9 $$", "$$ 9 $$", "bare"),
 ])
 def test_extraction_rules(text: str, answer: str, rule: str) -> None:
     extraction = extract_answer(text)
     assert extraction is not None
     assert (extraction.answer, extraction.rule) == (answer, rule)
+
+
+def test_prose_ending_in_words_has_no_answer() -> None:
+    assert extract_answer("We use $x$ and then we keep going with more words here.") is None
+
+
+@pytest.mark.parametrize(("answer", "gold", "passed"), [
+    ("x = 5 + 6 = 11", "11", True), ("x = 5 + 6 = 12", "11", False),
+    ("(p,q)=(3,2)", "(3,2)", True), ("(p,q)=(2,3)", "(3,2)", False),
+    ("AB=4, CD=5", "4, 5", True), ("AB=4, CD=6", "4, 5", False),
+    ("x \\neq 2", "x != 2", True), ("x \\geq 2", "x >= 2", True), ("x \\geq 2", "x > 2", False),
+    ("-x > -1", "x < 1", True), ("-x > -1", "x > 1", False),
+    ("-x \\ge -1", "(-\\infty, 1]", True), ("-x > -1", "(-\\infty, 1]", False),
+    ("\\left[ \\begin{array}{cc} 1 & 2 \\\\ 3 & 4 \\end{array} \\right]",
+     "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", True),
+    ("\\$16,\\!386.20", "16386.20", True), ("1,000.99€", "1000.99", True), ("28 pct", "28", True),
+    ("\\frac{\\sqrt3}{3} \\approx 0.577", "\\frac{\\sqrt{3}}{3}", True),
+    ("\\frac{\\sqrt2}{3} \\approx 0.577", "\\frac{\\sqrt{3}}{3}", False),
+])
+def test_relations_labels_and_numbers_as_people_write_them(answer: str, gold: str,
+                                                           passed: bool) -> None:
+    assert check(answer, gold, extract=False).passed is passed
+
+
+def test_a_gold_that_is_a_whole_solution_is_read_like_a_completion() -> None:
+    gold = "We add the two areas.\n\nSo the total area is $12$ square units."
+    assert check("The answer is 12.", gold).passed
+    assert not check("The answer is 13.", gold).passed
 
 
 def test_gsm8k_mode_falls_back_to_the_last_number() -> None:

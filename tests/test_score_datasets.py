@@ -50,8 +50,13 @@ def test_math_reference_solutions_pass(tmp_path, data_dir, split: str) -> None:
                              "--data-dir", str(data_dir))
     failed = {r["task_id"]: r["verdict"] for r in results if not r["passed"]}
     # Two train solutions end in an empty \\boxed{}: no gold, so the verifier refuses them
-    # as INVALID_REQUEST instead of scoring them 0.
-    assert failed == {t: "INVALID_REQUEST" for t in EMPTY_BOXED if t.startswith(split)}
+    # as INVALID_REQUEST instead of scoring them 0. One test solution boxes two points
+    # ("either point is a correct answer"): read as one answer list, it fails the dataset's
+    # one-point gold.
+    expected = {t: "INVALID_REQUEST" for t in EMPTY_BOXED if t.startswith(split)}
+    if split == "test":
+        expected["test/intermediate_algebra/702.json"] = "FAIL"
+    assert failed == expected
 
 
 def test_bbh_targets_pass_as_chain_of_thought_endings(tmp_path, data_dir) -> None:

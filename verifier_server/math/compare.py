@@ -23,6 +23,7 @@ from verifier_server.math.values import (
     SetOf,
     Text,
     Value,
+    has_variables,
     parse_value,
 )
 
@@ -44,6 +45,10 @@ def round_to(value: Fraction, decimals: int) -> Fraction:
 def numbers_equal(gold: Number, answer: Number) -> bool:
     if gold.value == answer.value:
         return True
+    if answer.percent != gold.percent:  # 28% is 28 (MATH's "what percent") and 0.28
+        printed, other = (answer, gold) if answer.percent else (gold, answer)
+        if printed.value / 100 == other.value:
+            return True
     for printed, exact in ((answer, gold), (gold, answer)):
         if (printed.decimals is not None and exact.decimals is None
                 and printed.significant >= MIN_SIGNIFICANT_FOR_ROUNDING
@@ -86,11 +91,18 @@ def multiset_equal(gold: tuple[Value, ...], answer: tuple[Value, ...], equal: Eq
     return True if not remaining else (None if undecided else False)
 
 
+def _labels_a_value(relation: Relation) -> bool:
+    """`|AB| = 1`, `A:B = 2:3`, `\\frac{NO}{BO} = 2`: a left side that names a quantity (no
+    sum or difference, unlike the equation `2x + z = 1`) and a constant right side."""
+    return not re.search(r"[+-]", relation.lhs.latex) and not has_variables(relation.rhs.latex)
+
+
 def structural_equal(gold: Value, answer: Value, scalar_equal: Equal) -> bool | None:
     """Compare containers structurally; leaves go to scalar_equal."""
     for named, other in ((gold, answer), (answer, gold)):
         if isinstance(named, Relation) and not isinstance(other, Relation) and named.op == "=" \
-                and NAME.match(named.lhs.latex):  # "y = 2x + 3" against "2x + 3"
+                and (NAME.match(named.lhs.latex) or _labels_a_value(named)):
+            # "y = 2x + 3" against "2x + 3"; "|AB| = 1" or "\frac{NO}{BO} = 2" against a value
             rhs = parse_value(named.rhs.latex)
             pair = (rhs, other) if named is gold else (other, rhs)
             return structural_equal(*pair, scalar_equal)
@@ -117,6 +129,8 @@ def structural_equal(gold: Value, answer: Value, scalar_equal: Equal) -> bool | 
                                for a, b in zip(ra, rb, strict=True)], recurse)
         case Relation(), Relation():
             return scalar_equal(gold, answer)
+    if {type(gold), type(answer)} == {Seq, Relation}:
+        return scalar_equal(gold, answer)  # an inequality against an interval
     if isinstance(gold, Seq | Matrix | Relation) or isinstance(answer, Seq | Matrix | Relation):
         return False
     return scalar_equal(gold, answer)

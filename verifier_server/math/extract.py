@@ -1,11 +1,16 @@
-"""Finding the final answer in a model's completion.
+"""Finding the final answer in a model's completion, the way a person reads it off the end.
 
 Rules, tried in order; the one that fired is recorded so that every reward can be audited:
-`boxed` (the last \\boxed{...} or \\fbox{...}, also `\\boxed 5`), `minerva` ("Final Answer:
-The final answer is ... I hope it is correct."), `gsm8k_hashes` (`#### n`), `answer_is` ("The
-(final) answer is ..."; its last number in GSM8K mode), `last_number` (GSM8K mode only),
-`bare` (the whole text is the answer). The text is first cut at stop markers (a following
-"Problem:", chat end tokens).
+`boxed` (the last \\boxed{...} or \\fbox{...}, also `\\boxed 5`; boxes that follow each
+other with only commas, "and" or math delimiters between them are one answer list),
+`minerva` ("Final Answer: The final answer is ... I hope it is correct."), `gsm8k_hashes`
+(`#### n`), `answer_is` ("The (final) answer is ..."; its last number in GSM8K mode),
+`answer_label` ("Final Answer: ...", "Answer: ...", "**Answer:**"), `last_number` (GSM8K
+mode only), `last_math` (the last display or inline math, when at most a few words follow
+it), `bare` (the whole text, only when it is short and a formula or a value, never a
+sentence). The text is first cut at stop markers (a following "Problem:", chat end tokens)
+and a reasoning trace to what follows its `</think>`. A phrase is read the way a person
+reads "the largest $n$ is $34$": what follows its last "is", math delimiters dropped.
 """
 
 from __future__ import annotations
@@ -16,13 +21,25 @@ from dataclasses import dataclass
 MAX_COMPLETION_CHARS = 200_000
 MAX_BARE_CHARS = 120
 
-STOP_MARKERS = ("\nProblem:", "\n\nProblem:", "<|im_end|>", "<|endoftext|>", "<|eot_id|>",
-                "</s>", "<|end|>", "\nQuestion:")
+STOP_MARKERS = ("\nProblem:", "\n\nProblem:", "<|im_end|>", "<|im_start|>", "<|endoftext|>",
+                "<|eot_id|>", "</s>", "<|end|>", "\nQuestion:")
 
 _MINERVA = re.compile(r"final answer is\s*(.+?)\.?\s*I hope it is correct", re.I | re.S)
 _ANSWER_IS = re.compile(r"the (?:final )?answer is[:\s]*", re.I)
 _HASHES = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+# "Final Answer:" or "Answer:" anywhere; without the colon only at the start of a line.
+_LABEL = re.compile(r"(?P<line>(?:^|\n)[ \t#*]*)?(?<![a-z])(?:final\s+answer|answer)\b"
+                    r"\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?\s*(?:\*\*)?", re.I)
+_MATH = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$", re.S)
+# What may sit between boxes that form one answer list: "$\\boxed{1}$ \\quad \\text{and} \\quad".
+_JOINERS = r"\s|,|\$|\\[()\[\]]|\\q?quad|\\[,;:!]|\\text\{\s*(?:and|,)?\s*\}|\band\b"
+_HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.I)
+_CHOICE = re.compile(r"^\s*\(?([A-E])\)?(?:[.。:)]|\s*$)")
+_VALUE_START = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:\s*(?:/|\\%|%)\s*\d*)?")
+_VERB = re.compile(r"\b(?:is|are|equals|was|be|becomes)\b")
+_TRAILING = re.compile(r"[\s.!;:,*]+$")
+MAX_WORDS_AFTER_MATH = 3  # "... is $17$ cm." still ends in its math; a sentence does not
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,60 @@ def cut_at_stop_markers(text: str) -> str:
     return text
 
 
+def cut_reasoning(text: str) -> str:
+    """What follows the last `</think>`: the reasoning before it is not the answer."""
+    at = text.rfind("</think>")
+    return text[at + len("</think>"):] if at >= 0 else text
+
+
+def boxes(text: str) -> str | None:
+    """The last box's content; with boxes right before it (only commas, "and", spaces or math
+    delimiters between), all of them as one comma-separated list."""
+    found: list[str] = []
+    end = len(text)
+    while (content := last_boxed(text[:end])) is not None:
+        at = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
+        between = text[text.find(content, at) + len(content) + 1 : end] if found else ""
+        if re.sub(_JOINERS, "", between):
+            break
+        found.insert(0, content.strip())
+        end = at
+    found = [f for f in found if f]
+    return ", ".join(found) if found else None
+
+
+def math_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every display and inline math span, in order."""
+    return [(m.start(), m.end(), next(g for g in m.groups() if g is not None).strip())
+            for m in _MATH.finditer(text)]
+
+
+def strip_math(text: str) -> str:
+    """The text with math delimiters removed, their contents kept."""
+    return _MATH.sub(lambda m: next(g for g in m.groups() if g is not None).strip(), text)
+
+
+def answer_in_phrase(phrase: str) -> str:
+    """The answer a phrase states: "The largest $n$ is $34$." -> "34", "$x = 5$" -> "x = 5";
+    a verb inside math does not count."""
+    phrase = _TRAILING.sub("", phrase.strip().lstrip("*").strip())
+    masked = _MATH.sub(lambda m: "\0" * len(m.group(0)), phrase)
+    verbs = list(_VERB.finditer(masked))
+    if verbs:
+        phrase = phrase[verbs[-1].end():].strip()
+        # "there are 12 distinct sequences that ...": the value right after the verb
+        spans = math_spans(phrase)
+        if spans and spans[0][0] == 0:
+            return spans[0][2]
+        if (number := _VALUE_START.match(phrase)) and _words(phrase[number.end():]) > 3:
+            return number.group(0).strip()
+    return _TRAILING.sub("", strip_math(phrase).strip())
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"[A-Za-z]{2,}", _MATH.sub(" ", text)))
+
+
 def _sentence_after(text: str, start: int) -> str:
     """The answer after a phrase: up to the end of the line, or a sentence-ending period."""
     rest = text[start:].split("\n", 1)[0]
@@ -68,14 +139,39 @@ def _sentence_after(text: str, start: int) -> str:
     return rest.strip().strip("*").strip()
 
 
+def _after_label(text: str, start: int) -> str | None:
+    """What a "Final Answer:" / "Answer:" label introduces: its line, or when the line is
+    empty, the next paragraph (a display formula under the label)."""
+    rest = _HOPE.sub("", text[start:]).lstrip(" \t")
+    line = rest.split("\n", 1)[0].strip()
+    if not line.strip("*").strip() or len(math_spans(line)) < line.count("$$") + line.count(
+            "\\[") + line.count("\\("):  # empty, or math that goes on past the line
+        line = rest.strip().split("\n\n", 1)[0].strip()
+    answer = answer_in_phrase(line)
+    return answer or None
+
+
+def last_math(text: str) -> str | None:
+    """The last math span, when at most a few words follow it (the closing statement)."""
+    spans = math_spans(text)
+    if not spans:
+        return None
+    _, end, content = spans[-1]
+    if len(re.findall(r"[A-Za-z]{2,}", text[end:])) > MAX_WORDS_AFTER_MATH or not content:
+        return None
+    return content
+
+
 def extract_answer(text: str, mode: str = "math") -> Extraction | None:
     """The final answer of a completion and the rule that found it, or None."""
-    text = cut_at_stop_markers(text[-MAX_COMPLETION_CHARS:])
-    boxed = last_boxed(text)
-    if boxed is not None and boxed.strip():
-        return Extraction(boxed.strip(), "boxed")
-    if match := _MINERVA.search(text):
-        return Extraction(match.group(1).strip(), "minerva")
+    text = cut_reasoning(cut_at_stop_markers(text[-MAX_COMPLETION_CHARS:]))
+    minerva = list(_MINERVA.finditer(text))
+    boxed = boxes(text)
+    box_at = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if minerva and (boxed is None or minerva[-1].start() > box_at):  # the later statement
+        return Extraction(minerva[-1].group(1).strip(), "minerva")
+    if boxed is not None:
+        return Extraction(boxed, "boxed")
     hashes = _HASHES.findall(text)  # an explicit end marker: before any phrase
     if hashes and hashes[-1].strip():
         return Extraction(hashes[-1].strip(), "gsm8k_hashes")
@@ -84,24 +180,49 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
         if mode == "gsm8k" and (numbers := _NUMBER.findall(answer)):
             answer = numbers[-1].rstrip(",")
         return Extraction(answer, "answer_is")
+    labels = [m for m in _LABEL.finditer(text) if m.group("colon") or m.group("line") is not None]
+    if labels and (answer := _after_label(text, labels[-1].end())):
+        if mode == "gsm8k" and (numbers := _NUMBER.findall(answer)):
+            answer = numbers[-1].rstrip(",")
+        return Extraction(answer, "answer_label")
     if mode == "gsm8k":
         numbers = _NUMBER.findall(text)
         if numbers:
             return Extraction(numbers[-1].rstrip(","), "last_number")
         return None
+    if choice := _CHOICE.match(text):  # "D. it can't be A or B": a multiple-choice letter
+        return Extraction(choice.group(1), "choice")
     bare = text.strip()
-    prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", bare))
-    if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and prose_words <= 3:
-        return Extraction(bare, "bare")
+    outside_math = _MATH.sub(" ", bare)
+    prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", outside_math))
+    if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and (
+            prose_words == 0 or (prose_words <= 3 and outside_math == bare)):
+        return Extraction(bare, "bare")  # a value or a formula, or a few words of text
+    if (math := last_math(text)) is not None:
+        return Extraction(math, "last_math")
+    if answer := closing_statement(text):
+        return Extraction(answer, "closing_statement")
     return None
 
 
+def closing_statement(text: str) -> str | None:
+    """The value a closing "... is X." states: "Therefore, the probability is 2/3." -> "2/3"."""
+    text = _HOPE.sub("", text.strip())
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])|\n+", _TRAILING.sub("", text))
+    last = sentences[-1] if sentences else ""
+    masked = _MATH.sub(lambda m: "\0" * len(m.group(0)), last)
+    if not _VERB.search(masked):
+        return None
+    answer = answer_in_phrase(last)
+    return answer if answer and _words(answer) <= 1 and re.search(r"\d", answer) else None
+
+
 def gold_answer(gold: str, mode: str = "math") -> str:
-    """The answer inside a gold field: a bare answer, a full solution with \\boxed{}, or a
-    GSM8K answer ending in `#### n`."""
-    if (boxed := last_boxed(gold)) is not None:
-        return boxed.strip()
-    hashes = _HASHES.findall(gold)
-    if hashes:
-        return hashes[-1].strip()
-    return gold.strip()
+    """The answer inside a gold field: a bare answer, or a whole solution read the way a
+    completion is (a box, `#### n`, a closing phrase or formula)."""
+    bare = gold.strip()
+    if last_boxed(gold) is None and not _HASHES.search(gold) and (
+            len(bare) <= MAX_BARE_CHARS and "\n" not in bare):
+        return bare
+    extraction = extract_answer(gold, mode)
+    return extraction.answer if extraction else bare

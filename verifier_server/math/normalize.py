@@ -2,9 +2,12 @@
 
 Only rewrites that cannot change which value is meant: delimiters, sizing and spacing
 commands, \\dfrac and friends, \\text-like wrappers, units at the very end on word
-boundaries, degrees, currency, thousands separators in true 3-digit groups, `\\frac12`
-repairs, and "and"/"or" lists. A trailing percent sign is dropped (convention: MATH asks
-"what percent", so `50\\%` and `50` are the same answer; `0.5` is not).
+boundaries, degrees, currency, thousands separators in true 3-digit groups (also `,\\!`),
+`\\frac12` repairs, "and"/"or" lists, and an `\\approx` tail after an exact value. A
+trailing percent sign ("\\%", "percent", "pct", "percentage") becomes one `%` that the
+parser turns into a flag: `50\\%` equals both 50 (MATH asks "what percent") and 0.5, while a
+bare `50` never equals 0.5. LaTeX escaped twice (`\\\\frac`, as some peers' strings are) is
+read once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ _UNITS = ("square units", "sq units", "square feet", "square inches", "square me
           "pounds", "ounces", "gallons", "liters", "grams", "kg", "sq", "cups", "apples")
 _UNIT_AT_END = re.compile(r"(?<=[\d}\s)])\s*(?:\\?\s*)(?:" + "|".join(
     re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?:\^\{?[23]\}?)?\s*$")
+_TWICE_ESCAPED = re.compile(r"(?<!\\)\\\\(?=(?:frac|dfrac|tfrac|left|right|sqrt|le|ge|leq|geq|"
+                            r"neq|cdot|times|pi|infty|in|cup|text|mathrm|pm)(?![a-zA-Z]))")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?$")
 
 
@@ -65,6 +70,12 @@ def normalize(answer: str) -> str:
             if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
                 s = s[len(left) : len(s) - len(right)]
     s = s.replace("\n", " ")
+    s = _TWICE_ESCAPED.sub(r"\\", s)
+    s = re.sub(r"(?<=\d),\\!\s*(?=\d{3})", ",", s)  # 16,\!386: a thousands group
+    # An approximation after the exact value adds nothing: \frac{\sqrt3}{3} \approx 0.577.
+    exact, *approximation = re.split(r"\\approx|≈", s, maxsplit=1)
+    named_only = re.fullmatch(r"\s*(?:[a-zA-Z]\s*)?", exact)  # "x \approx 2": the value
+    s = approximation[0] if approximation and named_only else exact
     s = re.sub(r"\\left\s*\.|\\right\s*\.", "", s)  # invisible delimiters
     s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
     s = re.sub(r"\\[dt]frac", r"\\frac", s).replace("\\dbinom", "\\binom").replace(
@@ -74,10 +85,10 @@ def normalize(answer: str) -> str:
     s = _SPACING.sub(" ", s)
     # Degrees and currency carry no value of their own.
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree", "", s)
-    s = s.replace("\\$", "").replace("$", "")
-    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
-    s = re.sub(r"\s*\\?%$", "", s)
-    s = re.sub(r"\s*(?:percent)$", "", s) if re.search(r"\d\s*percent$", s) else s
+    s = re.sub(r"\\\$|\$|€|£|\\euro|\\pounds", "", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"(?<!\.)\.$", "", s).strip()  # a full stop, not an ellipsis
+    s = re.sub(r"\s*(?:\\?%|(?<=\d)\s*(?:percentage|percent|pct))$", "%", s)
     previous = None
     while previous != s:  # several units may trail: "5 square units"
         previous = s

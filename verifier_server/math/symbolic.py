@@ -32,7 +32,7 @@ from verifier_server.math.compare import (
     round_to,
     structural_equal,
 )
-from verifier_server.math.values import Based, Expr, Number, Relation, Value
+from verifier_server.math.values import Based, Expr, Number, Relation, Seq, Value
 
 MAX_LATEX_CHARS = 1_000
 MAX_RESULT_DIGITS = 2_000   # refuse powers whose value would have more digits
@@ -425,6 +425,28 @@ def _relations_equal(gold: Relation, answer: Relation) -> bool:
     return all(abs(r - ratios[0]) <= REL_TOL * abs(ratios[0]) * 1e3 for r in ratios)
 
 
+_INEQUALITIES = {"<": sympy.Lt, "<=": sympy.Le, ">": sympy.Gt, ">=": sympy.Ge}
+
+
+def _inequality_matches_interval(relation: Relation, interval: Seq) -> bool:
+    """`-x > -1` against `(-\\infty, 1)`: the inequality's solution set in its one variable
+    equals the interval, open and closed ends included."""
+    if relation.op not in _INEQUALITIES or len(interval.items) != 2:
+        return False
+    try:
+        lhs, rhs = latex_to_sympy(relation.lhs.latex), latex_to_sympy(relation.rhs.latex)
+    except Unparseable:
+        return False
+    symbols = (lhs - rhs).free_symbols
+    ends = [to_sympy(item) for item in interval.items]
+    if len(symbols) != 1 or None in ends:
+        return False
+    solved = sympy.solve_univariate_inequality(
+        _INEQUALITIES[relation.op](lhs, rhs), symbols.pop(), relational=False)
+    return solved == sympy.Interval(*ends, left_open=interval.open == "(",
+                                    right_open=interval.close == ")")
+
+
 def _rounded_match(printed: Value, exact: sympy.Expr) -> bool:
     if not (isinstance(printed, Number) and printed.decimals is not None
             and printed.significant >= MIN_SIGNIFICANT_FOR_ROUNDING and exact.is_number):
@@ -442,6 +464,9 @@ def symbolic_scalar_equal(gold: Value, answer: Value) -> bool:
         return fast
     if isinstance(gold, Relation) and isinstance(answer, Relation):
         return _relations_equal(gold, answer)
+    for relation, interval in ((gold, answer), (answer, gold)):
+        if isinstance(relation, Relation) and isinstance(interval, Seq):
+            return _inequality_matches_interval(relation, interval)
     x, y = to_sympy(gold), to_sympy(answer)
     if x is None or y is None:
         return False  # a failed parse never falls back to a number found inside it

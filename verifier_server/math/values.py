@@ -23,6 +23,7 @@ class Number:
     value: Fraction
     decimals: int | None  # digits after the point when printed as a decimal, else None
     significant: int      # significant digits as printed
+    percent: bool = False  # printed with a percent sign: equals value and value / 100
 
 
 @dataclass(frozen=True)
@@ -70,15 +71,25 @@ Value = Number | Based | Text | Expr | Seq | SetOf | Matrix | Relation
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _RELATIONS = [("\\leq", "<="), ("\\geq", ">="), ("\\le", "<="), ("\\ge", ">="), ("\\neq", "!="),
               ("\\ne", "!="), ("\\lt", "<"), ("\\gt", ">"), ("<=", "<="), (">=", ">="),
-              ("=", "="), ("<", "<"), (">", ">")]
+              ("!=", "!="), ("≤", "<="), ("≥", ">="), ("≠", "!="), ("=", "="), ("<", "<"),
+              (">", ">")]
 NAME = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w]+\}?)?(?:\([a-z]\))?$")
+# What labels a value in "(p, q) = (3, 2)" or "AB = 4, CD = 5": a name, a tuple of names, or
+# up to three capitals (a segment or an angle).
+_LABEL = re.compile(r"^(?:[A-Z]{2,3}|\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\))$")
+_MATRIX = re.compile(r"^[\[(]?\s*\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)"
+                     r"\\end\{\1\}\s*[\])]?$", re.S)
 _DECIMAL = re.compile(r"^(-)?(\d+)?(?:\.(\d+))?$")
 _FRAC = re.compile(r"^(-)?\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
 _SLASH = re.compile(r"^(-?[\d.]+)\s*/\s*(-?[\d.]+)$")
-_MIXED = re.compile(r"^(\d+)\s*(?:\\frac\{(\d+)\}\{(\d+)\}|\s(\d+)/(\d+))$")
+_MIXED = re.compile(r"^([+-]?)(\d+)\s*(?:\\frac\{(\d+)\}\{(\d+)\}|\s(\d+)/(\d+))$")
+# "1,22" or "0,111": a decimal comma (a 3-digit group after a nonzero integer part is
+# thousands, and one digit after the comma is a list, "1,2").
+_DECIMAL_COMMA = re.compile(r"^-?(?:0|\d+(?=,\d{2}$|,\d{4,}$)|\d{4,}),\d{2,}$")
 _SCI = re.compile(r"^(-?[\d.]+)\s*(?:\\times|\\cdot|\*)\s*10\^\{?(-?\d{1,3})\}?$")
 _BASED = re.compile(r"^([0-9A-Za-z]+)_\{?(\d{1,2})\}?$")
-_LETTER_CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
+# A multiple-choice letter, alone or with its option's text: "(D) Alina", "C Cecile".
+_LETTER_CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$|^\(([A-E])\)\s.*$|^([A-E])(?:\s+[A-Z][a-z]+)+$")
 _WORDS = re.compile(r"^[A-Za-z][A-Za-z\s'\-]*$")
 
 
@@ -117,9 +128,15 @@ def _matching_close(s: str, open_at: int) -> int:
 def parse_number(s: str) -> Number | None:
     """Exact value of a plain number written as an integer, decimal, fraction, mixed number
     or in scientific notation; None for anything else."""
+    if s.endswith("%"):
+        number = parse_number(s[:-1].strip())
+        return None if number is None else Number(number.value, number.decimals,
+                                                  number.significant, percent=True)
     s = s.replace(" ", "") if not _MIXED.match(s) else s
     if len(s) > MAX_DIGITS:
         return None
+    if _DECIMAL_COMMA.match(s):
+        s = s.replace(",", ".")
     if (m := _DECIMAL.match(s)) and (m.group(2) or m.group(3)):
         sign, whole, frac = m.group(1), m.group(2) or "0", m.group(3)
         value = Fraction(f"{whole}.{frac}" if frac else whole)
@@ -135,11 +152,12 @@ def parse_number(s: str) -> Number | None:
             return None
         return Number(-value if sign else value, None, MAX_DIGITS)
     if m := _MIXED.match(s):
-        whole, a, b, c, d = m.groups()
+        sign, whole, a, b, c, d = m.groups()
         num, den = (a, b) if a else (c, d)
         if int(den) == 0 or int(num) >= int(den):
             return None
-        return Number(int(whole) + Fraction(int(num), int(den)), None, MAX_DIGITS)
+        value = int(whole) + Fraction(int(num), int(den))
+        return Number(-value if sign == "-" else value, None, MAX_DIGITS)
     if m := _SCI.match(s):
         mantissa = parse_number(m.group(1))
         if mantissa is None:
@@ -180,17 +198,24 @@ def has_variables(latex: str) -> bool:
     return bool(re.search(r"[a-df-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", latex)))
 
 
+def _is_label(s: str) -> bool:
+    return bool(NAME.match(s) or _LABEL.match(s))
+
+
 def parse_scalar(s: str) -> Value:
     s = s.strip()
     if (number := parse_number(s)) is not None:
         return number
+    if _MIXED.match(s.rstrip("%")):  # "11 6/6": not a mixed number, and not 11 * 6/6
+        return Text(s)
+    s = s.removesuffix("%")
     if m := _BASED.match(s):
         base = int(m.group(2))
         digits = m.group(1).upper()
         if 2 <= base <= 36 and all(int(d, 36) < base for d in digits):
             return Based(digits, base)
     if m := _LETTER_CHOICE.match(s):
-        return Text(m.group(1).upper())
+        return Text(next(g for g in m.groups() if g).upper())
     if _WORDS.match(s) and (len(s) >= 3 or " " in s):
         return Text(" ".join(s.lower().replace("-", " ").split()))
     return Expr(s)
@@ -201,7 +226,7 @@ def parse_value(s: str) -> Value:
     s = s.strip()
     if not s:
         return Text("")
-    if m := re.fullmatch(r"\\begin\{([pbvBV]?matrix)\}(.*)\\end\{\1\}", s, re.S):
+    if m := _MATRIX.fullmatch(s):  # \begin{pmatrix}, or an array in brackets
         rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
         return Matrix(tuple(tuple(parse_value(c) for c in r.split("&")) for r in rows))
     for sign in ("\\pm", "\\mp"):
@@ -211,8 +236,18 @@ def parse_value(s: str) -> Value:
     union, _ = split_top_level(s, ("\\cup",))
     if len(union) > 1:
         return SetOf(tuple(parse_value(p) for p in union))
+    if (number := parse_number(s)) is not None:  # "1,22" (a decimal comma) before lists
+        return number
+    items, _ = split_top_level(s, (",", ";"))
+    labelled = [_split_relations(i) for i in items]
+    if len(items) > 1 and all(ops == ["="] and _is_label(parts[0]) for parts, ops in labelled):
+        return SetOf(tuple(parse_value(parts[1]) for parts, _ in labelled))  # AB = 4, CD = 5
     parts, ops = _split_relations(s)
     if ops:
+        chain = len(parts) > 2 and not has_variables(parts[-1])
+        if all(op == "=" for op in ops) and _is_label(parts[0]) and (
+                chain or _LABEL.match(parts[0])):
+            return parse_value(parts[-1])  # "x = 5 + 6 = 11", "(p, q) = (3, 2)"
         if all(op == "=" for op in ops) and all(NAME.match(p) for p in parts[:-1]):
             if len(parts) == 2 and has_variables(parts[1]):
                 return Relation("=", Expr(parts[0]), Expr(parts[1]))  # "y = 2x + 3"
@@ -229,6 +264,8 @@ def parse_value(s: str) -> Value:
         if close == len(s) - 1 or (opener == "\\{" and close == len(s) - 2 and s.endswith("\\}")):
             inner = s[at + 1 : close - (1 if opener == "\\{" else 0)]
             items, _ = split_top_level(inner, (",",))
+            if opener in ("\\{", "{") and len(items) >= 2:  # {1, 2}: a set, braces or not
+                return SetOf(tuple(parse_value(i) for i in items if i))
             if opener == "\\{":
                 return SetOf(tuple(parse_value(i) for i in items if i))
             if len(items) >= 2:
