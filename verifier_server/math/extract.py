@@ -25,12 +25,13 @@ STOP_MARKERS = ("\nProblem:", "\n\nProblem:", "<|im_end|>", "<|im_start|>", "<|e
                 "<|eot_id|>", "</s>", "<|end|>", "\nQuestion:")
 
 _MINERVA = re.compile(r"final answer is\s*(.+?)\.?\s*I hope it is correct", re.I | re.S)
-_ANSWER_IS = re.compile(r"the (?:final )?answer is[:\s]*", re.I)
+_ANSWER_IS = re.compile(r"the (?:final |correct )?answer is[:\s]*", re.I)
 _HASHES = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 # "Final Answer:" or "Answer:" anywhere; without the colon only at the start of a line.
-_LABEL = re.compile(r"(?P<line>(?:^|\n)[ \t#*]*)?(?<![a-z])(?:final\s+answer|answer)\b"
-                    r"\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?\s*(?:\*\*)?", re.I)
+_LABEL = re.compile(r"(?P<line>(?:^|\n)[ \t#*]*)?(?<![a-z])(?:final\s+answer|answer|réponse"
+                    r"|respuesta|antwort|答案|答)(?![a-z])\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?"
+                    r"\s*(?:\*\*)?", re.I)
 _MATH = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$", re.S)
 # What may sit between boxes that form one answer list: "$\\boxed{1}$ \\quad \\text{and} \\quad".
 _JOINERS = r"\s|,|\$|\\[()\[\]]|\\q?quad|\\[,;:!]|\\text\{\s*(?:and|,)?\s*\}|\band\b"
@@ -195,9 +196,9 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
     bare = text.strip()
     outside_math = _MATH.sub(" ", bare)
     prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", outside_math))
-    if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and (
-            prose_words == 0 or (prose_words <= 3 and outside_math == bare)):
-        return Extraction(bare, "bare")  # a value or a formula, or a few words of text
+    if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and (prose_words == 0 or (
+            prose_words <= 3 and outside_math == bare and not _VERB.search(bare))):
+        return Extraction(bare, "bare")  # a value or a formula, or a few words (not a sentence)
     if (math := last_math(text)) is not None:
         return Extraction(math, "last_math")
     if answer := closing_statement(text):
@@ -206,10 +207,16 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
 
 
 def closing_statement(text: str) -> str | None:
-    """The value a closing "... is X." states: "Therefore, the probability is 2/3." -> "2/3"."""
+    """The value a closing "... is X." states: "Therefore, the probability is 2/3." -> "2/3".
+    In a script whose verbs we do not read (Chinese, Arabic, Hindi: no Latin words), the
+    closing sentence's last number."""
     text = _HOPE.sub("", text.strip())
-    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])|\n+", _TRAILING.sub("", text))
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+(?=[A-Z])|\n+|(?<=[。\uff01\uff1f])",
+                                      _TRAILING.sub("", text).rstrip("。")) if x.strip()]
     last = sentences[-1] if sentences else ""
+    if re.search(r"[^\x00-\x7f\W\d_]", last) and not re.search(r"[A-Za-z]{2,}", last):
+        numbers = _NUMBER.findall(last)
+        return numbers[-1].rstrip(",") if numbers else None
     masked = _MATH.sub(lambda m: "\0" * len(m.group(0)), last)
     if not _VERB.search(masked):
         return None

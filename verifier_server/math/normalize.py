@@ -31,7 +31,7 @@ _UNIT_AT_END = re.compile(r"(?<=[\d}\s)])\s*(?:\\?\s*)(?:" + "|".join(
     re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?:\^\{?[23]\}?)?\s*$")
 _TWICE_ESCAPED = re.compile(r"(?<!\\)\\\\(?=(?:frac|dfrac|tfrac|left|right|sqrt|le|ge|leq|geq|"
                             r"neq|cdot|times|pi|infty|in|cup|text|mathrm|pm)(?![a-zA-Z]))")
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?$")
+_THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?$")
 
 
 def unwrap_macro(text: str, name: str) -> str:
@@ -94,6 +94,7 @@ def normalize(answer: str) -> str:
         previous = s
         s = _UNIT_AT_END.sub("", s).strip()
     s = re.sub(r"\s*\b(?:and|or)\b\s*", ",", s) if re.search(r"\S\s+(?:and|or)\s+\S", s) else s
+    s = re.sub(r"(?<=[)\]])\s*(?:and|or)\s*(?=[(\[])", ",", s)  # "(11,7)or(7,11)"
     s = re.sub(r"^(?:[a-z]\s*)?\\in\s*", "", s)  # "x \in [1,2]"
     if _THOUSANDS.match(s):
         s = s.replace("{,}", "").replace(",", "")

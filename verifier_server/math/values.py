@@ -264,6 +264,8 @@ def parse_value(s: str) -> Value:
         if close == len(s) - 1 or (opener == "\\{" and close == len(s) - 2 and s.endswith("\\}")):
             inner = s[at + 1 : close - (1 if opener == "\\{" else 0)]
             items, _ = split_top_level(inner, (",",))
+            if len(items) == 1:  # "(0;-2;6)": semicolons where commas would be
+                items, _ = split_top_level(inner, (";",))
             if opener in ("\\{", "{") and len(items) >= 2:  # {1, 2}: a set, braces or not
                 return SetOf(tuple(parse_value(i) for i in items if i))
             if opener == "\\{":
