@@ -27,7 +27,7 @@ STOP_MARKERS = ("\nProblem:", "\n\nProblem:", "<|im_end|>", "<|im_start|>", "<|e
 _MINERVA = re.compile(r"final answer is\s*(.+?)\.?\s*I hope it is correct", re.I | re.S)
 _ANSWER_IS = re.compile(r"the (?:final |correct )?answer is[:\s]*", re.I)
 _HASHES = re.compile(r"####\s*([^\n]+)")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 # "Final Answer:" or "Answer:" anywhere; without the colon only at the start of a line.
 _LABEL = re.compile(r"(?P<line>(?:^|\n)[ \t#*]*)?(?<![a-z])(?:final\s+answer|answer|réponse"
                     r"|respuesta|antwort|答案|答)(?![a-z])\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?"
@@ -112,10 +112,30 @@ def strip_math(text: str) -> str:
     return _MATH.sub(lambda m: next(g for g in m.groups() if g is not None).strip(), text)
 
 
+def foreign(text: str) -> bool:
+    """Written in a script whose words we do not read (Chinese, Arabic, Hindi, ...): letters
+    outside ASCII and no Latin word."""
+    return bool(re.search(r"[^\x00-\x7f\W\d_]", text)) and not re.search(r"[A-Za-z]{2,}",
+                                                                         _MATH.sub(" ", text))
+
+
+def last_value(text: str) -> str | None:
+    """The last math span or number of a text."""
+    spans, numbers = math_spans(text), list(_NUMBER.finditer(text))
+    if spans and (not numbers or spans[-1][1] >= numbers[-1].end()):
+        return spans[-1][2]
+    frac = list(re.finditer(r"\\frac\{[^{}]*\}\{[^{}]*\}", text))
+    if frac and (not numbers or frac[-1].end() >= numbers[-1].end()):
+        return frac[-1].group(0)
+    return numbers[-1].group(0).rstrip(",") if numbers else None
+
+
 def answer_in_phrase(phrase: str) -> str:
     """The answer a phrase states: "The largest $n$ is $34$." -> "34", "$x = 5$" -> "x = 5";
     a verb inside math does not count."""
     phrase = _TRAILING.sub("", phrase.strip().lstrip("*").strip())
+    if foreign(phrase):
+        return last_value(phrase) or ""
     masked = _MATH.sub(lambda m: "\0" * len(m.group(0)), phrase)
     verbs = list(_VERB.finditer(masked))
     if verbs:
@@ -193,6 +213,9 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
         return None
     if choice := _CHOICE.match(text):  # "D. it can't be A or B": a multiple-choice letter
         return Extraction(choice.group(1), "choice")
+    if foreign(text):
+        answer = closing_statement(text)
+        return Extraction(answer, "closing_statement") if answer else None
     bare = text.strip()
     outside_math = _MATH.sub(" ", bare)
     prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", outside_math))
@@ -214,9 +237,8 @@ def closing_statement(text: str) -> str | None:
     sentences = [x for x in re.split(r"(?<=[.!?])\s+(?=[A-Z])|\n+|(?<=[。\uff01\uff1f])",
                                       _TRAILING.sub("", text).rstrip("。")) if x.strip()]
     last = sentences[-1] if sentences else ""
-    if re.search(r"[^\x00-\x7f\W\d_]", last) and not re.search(r"[A-Za-z]{2,}", last):
-        numbers = _NUMBER.findall(last)
-        return numbers[-1].rstrip(",") if numbers else None
+    if foreign(last):
+        return last_value(last)
     masked = _MATH.sub(lambda m: "\0" * len(m.group(0)), last)
     if not _VERB.search(masked):
         return None

@@ -79,7 +79,7 @@ NAME = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w]+\}?)?(?:\([a-z]\))?$")
 _LABEL = re.compile(r"^(?:[A-Z]{2,3}|\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\))$")
 _MATRIX = re.compile(r"^[\[(]?\s*\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)"
                      r"\\end\{\1\}\s*[\])]?$", re.S)
-_DECIMAL = re.compile(r"^(-)?(\d+)?(?:\.(\d+))?$")
+_DECIMAL = re.compile(r"^([-+])?(\d+)?(?:\.(\d+))?$")
 _FRAC = re.compile(r"^(-)?\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
 _SLASH = re.compile(r"^(-?[\d.]+)\s*/\s*(-?[\d.]+)$")
 _MIXED = re.compile(r"^([+-]?)(\d+)\s*(?:\\frac\{(\d+)\}\{(\d+)\}|\s(\d+)/(\d+))$")
@@ -141,7 +141,8 @@ def parse_number(s: str) -> Number | None:
         sign, whole, frac = m.group(1), m.group(2) or "0", m.group(3)
         value = Fraction(f"{whole}.{frac}" if frac else whole)
         digits = (whole + (frac or "")).lstrip("0") or "0"
-        return Number(-value if sign else value, len(frac) if frac else None, len(digits))
+        return Number(-value if sign == "-" else value, len(frac) if frac else None,
+                      len(digits))
     if (m := _FRAC.match(s)) or (m := _SLASH.match(s)):
         groups = m.groups()
         sign = groups[0] if len(groups) == 3 else None
