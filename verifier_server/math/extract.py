@@ -36,9 +36,9 @@ _MATH = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<
 # What may sit between boxes that form one answer list: "$\\boxed{1}$ \\quad \\text{and} \\quad".
 _JOINERS = r"\s|,|\$|\\[()\[\]]|\\q?quad|\\[,;:!]|\\text\{\s*(?:and|,)?\s*\}|\band\b"
 _HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.I)
-_CHOICE = re.compile(r"^\s*\(?([A-E])\)?(?:[.。:)]|\s*$)")
+_CHOICE = re.compile(r"^\s*\(?([A-E])\)?(?:[.。:)]|\s*$|(?=[^\x00-\x7f]))")
 _VALUE_START = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:\s*(?:/|\\%|%)\s*\d*)?")
-_VERB = re.compile(r"\b(?:is|are|equals|was|be|becomes)\b")
+_VERB = re.compile(r"\b(?:is|are|equals|was|be|becomes|it's|est)\b")
 _TRAILING = re.compile(r"[\s.!;:,*]+$")
 MAX_WORDS_AFTER_MATH = 3  # "... is $17$ cm." still ends in its math; a sentence does not
 
@@ -115,8 +115,8 @@ def strip_math(text: str) -> str:
 def foreign(text: str) -> bool:
     """Written in a script whose words we do not read (Chinese, Arabic, Hindi, ...): letters
     outside ASCII and no Latin word."""
-    return bool(re.search(r"[^\x00-\x7f\W\d_]", text)) and not re.search(r"[A-Za-z]{2,}",
-                                                                         _MATH.sub(" ", text))
+    latin = re.sub(r"\\[a-zA-Z]+", " ", _MATH.sub(" ", text))  # LaTeX commands are not words
+    return bool(re.search(r"[^\x00-\x7f\W\d_]", text)) and not re.search(r"[A-Za-z]{2,}", latin)
 
 
 def last_value(text: str) -> str | None:
@@ -243,6 +243,8 @@ def closing_statement(text: str) -> str | None:
     if not _VERB.search(masked):
         return None
     answer = answer_in_phrase(last)
+    if re.fullmatch(r"\(?[A-E]\)?", answer):  # "therefore I think it's B": a choice letter
+        return answer.strip("()")
     return answer if answer and _words(answer) <= 1 and re.search(r"\d", answer) else None
 
 

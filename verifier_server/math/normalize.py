@@ -69,7 +69,7 @@ def normalize(answer: str) -> str:
         for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
             if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
                 s = s[len(left) : len(s) - len(right)]
-    s = s.replace("\n", " ")
+    s = s.replace("\n", " ").replace("²", "^2").replace("³", "^3")
     s = _TWICE_ESCAPED.sub(r"\\", s)
     s = re.sub(r"(?<=\d),\\!\s*(?=\d{3})", ",", s)  # 16,\!386: a thousands group
     # An approximation after the exact value adds nothing: \frac{\sqrt3}{3} \approx 0.577.
@@ -89,6 +89,7 @@ def normalize(answer: str) -> str:
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"(?<!\.)\.$", "", s).strip()  # a full stop, not an ellipsis
     s = re.sub(r"\s*(?:\\?%|(?<=\d)\s*(?:percentage|percent|pct))$", "%", s)
+    s = re.sub(r"(?<=\d)\s*m\^\{?[23]\}?$", "", s)  # square and cubic meters
     previous = None
     while previous != s:  # several units may trail: "5 square units"
         previous = s

@@ -246,9 +246,11 @@ def parse_value(s: str) -> Value:
     parts, ops = _split_relations(s)
     if ops:
         chain = len(parts) > 2 and not has_variables(parts[-1])
-        if all(op == "=" for op in ops) and _is_label(parts[0]) and (
-                chain or _LABEL.match(parts[0])):
-            return parse_value(parts[-1])  # "x = 5 + 6 = 11", "(p, q) = (3, 2)"
+        # "35 + 70 = 105": a computation ending in its result (a number, not a restatement)
+        computation = not any(has_variables(p) for p in parts) and parse_number(parts[-1])
+        if all(op == "=" for op in ops) and (computation or (_is_label(parts[0]) and (
+                chain or _LABEL.match(parts[0])))):
+            return parse_value(parts[-1])  # its result; "x = 5 + 6 = 11"; "(p, q) = (3, 2)"
         if all(op == "=" for op in ops) and all(NAME.match(p) for p in parts[:-1]):
             if len(parts) == 2 and has_variables(parts[1]):
                 return Relation("=", Expr(parts[0]), Expr(parts[1]))  # "y = 2x + 3"
