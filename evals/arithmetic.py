@@ -1,8 +1,9 @@
 """The embedded default task: arithmetic word problems from a seeded generator.
 
 Small enough for a 135M model on a CPU to learn in minutes, and checked by the real math
-verifier in its strict mode: the answer must follow "The answer is" (no last-number
-fallback, which rewards rambling that happens to end on the right number). Each problem
+verifier in MATH mode: the answer must be stated ("The answer is N", a box, an answer label,
+a closing "... is N."), never a last number picked out of text (which would reward rambling
+that happens to end on the right number). Each problem
 chains one to three additions or subtractions (its `level`) of small numbers, and carries a
 templated step-by-step "human" solution ending in "The answer is N." for the SFT baseline.
 
