@@ -130,8 +130,8 @@ def test_labeled_case(case: dict) -> None:
     ("$$ 9 $$", "$$ 9 $$", "bare"),
     ("So the probability that Alice wins the game is 2/3.", "2/3", "closing_statement"),
     ("Then there are 12 distinct sequences that meet the conditions.", "12", "closing_statement"),
-    ("因此，水池中水将在300分钟内被放完。", "300", "closing_statement"),
-    ("答案：每份应该是 (\\frac{2}{5}) 吨。", "\\frac{2}{5}", "answer_label"),
+    ("因此\uff0c水池中水将在300分钟内被放完。", "300", "closing_statement"),
+    ("答案\uff1a每份应该是 (\\frac{2}{5}) 吨。", "\\frac{2}{5}", "answer_label"),
     ("D. it can't be A or B", "D", "choice"),
     ("thinking about it I think the correct answer is C", "C", "answer_is"),
 ])
