@@ -1,16 +1,22 @@
 """Finding the final answer in a model's completion, the way a person reads it off the end.
 
 Rules, tried in order; the one that fired is recorded so that every reward can be audited:
-`boxed` (the last \\boxed{...} or \\fbox{...}, also `\\boxed 5`; boxes that follow each
-other with only commas, "and" or math delimiters between them are one answer list),
-`minerva` ("Final Answer: The final answer is ... I hope it is correct."), `gsm8k_hashes`
-(`#### n`), `answer_is` ("The (final) answer is ..."; its last number in GSM8K mode),
-`answer_label` ("Final Answer: ...", "Answer: ...", "**Answer:**"), `last_number` (GSM8K
-mode only), `last_math` (the last display or inline math, when at most a few words follow
-it), `bare` (the whole text, only when it is short and a formula or a value, never a
-sentence). The text is first cut at stop markers (a following "Problem:", chat end tokens)
-and a reasoning trace to what follows its `</think>`. A phrase is read the way a person
-reads "the largest $n$ is $34$": what follows its last "is", math delimiters dropped.
+- `boxed`: the last \\boxed{...} or \\fbox{...} (also `\\boxed 5`); boxes that follow each
+  other with only commas, "and", `\\quad` or math delimiters between are one answer list;
+- `minerva`: "Final Answer: The final answer is ... I hope it is correct." (before `boxed`
+  when it comes after the last box);
+- `gsm8k_hashes` (`#### n`), `answer_is` ("The (final/correct) answer is ..."; its last
+  number in GSM8K mode), `answer_label` ("Final Answer: ...", "Answer: ...", "**Answer:**",
+  "答案", or "Answer" opening a line), `last_number` (GSM8K mode only);
+- `choice`: a leading multiple-choice letter ("D. it can't be A or B");
+- `bare`: the whole text, only when it is short and a value or formula, never a sentence;
+- `last_math`: the closing display or inline formula, when at most a few words follow it;
+- `closing_statement`: "... is X." read after its last verb; in a script whose words we do
+  not read (Chinese, Arabic, Hindi), the closing sentence's last value.
+The text is first cut at stop markers (a following "Problem:", chat end tokens) and a
+reasoning trace to what follows its `</think>`. A phrase is read the way a person reads
+"the largest $n$ is $34$": what follows its last verb, math delimiters dropped. Never a
+number picked out of prose in MATH mode.
 """
 
 from __future__ import annotations
