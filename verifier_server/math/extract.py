@@ -175,6 +175,9 @@ def _after_label(text: str, start: int) -> str | None:
             "\\[") + line.count("\\("):  # empty, or math that goes on past the line
         line = rest.strip().split("\n\n", 1)[0].strip()
     answer = answer_in_phrase(line)
+    numbers = _NUMBER.findall(answer)
+    if _words(answer) > 3 and len(numbers) == 1 and not math_spans(line):
+        return numbers[0]  # "Final Answer: Jane started growing it 3 hours ago."
     return answer or None
 
 
