@@ -171,20 +171,26 @@ UNPRIVILEGED_USER = "restem-test"
 
 def unprivileged_command(argv: list[str]) -> list[str]:
     """`argv` as UNPRIVILEGED_USER (created if missing; in the docker group, when there is
-    one), in a private mount namespace where the Python installation is reachable: pyenv puts
-    it under /root, which only root may enter, so the first closed directory above it is
-    covered by an open tmpfs with the installation bound back in. The host sees none of it."""
+    one), in a private mount namespace where the Python installation and this repository are
+    reachable: pyenv puts Python under /root, which only root may enter (and a clone may sit
+    there too), so the first closed directory above each is covered by an open tmpfs with the
+    directory bound back in. The host sees none of it."""
     if subprocess.run(["id", UNPRIVILEGED_USER], capture_output=True).returncode != 0:
         groups = ["--groups", "docker"] if shutil.which("docker") and subprocess.run(
             ["getent", "group", "docker"], capture_output=True).returncode == 0 else []
         subprocess.run(["useradd", "--create-home", *groups, UNPRIVILEGED_USER], check=True)
-    prefix = Path(sys.base_prefix).resolve()
-    closed = next((p for p in reversed(prefix.parents) if not p.stat().st_mode & 0o001), None)
+    needed = {}  # path -> the closed directory above it
+    for path in (Path(sys.base_prefix).resolve(), REPO.resolve()):
+        closed = next((p for p in reversed(path.parents) if not p.stat().st_mode & 0o001), None)
+        if closed is not None:
+            needed[path] = closed
     script = "set -e\n"
-    if closed is not None:
-        script += (f'stage=$(mktemp -d); mount --bind "{prefix}" "$stage"\n'
-                   f'mount -t tmpfs -o mode=755 restem-test "{closed}"\n'
-                   f'mkdir -p "{prefix}"; mount --bind "$stage" "{prefix}"\n')
+    for i, path in enumerate(needed):
+        script += f'stage{i}=$(mktemp -d); mount --bind "{path}" "$stage{i}"\n'
+    for closed in sorted(set(needed.values())):
+        script += f'mount -t tmpfs -o mode=755 restem-test "{closed}"\n'
+    for i, path in enumerate(needed):
+        script += f'mkdir -p "{path}"; mount --bind "$stage{i}" "{path}"\n'
     script += (f"exec setpriv --reuid={UNPRIVILEGED_USER} --regid={UNPRIVILEGED_USER} "
                '--init-groups "$@"')
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
