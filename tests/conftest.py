@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,8 +40,13 @@ def bwrap_unavailable_reason() -> str | None:
     """None when bubblewrap can make a jail here, else why not (one line)."""
     if shutil.which("bwrap") is None:
         return "bubblewrap is not installed (apt-get install bubblewrap)"
-    probe = subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"],
-                           capture_output=True, text=True)
+    # As root the backend runs bubblewrap as an unprivileged uid (sandbox/launcher.py): probe
+    # the same way, since that needs unprivileged user namespaces.
+    from sandbox.backends import JOB_UID
+
+    drop = ["setpriv", f"--reuid={JOB_UID}", f"--regid={JOB_UID}", "--clear-groups"]
+    probe = subprocess.run([*(drop if os.geteuid() == 0 else []), "bwrap", "--unshare-all",
+                            "--ro-bind", "/", "/", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:120]}"
     return None
