@@ -90,8 +90,7 @@ class Sandbox:
         self._starting = 0  # slots whose worker is being started (or retried)
         self._failing = 0  # of those, slots waiting to retry after a failed start
         self._busy = 0
-        self._closed = False
-        self._closing = threading.Event()  # wakes the retry waits when the pool closes
+        self._closed = threading.Event()  # also wakes the retry waits when the pool closes
         self._all: set[Worker] = set()
         self._cache: OrderedDict[str, RunResult] = OrderedDict()
         self._cache_size = cache_size
@@ -259,9 +258,8 @@ class Sandbox:
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
+            self._closed.set()
             workers = list(self._all)
-        self._closing.set()
         for worker in workers:
             worker.close()
         self._threads.shutdown(wait=False)
@@ -329,7 +327,7 @@ class Sandbox:
                 worker = self._idle.get(timeout=0.5)
             except queue.Empty:
                 with self._lock:  # no worker, and every slot is failing to start: say so now
-                    if self._closed or (not self._all and self._failing == self._starting):
+                    if self._closed.is_set() or (not self._all and self._failing == self._starting):
                         return None
                 continue
             with self._lock:
@@ -360,7 +358,7 @@ class Sandbox:
         with self._lock:
             self._all.discard(worker)
             self.stats["replaced"] += 1
-            closed = self._closed
+            closed = self._closed.is_set()
             if not closed:
                 self._starting += 1
         threading.Thread(target=worker.close, daemon=True).start()
@@ -386,17 +384,17 @@ class Sandbox:
                 if tried is not None:
                     tried.set()
                     tried = None
-                closing = self._closing.wait(delay)
+                closed = self._closed.wait(delay)
                 with self._lock:
                     self._failing -= 1
-                    if closing or self._closed:
+                    if closed:
                         self._starting -= 1
                         return
                 delay = min(2 * delay, RETRY_MAX_S)
                 continue
             with self._lock:
                 self._starting -= 1
-                closed = self._closed
+                closed = self._closed.is_set()
                 if not closed:
                     self._all.add(worker)
             if closed:
