@@ -55,15 +55,16 @@ class Extraction:
     rule: str
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} / \\fbox{...} with balanced braces, or None."""
-    boxed, fbox = text.rfind("\\boxed"), text.rfind("\\fbox")
-    if boxed < 0 and fbox < 0:
+def _last_box(text: str) -> tuple[int, int, str] | None:
+    """(start, end, content) of the last \\boxed{...} / \\fbox{...} with balanced braces
+    (also `\\boxed 5`), or None."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
         return None
-    i = boxed + len("\\boxed") if boxed > fbox else fbox + len("\\fbox")
+    i = start + len("\\boxed" if text.startswith("\\boxed", start) else "\\fbox")
     if text.startswith(" ", i):  # `\boxed 5`: the next token up to whitespace or `$`
         match = re.match(r"\s*([^\s$]+)", text[i:])
-        return match.group(1) if match else None
+        return (start, i + match.end(), match.group(1)) if match else None
     if i >= len(text) or text[i] != "{":
         return None
     depth = 0
@@ -73,8 +74,14 @@ def last_boxed(text: str) -> str | None:
         elif text[j] == "}":
             depth -= 1
             if depth == 0:
-                return text[i + 1 : j]
+                return start, j + 1, text[i + 1 : j]
     return None  # unbalanced
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} / \\fbox{...} with balanced braces, or None."""
+    box = _last_box(text)
+    return box[2] if box else None
 
 
 def cut_at_stop_markers(text: str) -> str:
@@ -96,26 +103,35 @@ def boxes(text: str) -> str | None:
     delimiters between), all of them as one comma-separated list."""
     found: list[str] = []
     end = len(text)
-    while (content := last_boxed(text[:end])) is not None:
-        at = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
-        between = text[text.find(content, at) + len(content) + 1 : end] if found else ""
-        if re.sub(_JOINERS, "", between):
+    while (box := _last_box(text[:end])) is not None:
+        start, stop, content = box
+        if found and re.sub(_JOINERS, "", text[stop:end]):
             break
         found.insert(0, content.strip())
-        end = at
+        end = start
     found = [f for f in found if f]
     return ", ".join(found) if found else None
 
 
+def _inside(match: re.Match) -> str:
+    """What a math span holds, without its delimiters."""
+    return next(g for g in match.groups() if g is not None).strip()
+
+
 def math_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, content) of every display and inline math span, in order."""
-    return [(m.start(), m.end(), next(g for g in m.groups() if g is not None).strip())
-            for m in _MATH.finditer(text)]
+    return [(m.start(), m.end(), _inside(m)) for m in _MATH.finditer(text)]
 
 
 def strip_math(text: str) -> str:
     """The text with math delimiters removed, their contents kept."""
-    return _MATH.sub(lambda m: next(g for g in m.groups() if g is not None).strip(), text)
+    return _MATH.sub(_inside, text)
+
+
+def _mask_math(text: str) -> str:
+    """The text with every math span blanked out (same length), so that words inside math
+    are not read as prose."""
+    return _MATH.sub(lambda m: "\0" * len(m.group(0)), text)
 
 
 def foreign(text: str) -> bool:
@@ -142,8 +158,7 @@ def answer_in_phrase(phrase: str) -> str:
     phrase = _TRAILING.sub("", phrase.strip().lstrip("*").strip())
     if foreign(phrase):
         return last_value(phrase) or ""
-    masked = _MATH.sub(lambda m: "\0" * len(m.group(0)), phrase)
-    verbs = list(_VERB.finditer(masked))
+    verbs = list(_VERB.finditer(_mask_math(phrase)))
     if verbs:
         phrase = phrase[verbs[-1].end():].strip()
         # "there are 12 distinct sequences that ...": the value right after the verb
@@ -187,9 +202,16 @@ def last_math(text: str) -> str | None:
     if not spans:
         return None
     _, end, content = spans[-1]
-    if len(re.findall(r"[A-Za-z]{2,}", text[end:])) > MAX_WORDS_AFTER_MATH or not content:
+    if _words(text[end:]) > MAX_WORDS_AFTER_MATH or not content:
         return None
     return content
+
+
+def _phrase_answer(answer: str, mode: str) -> str:
+    """A phrase's answer; in GSM8K mode its last number, when it has one."""
+    if mode == "gsm8k" and (numbers := _NUMBER.findall(answer)):
+        return numbers[-1].rstrip(",")
+    return answer
 
 
 def extract_answer(text: str, mode: str = "math") -> Extraction | None:
@@ -207,14 +229,10 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
         return Extraction(hashes[-1].strip(), "gsm8k_hashes")
     phrases = list(_ANSWER_IS.finditer(text))
     if phrases and (answer := _sentence_after(text, phrases[-1].end())):
-        if mode == "gsm8k" and (numbers := _NUMBER.findall(answer)):
-            answer = numbers[-1].rstrip(",")
-        return Extraction(answer, "answer_is")
+        return Extraction(_phrase_answer(answer, mode), "answer_is")
     labels = [m for m in _LABEL.finditer(text) if m.group("colon") or m.group("line") is not None]
     if labels and (answer := _after_label(text, labels[-1].end())):
-        if mode == "gsm8k" and (numbers := _NUMBER.findall(answer)):
-            answer = numbers[-1].rstrip(",")
-        return Extraction(answer, "answer_label")
+        return Extraction(_phrase_answer(answer, mode), "answer_label")
     if mode == "gsm8k":
         numbers = _NUMBER.findall(text)
         if numbers:
@@ -248,8 +266,7 @@ def closing_statement(text: str) -> str | None:
     last = sentences[-1] if sentences else ""
     if foreign(last):
         return last_value(last)
-    masked = _MATH.sub(lambda m: "\0" * len(m.group(0)), last)
-    if not _VERB.search(masked):
+    if not _VERB.search(_mask_math(last)):
         return None
     answer = answer_in_phrase(last)
     if re.fullmatch(r"\(?[A-E]\)?", answer):  # "therefore I think it's B": a choice letter
