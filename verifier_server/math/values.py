@@ -239,22 +239,22 @@ def parse_value(s: str) -> Value:
         return SetOf(tuple(parse_value(p) for p in union))
     if (number := parse_number(s)) is not None:  # "1,22" (a decimal comma) before lists
         return number
-    items, _ = split_top_level(s, (",", ";"))
-    labelled = [_split_relations(i) for i in items]
-    if len(items) > 1 and all(ops == ["="] and _is_label(parts[0]) for parts, ops in labelled):
+    listed, _ = split_top_level(s, (",", ";"))
+    labelled = [_split_relations(i) for i in listed]
+    if len(listed) > 1 and all(ops == ["="] and _is_label(parts[0]) for parts, ops in labelled):
         return SetOf(tuple(parse_value(parts[1]) for parts, _ in labelled))  # AB = 4, CD = 5
     parts, ops = _split_relations(s)
-    if ops:
+    if ops and all(op == "=" for op in ops):
         chain = len(parts) > 2 and not has_variables(parts[-1])
         # "35 + 70 = 105": a computation ending in its result (a number, not a restatement)
         computation = not any(has_variables(p) for p in parts) and parse_number(parts[-1])
-        if all(op == "=" for op in ops) and (computation or (_is_label(parts[0]) and (
-                chain or _LABEL.match(parts[0])))):
+        if computation or (_is_label(parts[0]) and (chain or _LABEL.match(parts[0]))):
             return parse_value(parts[-1])  # its result; "x = 5 + 6 = 11"; "(p, q) = (3, 2)"
-        if all(op == "=" for op in ops) and all(NAME.match(p) for p in parts[:-1]):
+        if all(NAME.match(p) for p in parts[:-1]):
             if len(parts) == 2 and has_variables(parts[1]):
                 return Relation("=", Expr(parts[0]), Expr(parts[1]))  # "y = 2x + 3"
             return parse_value(parts[-1])  # "x = 5", "a = b = 5"
+    if ops:
         if interval := _interval_from_inequality(parts, ops):
             return interval
         if len(ops) == 1:
@@ -269,17 +269,14 @@ def parse_value(s: str) -> Value:
             items, _ = split_top_level(inner, (",",))
             if len(items) == 1:  # "(0;-2;6)": semicolons where commas would be
                 items, _ = split_top_level(inner, (";",))
-            if opener in ("\\{", "{") and len(items) >= 2:  # {1, 2}: a set, braces or not
-                return SetOf(tuple(parse_value(i) for i in items if i))
-            if opener == "\\{":
+            if opener == "\\{" or (opener == "{" and len(items) >= 2):  # {1, 2}: a set too
                 return SetOf(tuple(parse_value(i) for i in items if i))
             if len(items) >= 2:
                 return Seq(opener, s[-1], tuple(parse_value(i) for i in items))
             if opener in "({":
                 return parse_value(inner)
-    items, _ = split_top_level(s, (",", ";"))
-    if len(items) > 1:
-        return SetOf(tuple(parse_value(i) for i in items if i))
+    if len(listed) > 1:
+        return SetOf(tuple(parse_value(i) for i in listed if i))
     return parse_scalar(s)
 
 
