@@ -8,6 +8,7 @@ its own verdict (TIMEOUT), never a silent FAIL.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,14 @@ def _prepare(completion: str, gold: str, extract: bool, mode: str) -> _Prepared:
     else:
         extraction = Extraction(completion.strip(), "none") if completion.strip() else None
     answer = parse_answer(extraction.answer) if extraction else None
-    return _Prepared(extraction, answer, parse_answer(gold_answer(gold, mode)))
+    return _Prepared(extraction, answer, _gold_value(gold, mode))
+
+
+@functools.lru_cache(maxsize=4096)
+def _gold_value(gold: str, mode: str) -> Value:
+    """A gold's value, read once per distinct gold: ReST-EM checks 32 or 64 samples against
+    each, and a gold may be a whole solution to read like a completion. Values are frozen."""
+    return parse_answer(gold_answer(gold, mode))
 
 
 def _decide_fast(prepared: _Prepared) -> tuple[Verdict, str] | None:
