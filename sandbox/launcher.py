@@ -55,4 +55,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OSError as exc:  # one line on stderr, which the pool puts in its start error
+        raise SystemExit(f"restem sandbox launcher: {exc}") from None
