@@ -216,6 +216,13 @@ class _Batch:
             self.wire.append(copy)
         self.caller_ids = [r.request_id for r in requests]
         self.answers: list[pb.VerifyResponse | None] = [None] * len(requests)
+
+    def backoff_after_short_stream(self, attempt: int, retries: int, backoff_s: float) -> float:
+        """After a stream that ended with requests unanswered: the pause before attempt
+        `attempt + 1`; RuntimeError naming how many are missing once retries are spent."""
+        if attempt >= retries:
+            raise RuntimeError(f"{len(self.missing())} requests unanswered after retries")
+        return _backoff_s(backoff_s, attempt)
         self.duplicates = 0
 
     def missing(self) -> list[int]:
@@ -307,10 +314,8 @@ class VerifierClient:
                     self._recover(exc, attempt)
                     continue
                 if batch.missing():  # the stream ended early: counts as an attempt too
-                    if attempt >= self.retries:
-                        raise RuntimeError(f"{len(batch.missing())} requests unanswered "
-                                           "after retries")
-                    time.sleep(_backoff_s(self.backoff_s, attempt))
+                    time.sleep(batch.backoff_after_short_stream(attempt, self.retries,
+                                                                self.backoff_s))
         return batch.answers  # type: ignore[return-value]
 
     def _stream(self, batch: _Batch, indices: list[int], bar: tqdm, timeout_s) -> None:
@@ -406,10 +411,8 @@ class AsyncVerifierClient:
                     await self._recover(exc, attempt)
                     continue
                 if batch.missing():  # the stream ended early: counts as an attempt too
-                    if attempt >= self.retries:
-                        raise RuntimeError(f"{len(batch.missing())} requests unanswered "
-                                           "after retries")
-                    await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
+                    await asyncio.sleep(batch.backoff_after_short_stream(attempt, self.retries,
+                                                                         self.backoff_s))
         return batch.answers  # type: ignore[return-value]
 
     async def _stream(self, batch: _Batch, indices: list[int], bar: tqdm) -> None:
