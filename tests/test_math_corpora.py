@@ -17,7 +17,7 @@ from verifier_server.math import check_many
 DATA = Path(__file__).resolve().parent / "data"
 # (file, prediction field, agreement floor, most false positives allowed)
 CORPORA = [
-    ("math_peer_cases.jsonl", "prediction", 0.92, 1),
+    ("math_peer_cases.jsonl", "prediction", 0.96, 1),
     ("math_model_cases.jsonl", "completion", 0.99, 1),
 ]
 

@@ -134,6 +134,16 @@ def test_labeled_case(case: dict) -> None:
     ("答案\uff1a每份应该是 (\\frac{2}{5}) 吨。", "\\frac{2}{5}", "answer_label"),
     ("D. it can't be A or B", "D", "choice"),
     ("thinking about it I think the correct answer is C", "C", "answer_is"),
+    ("The answer: D, it doesn't make sense for it to be A or B", "D", "answer_label"),
+    ("La réponse est C non A", "C", "answer_is"),
+    ("Le coût final est donc de 100 - 30 = 70", "100 - 30 = 70", "closing_statement"),
+    ("Therefore, she has 12 apples left.", "12", "closing_statement"),
+    ("1. **结论**\uff1aHaley总共有99颗弹珠。", "99", "closing_statement"),
+    ("We get $$x \\geq 2.$$ Therefore, the error increases by 100%.", "100%",
+     "closing_statement"),
+    ("$$\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}$$", "(3, 3), (1, 1)",
+     "boxed"),
+    ("\\boxed{1} papers and \\boxed{2} bins", "1, 2", "boxed"),
 ])
 def test_extraction_rules(text: str, answer: str, rule: str) -> None:
     extraction = extract_answer(text)
@@ -143,6 +153,11 @@ def test_extraction_rules(text: str, answer: str, rule: str) -> None:
 
 def test_prose_ending_in_words_has_no_answer() -> None:
     assert extract_answer("We use $x$ and then we keep going with more words here.") is None
+
+
+def pm(*rows: str) -> str:
+    """A pmatrix literal of these rows."""
+    return "\\begin{pmatrix}" + " \\\\ ".join(rows) + "\\end{pmatrix}"
 
 
 @pytest.mark.parametrize(("answer", "gold", "passed"), [
@@ -157,6 +172,17 @@ def test_prose_ending_in_words_has_no_answer() -> None:
     ("\\$16,\\!386.20", "16386.20", True), ("1,000.99€", "1000.99", True), ("28 pct", "28", True),
     ("\\frac{\\sqrt3}{3} \\approx 0.577", "\\frac{\\sqrt{3}}{3}", True),
     ("\\frac{\\sqrt2}{3} \\approx 0.577", "\\frac{\\sqrt{3}}{3}", False),
+    ("14 {, }916", "14{,}916", True), ("1 = y = x = 0", "0", True),
+    ("0.33", "\\frac{1}{3}", True), ("0.3", "\\frac{1}{3}", False),
+    ("(1, 2), (3, 4), (1, 2)", "(3, 4), (1, 2)", True), ("1, 1, 2", "1, 2", False),
+    (pm("1 & 2", "3 & 4") + " + " + pm("5 & 6", "7 & 8"), pm("6 & 8", "10 & 12"), True),
+    (pm("1 & 2", "3 & 4") + pm("0 & 1", "1 & 0"), pm("1 & 2", "3 & 4"), False),
+    ("(" + pm("0.33", "0.2") + ")", pm("\\frac13", "\\frac15"), True),
+    ("\\cos(x) = \\frac{42}{59}", "\\sin(x) = \\frac{42}{59}", False), ("x^2 = 5", "x = 5", False),
+    ("f(x) = 2x + 3", "y = 2x + 3", True), ("f(x) = 2x + 4", "y = 2x + 3", False),
+    ("\\sin(90^\\circ - x)", "\\cos(x)", True), ("\\sin(30^\\circ)", "\\sin(30)", False),
+    ("30^\\circ", "30", True), ("2.3148 \\times 10^{-3}", "\\frac{1}{432}", True),
+    ("2.3149 \\times 10^{-3}", "\\frac{1}{432}", False), ("56,\\!01,\\!78,\\!95", "56017895", True),
 ])
 def test_relations_labels_and_numbers_as_people_write_them(answer: str, gold: str,
                                                            passed: bool) -> None:

@@ -28,8 +28,9 @@ from verifier_server.math.values import (
 )
 
 # A printed decimal matches an exact value rounded to its precision only when it carries at
-# least this many significant digits (0.3 is not 1/3; 0.333 is).
-MIN_SIGNIFICANT_FOR_ROUNDING = 3
+# least this many significant digits (0.3 is not 1/3; 0.33 is, as math-verify's tests and
+# people writing a matrix of decimals have it).
+MIN_SIGNIFICANT_FOR_ROUNDING = 2
 
 Equal = Callable[[Value, Value], bool | None]
 
@@ -91,10 +92,22 @@ def multiset_equal(gold: tuple[Value, ...], answer: tuple[Value, ...], equal: Eq
     return True if not remaining else (None if undecided else False)
 
 
+def _solutions(gold: SetOf, answer: SetOf) -> tuple[Value, ...]:
+    """The answer's items, a tuple written twice counted once when the gold's tuples are
+    distinct: solutions of a system are a set. Numbers keep their repeats, which may be a
+    root's multiplicity ("1, 1, 2" is not "1, 2")."""
+    keys = [_key(item) for item in gold.items]
+    if len(set(keys)) < len(keys) or not all(isinstance(i, Seq) for i in answer.items):
+        return answer.items
+    return tuple({_key(item): item for item in answer.items}.values())
+
+
 def _labels_a_value(relation: Relation) -> bool:
     """`|AB| = 1`, `A:B = 2:3`, `\\frac{NO}{BO} = 2`: a left side that names a quantity (no
-    sum or difference, unlike the equation `2x + z = 1`) and a constant right side."""
-    return not re.search(r"[+-]", relation.lhs.latex) and not has_variables(relation.rhs.latex)
+    sum, difference, power or function, unlike the equations `2x + z = 1`, `x^2 = 5` and
+    `\\sin(x) = 1/2`) and a constant right side."""
+    lhs, rhs = relation.lhs.latex, relation.rhs.latex
+    return not re.search(r"[+\-^]|\\(?!frac\b)[a-zA-Z]+", lhs) and not has_variables(rhs)
 
 
 def structural_equal(gold: Value, answer: Value, scalar_equal: Equal) -> bool | None:
@@ -116,7 +129,7 @@ def structural_equal(gold: Value, answer: Value, scalar_equal: Equal) -> bool | 
         return structural_equal(a, b, scalar_equal)
     match gold, answer:
         case SetOf(), SetOf():
-            return multiset_equal(gold.items, answer.items, recurse)
+            return multiset_equal(gold.items, _solutions(gold, answer), recurse)
         case Seq(), Seq():
             if (gold.open, gold.close, len(gold.items)) != (answer.open, answer.close,
                                                               len(answer.items)):
@@ -128,9 +141,15 @@ def structural_equal(gold: Value, answer: Value, scalar_equal: Equal) -> bool | 
             return _all_equal([(a, b) for ra, rb in zip(gold.rows, answer.rows, strict=True)
                                for a, b in zip(ra, rb, strict=True)], recurse)
         case Relation(), Relation():
+            if gold.op == answer.op == "=" and NAME.match(gold.lhs.latex) and NAME.match(
+                    answer.lhs.latex):  # "f(x) = 2x + 3" and "y = 2x + 3": one function
+                return scalar_equal(parse_value(gold.rhs.latex), parse_value(answer.rhs.latex))
             return scalar_equal(gold, answer)
     if {type(gold), type(answer)} == {Seq, Relation}:
         return scalar_equal(gold, answer)  # an inequality against an interval
+    for matrix, other in ((gold, answer), (answer, gold)):
+        if isinstance(matrix, Matrix) and isinstance(other, Expr) and "\\begin{" in other.latex:
+            return scalar_equal(gold, answer)  # a sum or product of matrices: sympy decides
     if isinstance(gold, Seq | Matrix | Relation) or isinstance(answer, Seq | Matrix | Relation):
         return False
     return scalar_equal(gold, answer)

@@ -31,7 +31,8 @@ STOP_MARKERS = ("\nProblem:", "\n\nProblem:", "<|im_end|>", "<|im_start|>", "<|e
                 "<|eot_id|>", "</s>", "<|end|>", "\nQuestion:")
 
 _MINERVA = re.compile(r"final answer is\s*(.+?)\.?\s*I hope it is correct", re.I | re.S)
-_ANSWER_IS = re.compile(r"the (?:final |correct )?answer is[:\s]*", re.I)
+_ANSWER_IS = re.compile(r"(?:the (?:final |correct )?answer is|(?:la )?réponse (?:finale )?est"
+                        r"|(?:la )?respuesta (?:final )?es|(?:die )?antwort ist)[:\s]*", re.I)
 _HASHES = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 # "Final Answer:" or "Answer:" anywhere; without the colon only at the start of a line.
@@ -40,12 +41,27 @@ _LABEL = re.compile(r"(?P<line>(?:^|\n)[ \t#*]*)?(?<![a-z])(?:final\s+answer|ans
                     r"\s*(?:\*\*)?", re.I)
 _MATH = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$", re.S)
 # What may sit between boxes that form one answer list: "$\\boxed{1}$ \\quad \\text{and} \\quad".
-_JOINERS = r"\s|,|\$|\\[()\[\]]|\\q?quad|\\[,;:!]|\\text\{\s*(?:and|,)?\s*\}|\band\b"
+# Also one word before "and": "\\boxed{1} papers and \\boxed{2} bins",
+# "\\text{ for part (a) and }".
+_JOINERS = (r"\s|,|\$|\\[()\[\]]|\\q?quad|\\[,;:!]|\\text\{[^{}]{0,24}?\band\s*\}"
+            r"|\\text\{\s*,?\s*\}|(?:\b[a-z]+\s+)?\band\b")
 _HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.I)
 _CHOICE = re.compile(r"^\s*\(?([A-E])\)?(?:[.。:)]|\s*$|(?=[^\x00-\x7f]))")
 _VALUE_START = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:\s*(?:/|\\%|%)\s*\d*)?")
 _VERB = re.compile(r"\b(?:is|are|equals|was|be|becomes|it's|est)\b")
+# Words between a verb and its value: "is equal to 5", "est donc de 70", "is about 3.14".
+_FILLER = re.compile(r"^(?:(?:equal to|about|approximately|exactly|just|now|then|still|only"
+                     r"|therefore|thus|donc|de|d')\s*)+", re.I)
+# A choice letter stated in a phrase: "for sure D, it can't be A or B", "C non A".
+_PHRASE_CHOICE = re.compile(r"^(?:[a-z]+\s+){0,3}\(?([A-E])\)?(?=$|[,.;:]|\s+[a-z])")
+# A closing sentence that concludes: "Therefore, she has 12 apples." "Donc, il a 79 g."
+_CONCLUDES = re.compile(r"^\W*(?:therefore|thus|hence|so|in conclusion|in total|donc|ainsi"
+                        r"|alors|por lo tanto|entonces|also|daher|insgesamt)\b", re.I)
 _TRAILING = re.compile(r"[\s.!;:,*]+$")
+# Where a sentence ends: a full stop (or a display formula) before a capital, a line break,
+# or a CJK full stop.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=\$\$)|(?<=\\\]))\s+(?=[A-Z])|\n+"
+                           r"|(?<=[。\uff01\uff1f])")
 MAX_WORDS_AFTER_MATH = 3  # "... is $17$ cm." still ends in its math; a sentence does not
 
 
@@ -135,10 +151,12 @@ def _mask_math(text: str) -> str:
 
 
 def foreign(text: str) -> bool:
-    """Written in a script whose words we do not read (Chinese, Arabic, Hindi, ...): letters
-    outside ASCII and no Latin word."""
+    """Written in a script whose words we do not read (Chinese, Arabic, Hindi, ...): more
+    letters outside the Latin alphabet than Latin words (a name such as "Haley" inside a
+    Chinese sentence does not make it English; "réponse" is a Latin word)."""
     latin = re.sub(r"\\[a-zA-Z]+", " ", _MATH.sub(" ", text))  # LaTeX commands are not words
-    return bool(re.search(r"[^\x00-\x7f\W\d_]", text)) and not re.search(r"[A-Za-z]{2,}", latin)
+    others = re.findall(r"[^\x00-\x7f\W\d_]", re.sub(r"[A-Za-z\u00c0-\u024f]+", " ", latin))
+    return len(others) > len(re.findall(r"[A-Za-z\u00c0-\u024f]{2,}", latin))
 
 
 def last_value(text: str) -> str | None:
@@ -160,7 +178,7 @@ def answer_in_phrase(phrase: str) -> str:
         return last_value(phrase) or ""
     verbs = list(_VERB.finditer(_mask_math(phrase)))
     if verbs:
-        phrase = phrase[verbs[-1].end():].strip()
+        phrase = _FILLER.sub("", phrase[verbs[-1].end():].strip()).lstrip("*").strip()
         # "there are 12 distinct sequences that ...": the value right after the verb
         spans = math_spans(phrase)
         if spans and spans[0][0] == 0:
@@ -189,6 +207,8 @@ def _after_label(text: str, start: int) -> str | None:
     if not line.strip("*").strip() or len(math_spans(line)) < line.count("$$") + line.count(
             "\\[") + line.count("\\("):  # empty, or math that goes on past the line
         line = rest.strip().split("\n\n", 1)[0].strip()
+    if choice := _stated_choice(line):
+        return choice
     answer = answer_in_phrase(line)
     numbers = _NUMBER.findall(answer)
     if _words(answer) > 3 and len(numbers) == 1 and not math_spans(line):
@@ -208,10 +228,18 @@ def last_math(text: str) -> str | None:
 
 
 def _phrase_answer(answer: str, mode: str) -> str:
-    """A phrase's answer; in GSM8K mode its last number, when it has one."""
+    """A phrase's answer; in GSM8K mode its last number, when it has one; a choice letter
+    when the phrase states one and no value ("for sure D, it can't be A or B")."""
     if mode == "gsm8k" and (numbers := _NUMBER.findall(answer)):
         return numbers[-1].rstrip(",")
-    return answer
+    return _stated_choice(answer) or answer
+
+
+def _stated_choice(phrase: str) -> str | None:
+    """The letter a phrase with no value states: "for sure D, it can't be A or B" -> "D"."""
+    if not re.search(r"\d|\$|\\", phrase) and (choice := _PHRASE_CHOICE.match(phrase)):
+        return choice.group(1)
+    return None
 
 
 def extract_answer(text: str, mode: str = "math") -> Extraction | None:
@@ -245,8 +273,10 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
         return Extraction(answer, "closing_statement") if answer else None
     bare = text.strip()
     outside_math = _MATH.sub(" ", bare)
-    prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", outside_math))
-    if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and (prose_words == 0 or (
+    prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z\u00c0-\u024f]{3,}", outside_math))
+    sentences = re.search(r"[.!?]\s+[A-Z]", outside_math)
+    if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and not sentences and (
+            prose_words == 0 or (
             prose_words <= 3 and outside_math == bare and not _VERB.search(bare))):
         return Extraction(bare, "bare")  # a value or a formula, or a few words (not a sentence)
     if (math := last_math(text)) is not None:
@@ -258,20 +288,24 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
 
 def closing_statement(text: str) -> str | None:
     """The value a closing "... is X." states: "Therefore, the probability is 2/3." -> "2/3".
-    In a script whose verbs we do not read (Chinese, Arabic, Hindi: no Latin words), the
-    closing sentence's last number."""
+    In a script whose verbs we do not read (Chinese, Arabic, Hindi), the closing sentence's
+    last value; a concluding sentence with one number and no formula ("Therefore, she has 12
+    apples left.", "Donc, il a déjà 79 g de cire."), that number."""
     text = _HOPE.sub("", text.strip())
-    sentences = [x for x in re.split(r"(?<=[.!?])\s+(?=[A-Z])|\n+|(?<=[。\uff01\uff1f])",
-                                      _TRAILING.sub("", text).rstrip("。")) if x.strip()]
+    sentences = [x for x in _SENTENCE_END.split(_TRAILING.sub("", text).rstrip("。")) if x.strip()]
     last = sentences[-1] if sentences else ""
     if foreign(last):
         return last_value(last)
-    if not _VERB.search(_mask_math(last)):
-        return None
-    answer = answer_in_phrase(last)
-    if re.fullmatch(r"\(?[A-E]\)?", answer):  # "therefore I think it's B": a choice letter
-        return answer.strip("()")
-    return answer if answer and _words(answer) <= 1 and re.search(r"\d", answer) else None
+    if _VERB.search(_mask_math(last)):
+        answer = answer_in_phrase(last)
+        if re.fullmatch(r"\(?[A-E]\)?", answer):  # "therefore I think it's B": a letter
+            return answer.strip("()")
+        if answer and _words(answer) <= 1 and re.search(r"\d", answer):
+            return answer
+    numbers = re.findall(f"(?:{_NUMBER.pattern})" + r"(?:\s*%)?", last)
+    if _CONCLUDES.match(last) and len(numbers) == 1 and not math_spans(last):
+        return numbers[0].rstrip(",")
+    return None
 
 
 def gold_answer(gold: str, mode: str = "math") -> str:

@@ -31,6 +31,7 @@ _UNIT_AT_END = re.compile(r"(?<=[\d}\s)])\s*(?:\\?\s*)(?:" + "|".join(
     re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?:\^\{?[23]\}?)?\s*$")
 _TWICE_ESCAPED = re.compile(r"(?<!\\)\\\\(?=(?:frac|dfrac|tfrac|left|right|sqrt|le|ge|leq|geq|"
                             r"neq|cdot|times|pi|infty|in|cup|text|mathrm|pm)(?![a-zA-Z]))")
+_TRIG = re.compile(r"\\(?:arc)?(?:sin|cos|tan|sec|csc|cot)(?![a-zA-Z])")
 _THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?$")
 
 
@@ -71,7 +72,8 @@ def normalize(answer: str) -> str:
                 s = s[len(left) : len(s) - len(right)]
     s = s.replace("\n", " ").replace("²", "^2").replace("³", "^3")
     s = _TWICE_ESCAPED.sub(r"\\", s)
-    s = re.sub(r"(?<=\d),\\!\s*(?=\d{3})", ",", s)  # 16,\!386: a thousands group
+    s = re.sub(r"(?<=\d),\\!\s*(?=\d)", "", s)  # 16,\!386 or 56,\!01,\!78: digit groups
+    s = re.sub(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d{3})", "{,}", s)  # 14 {, }916
     # An approximation after the exact value adds nothing: \frac{\sqrt3}{3} \approx 0.577.
     exact, *approximation = re.split(r"\\approx|≈", s, maxsplit=1)
     named_only = re.fullmatch(r"\s*(?:[a-zA-Z]\s*)?", exact)  # "x \approx 2": the value
@@ -83,8 +85,12 @@ def normalize(answer: str) -> str:
     for name in _WRAPPERS:
         s = unwrap_macro(s, name)
     s = _SPACING.sub(" ", s)
-    # Degrees and currency carry no value of their own.
-    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree", "", s)
+    # Degrees and currency carry no value of their own, except inside a trigonometric
+    # function: \sin(90^\circ - x) is \cos x, and \sin(30^\circ) is not \sin(30).
+    degree = r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree"
+    if _TRIG.search(s):
+        s = re.sub(r"(\d+(?:\.\d+)?)\s*(?:" + degree + ")", r"(\1\\pi/180)", s)
+    s = re.sub(degree, "", s)
     s = re.sub(r"\\\$|\$|€|£|\\euro|\\pounds", "", s)
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"(?<!\.)\.$", "", s).strip()  # a full stop, not an ellipsis

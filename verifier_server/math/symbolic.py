@@ -19,6 +19,7 @@ from fractions import Fraction
 import sympy
 from pylatexenc.latexwalker import (
     LatexCharsNode,
+    LatexEnvironmentNode,
     LatexGroupNode,
     LatexMacroNode,
     LatexMathNode,
@@ -32,7 +33,7 @@ from verifier_server.math.compare import (
     round_to,
     structural_equal,
 )
-from verifier_server.math.values import Based, Expr, Number, Relation, Seq, Value
+from verifier_server.math.values import Based, Expr, Matrix, Number, Relation, Seq, Value
 
 MAX_LATEX_CHARS = 1_000
 MAX_RESULT_DIGITS = 2_000   # refuse powers whose value would have more digits
@@ -55,6 +56,7 @@ GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "et
          "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Phi", "Psi",
          "Omega"}
 OPERATORS = {"cdot": "*", "times": "*", "div": "/", "ast": "*"}
+MATRIX_ENVIRONMENTS = {"matrix", "pmatrix", "bmatrix", "Bmatrix", "vmatrix", "Vmatrix", "array"}
 _CHAR_TOKEN = re.compile(r"\d+(?:\.\d+)?|\.\d+|[a-zA-Z]|[-+*/^_()\[\]!|',]|\s+")
 
 Token = tuple[str, object]  # (kind, payload)
@@ -109,6 +111,8 @@ def _tokens(nodes) -> list[Token]:
             out += _group(_tokens([node.nodelist]))
         elif isinstance(node, LatexMathNode):
             out += _tokens([node.nodelist])
+        elif isinstance(node, LatexEnvironmentNode) and node.environmentname in MATRIX_ENVIRONMENTS:
+            out.append(("matrix", _matrix(node.latex_verbatim())))
         elif isinstance(node, LatexCharsNode | LatexSpecialsNode):
             text = node.chars if isinstance(node, LatexCharsNode) else node.specials_chars
             out += _char_tokens(text)
@@ -146,6 +150,16 @@ def _tokens(nodes) -> list[Token]:
         else:
             raise Unparseable(f"unsupported {type(node).__name__}")
     return out
+
+
+def _matrix(latex: str) -> sympy.Matrix:
+    """A matrix literal (`\\begin{pmatrix}1 & 2\\end{pmatrix}`) as a sympy Matrix."""
+    body = re.sub(r"^\\begin\{\w+\}(?:\{[^{}]*\})?|\\end\{\w+\}$", "", latex.strip())
+    rows = [[latex_to_sympy(cell) for cell in row.split("&")]
+            for row in re.split(r"\\\\", body) if row.strip()]
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise Unparseable("a matrix with rows of different lengths")
+    return sympy.Matrix(rows)
 
 
 def _char_tokens(text: str) -> list[Token]:
@@ -210,7 +224,7 @@ class _Parser:
         if tok is None:
             return False
         opens_abs = tok[0] == "|" and not self.abs_open
-        return tok[0] in ("num", "name", "const", "func", "(") or opens_abs
+        return tok[0] in ("num", "name", "const", "func", "(", "matrix") or opens_abs
 
     def term(self) -> sympy.Expr:
         value = self.unary()
@@ -278,6 +292,8 @@ class _Parser:
             return sympy.Abs(value)
         if kind == "func":
             return self.function(str(payload))
+        if kind == "matrix":
+            return payload
         raise Unparseable(f"unexpected {kind}")
 
     def subscript(self) -> str:
@@ -322,6 +338,8 @@ class _Parser:
 
 def guarded_pow(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
     """base**exponent, refusing results too large to compute safely."""
+    if isinstance(base, sympy.MatrixBase) or isinstance(exponent, sympy.MatrixBase):
+        raise Unparseable("a power of a matrix")
     if base.is_number and exponent.is_number:
         try:
             size = abs(complex(exponent)) * math.log10(max(abs(complex(base)), 2.0))
@@ -349,6 +367,11 @@ def to_sympy(value: Value) -> sympy.Expr | None:
                 return sympy.Integer(int(value.digits, value.base))
             case Expr():
                 return latex_to_sympy(value.latex)
+            case Matrix():
+                cells = [[to_sympy(cell) for cell in row] for row in value.rows]
+                if any(c is None for row in cells for c in row):
+                    return None
+                return sympy.Matrix(cells)
     except (Unparseable, ValueError, TypeError, ZeroDivisionError, OverflowError,
             RecursionError, AttributeError):
         return None
@@ -470,6 +493,9 @@ def symbolic_scalar_equal(gold: Value, answer: Value) -> bool:
     x, y = to_sympy(gold), to_sympy(answer)
     if x is None or y is None:
         return False  # a failed parse never falls back to a number found inside it
+    if isinstance(x, sympy.MatrixBase) or isinstance(y, sympy.MatrixBase):
+        return (isinstance(x, sympy.MatrixBase) and isinstance(y, sympy.MatrixBase)
+                and x.shape == y.shape and all(map(sympy_equal, x, y)))
     if _rounded_match(gold, y) or _rounded_match(answer, x):
         return True
     if isinstance(gold, Number) and gold.value.denominator == 1 and isinstance(answer, Number):

@@ -73,11 +73,16 @@ _RELATIONS = [("\\leq", "<="), ("\\geq", ">="), ("\\le", "<="), ("\\ge", ">="), 
               ("\\ne", "!="), ("\\lt", "<"), ("\\gt", ">"), ("<=", "<="), (">=", ">="),
               ("!=", "!="), ("≤", "<="), ("≥", ">="), ("≠", "!="), ("=", "="), ("<", "<"),
               (">", ">")]
-NAME = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[\w]+\}?)?(?:\([a-z]\))?$")
+# A variable or function name: x, \\theta, a_1, f(x); never a function of the math library
+# (\\sin(x) = 1/2 is an equation, not a label).
+NAME = re.compile(r"^(?:[a-zA-Z]|\\(?!(?:arc)?(?:sin|cos|tan|sec|csc|cot)h?\b|log\b|ln\b|exp\b)"
+                  r"[a-zA-Z]+)(?:_\{?[\w]+\}?)?(?:\([a-z]\))?$")
 # What labels a value in "(p, q) = (3, 2)" or "AB = 4, CD = 5": a name, a tuple of names, or
 # up to three capitals (a segment or an angle).
 _LABEL = re.compile(r"^(?:[A-Z]{2,3}|\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\))$")
-_MATRIX = re.compile(r"^[\[(]?\s*\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)"
+# One matrix literal (its body holds no other \begin: "A + B" of two matrices is an Expr).
+_MATRIX = re.compile(r"^[\[(]?\s*\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?"
+                     r"((?:(?!\\begin\{).)*)"
                      r"\\end\{\1\}\s*[\])]?$", re.S)
 _DECIMAL = re.compile(r"^([-+])?(\d+)?(?:\.(\d+))?$")
 _FRAC = re.compile(r"^(-)?\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
@@ -163,8 +168,9 @@ def parse_number(s: str) -> Number | None:
         mantissa = parse_number(m.group(1))
         if mantissa is None:
             return None
-        return Number(mantissa.value * Fraction(10) ** int(m.group(2)), None,
-                      mantissa.significant)
+        exponent = int(m.group(2))  # 2.31 \times 10^{-3} is printed to 5 decimals
+        decimals = None if mantissa.decimals is None else mantissa.decimals - exponent
+        return Number(mantissa.value * Fraction(10) ** exponent, decimals, mantissa.significant)
     return None
 
 
@@ -248,8 +254,10 @@ def parse_value(s: str) -> Value:
         chain = len(parts) > 2 and not has_variables(parts[-1])
         # "35 + 70 = 105": a computation ending in its result (a number, not a restatement)
         computation = not any(has_variables(p) for p in parts) and parse_number(parts[-1])
-        if computation or (_is_label(parts[0]) and (chain or _LABEL.match(parts[0]))):
-            return parse_value(parts[-1])  # its result; "x = 5 + 6 = 11"; "(p, q) = (3, 2)"
+        if computation or (chain and parse_number(parts[-1])) or (
+                _is_label(parts[0]) and (chain or _LABEL.match(parts[0]))):
+            # its result: "35 + 70 = 105", "x = 5 + 6 = 11", "(p, q) = (3, 2)"
+            return parse_value(parts[-1])
         if all(NAME.match(p) for p in parts[:-1]):
             if len(parts) == 2 and has_variables(parts[1]):
                 return Relation("=", Expr(parts[0]), Expr(parts[1]))  # "y = 2x + 3"
