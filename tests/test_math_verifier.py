@@ -183,6 +183,8 @@ def pm(*rows: str) -> str:
     ("\\sin(90^\\circ - x)", "\\cos(x)", True), ("\\sin(30^\\circ)", "\\sin(30)", False),
     ("30^\\circ", "30", True), ("2.3148 \\times 10^{-3}", "\\frac{1}{432}", True),
     ("2.3149 \\times 10^{-3}", "\\frac{1}{432}", False), ("56,\\!01,\\!78,\\!95", "56017895", True),
+    ("x + 1.414i", "x + \\sqrt{2}i", True), ("x + 1.415i", "x + \\sqrt{2}i", False),
+    ("1.41x", "\\sqrt{2}x", True), ("1000x + 1.5", "1000x + \\sqrt{2}", False),
 ])
 def test_relations_labels_and_numbers_as_people_write_them(answer: str, gold: str,
                                                            passed: bool) -> None:

@@ -481,6 +481,47 @@ def _rounded_match(printed: Value, exact: sympy.Expr) -> bool:
     return round_to(as_fraction, printed.decimals) == printed.value
 
 
+_DECIMAL_LITERAL = re.compile(r"(?<![\d.])\d+\.(\d+)(?![\d.])")
+
+
+def _printed_constant_match(printed: Value, exact: sympy.Expr) -> bool:
+    """`x + 1.414i` against `x + \\sqrt{2}i`: an expression with one printed decimal equals
+    the exact one when a value that rounds to that decimal (within half its last digit) makes
+    the two identical at every point, the same value at every point."""
+    if not isinstance(printed, Expr) or not exact.free_symbols:
+        return False
+    literals = _DECIMAL_LITERAL.findall(printed.latex)
+    found = _DECIMAL_LITERAL.search(printed.latex)
+    if len(literals) != 1 or found is None or _DECIMAL_LITERAL.search(str(exact)):
+        return False
+    digits = found.group(0).replace(".", "").lstrip("0")
+    if len(digits) < MIN_SIGNIFICANT_FOR_ROUNDING:
+        return False
+    constant = sympy.Rational(found.group(0))
+    placeholder = sympy.Dummy("printed")
+    try:
+        expr = latex_to_sympy(printed.latex).subs(constant, placeholder)
+    except Unparseable:
+        return False
+    diff = sympy.expand(exact - expr)
+    slope = diff.diff(placeholder)
+    if placeholder not in diff.free_symbols or placeholder in slope.free_symbols:
+        return False  # not linear in the printed constant
+    half_unit = sympy.Rational(1, 2) / 10 ** len(found.group(1))
+    rng = random.Random(7)
+    solutions = []
+    for _ in range(3):
+        point = {s: sympy.Rational(rng.randint(-300, 300), rng.randint(7, 97))
+                 for s in exact.free_symbols | expr.free_symbols if s != placeholder}
+        a, b = sympy.N(slope.subs(point), 30), sympy.N(diff.subs(placeholder, 0).subs(point), 30)
+        if a == 0 or not (a.is_finite and b.is_finite):
+            return False
+        solutions.append(sympy.N(-b / a, 30))
+    first = solutions[0]
+    return (all(abs(t - first) <= REL_TOL * max(abs(first), 1) * 1e3 for t in solutions)
+            and abs(sympy.im(first)) <= REL_TOL and abs(sympy.re(first) - constant) <= half_unit)
+
+
 def symbolic_scalar_equal(gold: Value, answer: Value) -> bool:
     fast = fast_scalar_equal(gold, answer)
     if fast is not None:
@@ -500,7 +541,8 @@ def symbolic_scalar_equal(gold: Value, answer: Value) -> bool:
         return True
     if isinstance(gold, Number) and gold.value.denominator == 1 and isinstance(answer, Number):
         return False
-    return sympy_equal(x, y)
+    return sympy_equal(x, y) or _printed_constant_match(answer, x) or _printed_constant_match(
+        gold, y)
 
 
 def decide(gold: Value, answer: Value) -> bool:
