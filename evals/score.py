@@ -67,6 +67,27 @@ class Summary:
         if groups:
             self.groups.setdefault(task_id, groups)
 
+    def count_result(self, record: dict[str, Any], problems: dict[str, Problem] | None = None
+                     ) -> None:
+        """Count one output line of `score_file` (an INVALID_REQUEST line has no task)."""
+        self.count += 1
+        self.verdicts[record["verdict"]] += 1
+        if record["verdict"] == "INVALID_REQUEST" and "task_id" not in record:
+            self.invalid += 1
+        else:
+            self.add(str(record["task_id"]), record["passed"], record.get("canonical"),
+                     _groups(record, problems))
+
+    @classmethod
+    def of_results(cls, path: Path, problems: dict[str, Problem] | None = None) -> Summary:
+        """The summary of a results file `score_file` wrote, without verifying again."""
+        summary = cls()
+        with path.open() as f:
+            for line in f:
+                if line.strip():
+                    summary.count_result(json.loads(line), problems)
+        return summary
+
     def as_dict(self) -> dict[str, Any]:
         scored = self.count - self.invalid
         report = {"count": self.count, "scored": scored, "invalid": self.invalid,
@@ -246,9 +267,7 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
             requests = [req for _, rec, req in parsed if rec is not None]
             results = iter(verifier.verify_many(requests)) if requests else iter(())
             for number, record, request in parsed:
-                summary.count += 1
                 if record is None:
-                    summary.invalid += 1
                     print(f"line {number}: {request}", file=log)
                     record = {"line": number, "error": request, "passed": False,
                               "verdict": "INVALID_REQUEST"}
@@ -258,9 +277,7 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
                               **{k: result.get(k) for k in RESULT_FIELDS[1:]}}
                     if result.get("message"):
                         record["message"] = result["message"]
-                    summary.add(str(record["task_id"]), record["passed"],
-                                result.get("canonical"), _groups(record, problems))
-                summary.verdicts[record["verdict"]] += 1
+                summary.count_result(record, problems)
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             progress.update(len(chunk))
     progress.close()

@@ -1,0 +1,253 @@
+"""Sampling engines in their own processes: one child process on this machine, or Ray actors
+across a cluster. Either way the loop's process never holds an engine, so closing the pool
+frees its GPUs before fine-tuning starts, and checks that they are free.
+
+    pool = open_engines(EngineSpec("vllm", model, tensor_parallel_size=2), cluster="ray",
+                        replicas=4)
+    pool.run(shards, params_for, done)   # shards of prompts; done(k, completions) as each ends
+    pool.generate(prompts, params)       # the Sampler protocol (evals use it unchanged)
+    pool.close()
+
+`LocalEngines` (`cluster = "local"`): the sampler lives in one spawned worker of a
+`ProcessPoolExecutor`. `RayEngines` (`cluster = "ray"`): `replicas` actors, each holding a
+sampler with `num_gpus = tensor_parallel_size`; shards go to whichever actor is free, and a
+shard whose actor died (a lost node, an OOM kill) is given to another. Ray restarts a dead
+actor (`max_restarts`); an actor that fails twice in a row is dropped, and the step fails
+with the cause only when no actor is left.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from evals.sampling import Completion, Prompt, SamplingParams
+
+CLUSTERS = ("local", "ray")
+SHARD_SIZE = 64  # prompts per shard in `generate` (evals); the E-step sets its own
+WAIT_LOG_S = 60.0  # a wait longer than this says what it waits for
+ACTOR_RESTARTS = 2
+GPU_FREE_TIMEOUT_S = 120.0
+
+Completions = list[list[Completion]]
+Done = Callable[[int, Completions], None]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What each engine runs: a sampler backend (`hf`, `vllm`) on a checkpoint."""
+
+    backend: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)  # make_sampler options
+    gpus: int = 0  # GPUs per engine (tensor_parallel_size for vLLM; 0 on CPU)
+
+    def build(self) -> Any:
+        from restem_client.sampling import make_sampler
+
+        return make_sampler(self.backend, self.model, **self.options)
+
+
+class EngineLost(RuntimeError):
+    """Every engine died; the message names the last cause."""
+
+
+def _log(message: str) -> None:
+    print(f"[restem] {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- local
+
+_engine: Any = None  # the sampler of a LocalEngines worker process
+
+
+def _start_engine(spec: EngineSpec) -> None:
+    global _engine
+    _engine = spec.build()
+
+
+def _sample(prompts: list[Prompt], params: SamplingParams) -> Completions:
+    return _engine.generate(prompts, params)
+
+
+class LocalEngines:
+    """One engine in a spawned child process (CUDA and vLLM need spawn, not fork)."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        self._pool = ProcessPoolExecutor(max_workers=1,
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_start_engine, initargs=(spec,))
+        # The first call waits for the engine to load, so a model that cannot load fails here.
+        self.pid: int = _result_with_progress(self._pool.submit(os.getpid), "the engine to load")
+
+    def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
+            done: Done) -> None:
+        for index in sorted(shards):
+            future = self._pool.submit(_sample, shards[index], params_for(index))
+            done(index, _result_with_progress(future, f"shard {index}"))
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
+        return _generate(self, prompts, params)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        wait_gpus_free([self.pid])
+
+
+def _result_with_progress(future: Future, what: str) -> Any:
+    started = time.monotonic()
+    while True:
+        finished, _ = wait([future], timeout=WAIT_LOG_S, return_when=FIRST_COMPLETED)
+        if finished:
+            return future.result()
+        _log(f"still sampling {what} after {time.monotonic() - started:.0f} s")
+
+
+# ----------------------------------------------------------------------------- ray
+
+
+class _SamplerActor:
+    """A Ray actor holding one engine."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.sampler = spec.build()
+
+    def sample(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
+        return self.sampler.generate(prompts, params)
+
+    def where(self) -> tuple[str, int]:
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+class RayEngines:
+    """`replicas` engine actors on a Ray cluster (joined at `address`, or the one this process
+    is already connected to)."""
+
+    def __init__(self, spec: EngineSpec, replicas: int, address: str = "") -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=address or None, log_to_driver=False, logging_level="ERROR")
+        options: dict[str, Any] = {"num_gpus": spec.gpus, "max_restarts": ACTOR_RESTARTS}
+        if not spec.gpus:
+            options["num_cpus"] = 1
+        actor = ray.remote(**options)(_SamplerActor)
+        self.spec = spec
+        self.actors = [actor.remote(spec) for _ in range(replicas)]
+
+    def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
+            done: Done) -> None:
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        queue = deque(sorted(shards))
+        idle = list(self.actors)
+        failures = {id(a): 0 for a in self.actors}
+        running: dict[Any, tuple[Any, int]] = {}
+        last_cause = ""
+        started = time.monotonic()
+        while queue or running:
+            while idle and queue:
+                actor, index = idle.pop(0), queue.popleft()
+                running[actor.sample.remote(shards[index], params_for(index))] = (actor, index)
+            if not running:
+                raise EngineLost(f"every sampling engine died; last cause: {last_cause}")
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_LOG_S)
+            if not ready:
+                busy = ", ".join(str(i) for _, i in running.values())
+                _log(f"sampling shards {busy} on {len(running)} engines "
+                     f"({time.monotonic() - started:.0f} s so far)")
+                continue
+            actor, index = running.pop(ready[0])
+            try:
+                completions = ray.get(ready[0])
+            except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+                last_cause = str(exc).splitlines()[0]
+                failures[id(actor)] += 1
+                queue.appendleft(index)  # redone on the next free engine
+                _log(f"shard {index} lost with its engine ({last_cause}); sampling it again")
+                if failures[id(actor)] < 2:
+                    idle.append(actor)  # Ray restarts it
+                continue
+            failures[id(actor)] = 0
+            idle.append(actor)
+            done(index, completions)
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
+        return _generate(self, prompts, params)
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
+        wait_gpus_free([])
+
+
+# ----------------------------------------------------------------------------- both
+
+Engines = LocalEngines | RayEngines
+
+
+def open_engines(spec: EngineSpec, cluster: str = "local", replicas: int = 1,
+                 address: str = "") -> Engines:
+    if cluster == "local":
+        return LocalEngines(spec)
+    if cluster == "ray":
+        return RayEngines(spec, replicas, address)
+    raise ValueError(f"cluster must be one of {CLUSTERS}, not {cluster!r}")
+
+
+def _generate(engines: Engines, prompts: list[Prompt], params: SamplingParams) -> Completions:
+    """All prompts through the engines in shards of SHARD_SIZE, results in prompt order."""
+    shards = {k: prompts[start:start + SHARD_SIZE]
+              for k, start in enumerate(range(0, len(prompts), SHARD_SIZE))}
+    out: dict[int, Completions] = {}
+    engines.run(shards, lambda _: params, out.__setitem__)
+    return [c for k in sorted(out) for c in out[k]]
+
+
+def gpu_holders() -> list[tuple[int, str, int]]:
+    """(pid, process name, MiB) of every process holding memory on this machine's GPUs;
+    empty without nvidia-smi."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    query = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory",
+                            "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                           timeout=30, check=False)
+    holders = []
+    for line in query.stdout.splitlines():
+        pid, name, mib = (part.strip() for part in line.split(","))
+        if pid.isdigit():
+            holders.append((int(pid), name, int(mib) if mib.isdigit() else 0))
+    return holders
+
+
+def wait_gpus_free(engine_pids: list[int], timeout_s: float = GPU_FREE_TIMEOUT_S) -> None:
+    """Wait until no process other than this one holds GPU memory; fail naming the holders
+    after `timeout_s`. A closed engine's process may take seconds to release its memory."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        holders = [h for h in gpu_holders() if h[0] != os.getpid()]
+        if not holders:
+            return
+        if time.monotonic() >= deadline:
+            named = "; ".join(f"pid {pid} ({name}, {mib} MiB"
+                              f"{', a sampling engine of this run' if pid in engine_pids else ''})"
+                              for pid, name, mib in holders)
+            raise RuntimeError(f"GPU memory still held {timeout_s:.0f} s after the sampling "
+                               f"engines closed: {named}; fine-tuning would run out of memory")
+        time.sleep(2)

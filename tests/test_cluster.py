@@ -1,0 +1,204 @@
+"""The E-step across engines and nodes, on a real Ray cluster of two raylets on this machine
+(`ray.cluster_utils.Cluster`, one CPU each) with the transformers sampler on a tiny model:
+the same samples as one local engine, a killed engine costs only its shard, a killed driver
+resumes without sampling a shard twice, and a run directory has one owner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evals.sampling import preset
+from evals.tasks import load
+from restem_client.engines import EngineSpec, LocalEngines, RayEngines
+from restem_client.estep import run_estep, shard_path
+from restem_client.run_lock import RunDirectoryBusy, RunLock
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = preset("estep", n=3, max_tokens=12, seed=11)
+SHARD_SIZE = 3
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+    cluster.wait_for_nodes()
+    yield cluster.address
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def verifier() -> Iterator[object]:
+    from restem_client.client import open_verifier
+    from restem_client.requests import DictVerifier
+
+    opened = DictVerifier(open_verifier(None, None, sandbox="auto"))
+    yield opened
+    opened.verifier.close()
+
+
+def _problems() -> list:
+    return load("arith", "train", None)[:8]
+
+
+def _spec(model: Path) -> EngineSpec:
+    return EngineSpec("hf", str(model), {"batch_size": 4})
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model: Path, verifier: object, tmp_path_factory: pytest.TempPathFactory
+              ) -> Path:
+    """The E-step with one engine in a local child process."""
+    out = tmp_path_factory.mktemp("local")
+    engines = LocalEngines(_spec(tiny_model))
+    try:
+        run_estep(_problems(), engines, verifier, PARAMS, out, shard_size=SHARD_SIZE, chat=True)
+    finally:
+        engines.close()
+    return out
+
+
+@pytest.mark.slow
+def test_two_replicas_on_two_nodes_sample_what_one_local_engine_samples(
+        ray_cluster: str, tiny_model: Path, verifier: object, reference: Path,
+        tmp_path: Path) -> None:
+    import ray
+
+    engines = RayEngines(_spec(tiny_model), replicas=2, address=ray_cluster)
+    try:
+        nodes = {node for node, _ in ray.get([a.where.remote() for a in engines.actors])}
+        metrics = run_estep(_problems(), engines, verifier, PARAMS, tmp_path,
+                            shard_size=SHARD_SIZE, chat=True)
+    finally:
+        engines.close()
+    assert len(nodes) == 2  # one replica on each raylet
+    for name in ("samples.jsonl", "samples_results.jsonl"):
+        assert (tmp_path / name).read_text() == (reference / name).read_text()
+    lines = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == len(_problems()) * PARAMS.n
+    assert metrics["count"] == len(lines)
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["shards"] == 3
+
+
+@pytest.mark.slow
+def test_an_engine_killed_mid_shard_costs_only_that_shard(
+        ray_cluster: str, tiny_model: Path, capfd: pytest.CaptureFixture) -> None:
+    import ray
+
+    from evals.prompts import render
+
+    prompts = [render(p, None, chat=True) for p in _problems()]
+    # Engine 0 gets the short shard 0 and engine 1 the long shard 1: when shard 0 is done,
+    # engine 1 is still sampling, and its process is killed (as the OOM killer would).
+    shards = {0: prompts[:1], 1: prompts[1:7], 2: prompts[7:8]}
+    params = preset("estep", n=3, max_tokens=48, seed=11)
+    engines = RayEngines(_spec(tiny_model), replicas=2, address=ray_cluster)
+    victim = ray.get(engines.actors[1].where.remote())[1]
+    done: Counter = Counter()
+    results: dict[int, list] = {}
+
+    def finished(index: int, completions: list) -> None:
+        if not done:
+            os.kill(victim, signal.SIGKILL)
+        done[index] += 1
+        results[index] = completions
+
+    try:
+        engines.run(shards, lambda k: params, finished)
+        again = {k: engines.generate(shards[k], params) for k in shards}  # a restarted engine
+    finally:
+        engines.close()
+    err = capfd.readouterr().err
+    assert err.count("lost with its engine") == 1, err[-2000:]
+    assert "shard 1 lost with its engine" in err
+    assert done == {0: 1, 1: 1, 2: 1}  # every shard delivered once
+    assert results == again  # the redone shard has the samples it would have had
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from evals.sampling import preset
+from evals.tasks import load
+from restem_client.client import open_verifier
+from restem_client.engines import EngineSpec, LocalEngines
+from restem_client.estep import run_estep
+from restem_client.requests import DictVerifier
+
+if __name__ == "__main__":
+    engines = LocalEngines(EngineSpec("hf", sys.argv[1], {"batch_size": 4}))
+    run_estep(load("arith", "train", None)[:8], engines,
+              DictVerifier(open_verifier(None, None, sandbox="auto")),
+              preset("estep", n=3, max_tokens=12, seed=11), Path(sys.argv[2]),
+              shard_size=3, chat=True)
+    engines.close()
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_at_the_first_unsampled_shard(
+        tiny_model: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "step"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    first = shard_path(out / "shards", 0, "samples")
+    process = subprocess.Popen([sys.executable, str(script), str(tiny_model), str(out)],
+                               cwd=REPO, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not first.exists():
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no shard sampled within 300 s"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = {p: p.stat().st_mtime_ns for p in (out / "shards").glob("*.samples.jsonl")}
+    assert kept and not (out / "samples.jsonl").exists()
+
+    rerun = subprocess.run([sys.executable, str(script), str(tiny_model), str(out)], cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    for path, mtime in kept.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path.name} was sampled again"
+    for name in ("samples.jsonl", "samples_results.jsonl"):
+        assert (out / name).read_text() == (reference / name).read_text()
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from restem_client.run_lock import RunLock
+with RunLock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_loop_on_a_run_directory_is_refused_naming_the_owner(tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirectoryBusy, match=rf"in use by pid {holder.pid} on host "):
+            RunLock(tmp_path).__enter__()
+    finally:
+        holder.kill()  # a killed owner leaves no stale lock
+        holder.wait()
+    with RunLock(tmp_path) as lock:
+        owner = json.loads(lock.path.read_text())
+        assert owner["pid"] == os.getpid()
+    assert lock.path.read_text() == ""  # released on exit
