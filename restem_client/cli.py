@@ -36,10 +36,14 @@ def add_verifier_options(p: argparse.ArgumentParser) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from evals.evaluate import evaluate as run_eval
+    from evals.report import flat_metrics
     from evals.tasks import load
     from restem_client.requests import DictVerifier
     from restem_client.sampling import make_sampler, preset
+    from restem_client.tracking import check_trackers, open_tracker
 
     try:
         problems = load(args.task, args.split, args.data_dir)[: args.limit or None]
@@ -54,20 +58,29 @@ def evaluate(args: argparse.Namespace) -> int:
             options["tensor_parallel_size"] = args.tensor_parallel_size
         if args.backend == "openai" and args.served_model:
             options["served_model"] = args.served_model
+        trackers = check_trackers([n for n in (args.tracking or "").split(",") if n])
         sampler = make_sampler(args.backend, args.model, **options)
     except (FileNotFoundError, ValueError) as exc:
         print(f"restem eval: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("runs") / f"eval-{args.task.replace('/', '-')}-{args.split}"
     verifier = make_verifier(args)
-    try:
-        run_eval(problems, sampler, DictVerifier(verifier), params, out,
-                           data_dir=args.data_dir, chat=args.chat, label=Path(args.model).name,
-                           config={"task": args.task, "split": args.split,
-                                   "backend": args.backend, "model": args.model})
-    finally:
-        sampler.close()
-        verifier.close()
+    config = {"task": args.task, "split": args.split, "backend": args.backend,
+              "model": args.model}
+    # An eval writes its directory afresh, so it starts a new tracker run each time.
+    with open_tracker(trackers, out, {**config, "limit": args.limit, "chat": args.chat,
+                                      "sampling": asdict(params)},
+                      name=out.name, resume=False) as tracker:
+        try:
+            metrics = run_eval(problems, sampler, DictVerifier(verifier), params, out,
+                               data_dir=args.data_dir, chat=args.chat,
+                               label=Path(args.model).name, config=config)
+        finally:
+            sampler.close()
+            verifier.close()
+        tracker.log({f"{args.split}/{k}": v for k, v in flat_metrics(metrics).items()}, step=0)
+        tracker.close(artifacts=[out / "results.json", out / "samples_results.summary.json",
+                                 out / "pass_at_k.png"])
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -179,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs")
     p.add_argument("--served-model", help="openai: model name on the server (default: the "
                    "first it lists); the API key comes from OPENAI_API_KEY")
+    p.add_argument("--tracking", metavar="NAMES", help="log the config, metrics and files to "
+                   "experiment trackers: any of tensorboard,mlflow,wandb (comma-separated; "
+                   "see restem_client/tracking.py)")
     add_verifier_options(p)
     p.set_defaults(handler=evaluate)
 

@@ -36,6 +36,18 @@ configuration, apart from the keys in RESUME_MAY_CHANGE such as `iterations`):
     iter_<i>/checkpoint/         the fine-tuned model (Hugging Face format)
     iter_<i>/eval/{val,test}/
     summary.json, pass_at_1.png  one entry per model, and the by-iteration plot
+    tracking.json, tensorboard/  with `tracking = [...]`: the tracker runs' ids, TensorBoard's
+                                 event files (and wandb/ unless $WANDB_DIR is set)
+
+Tracking (`tracking = ["tensorboard", "mlflow", "wandb"]`, any subset; restem_client.tracking):
+one tracker run per run directory, continued when the run resumes, with the configuration as
+its parameters. Against `iteration` (0 = the base model; everything of iter_<i> at i):
+estep/* (iteration i's samples: pass@1 is the train reward of the policy that sampled them,
+pass@K, maj@K, verdict counts, samples_per_s, kept_samples) and val/*, test/* (pass@1,
+breakdowns such as test/level/3/pass_at_1); the M-step curves as iter<i>/train/* (loss, lr,
+grad_norm, tokens_per_s) against iter<i>/train/step, read from the step's train_log.jsonl
+when it ends; sft/val/*, sft/test/* and sft/train/* for the SFT baseline. At the end: the
+config, summary, plot and kept sets (train.jsonl) as files.
 """
 
 from __future__ import annotations
@@ -55,17 +67,18 @@ from typing import Any
 
 from evals.evaluate import evaluate
 from evals.prompts import render
-from evals.report import format_table, plot_iterations
+from evals.report import flat_metrics, format_table, plot_iterations
 from evals.sampling import Sampler, preset
 from evals.tasks import Problem, load
 from restem_client.finetune import Config as FinetuneConfig
 from restem_client.finetune import ConfigError, parse_override
+from restem_client.tracking import Tracker, check_trackers, open_tracker
 
 MODES = ("restem", "sft", "distill")
 # Keys a resumed run may change: they add steps, or say where and how work runs, not what.
 RESUME_MAY_CHANGE = {"name", "run_dir", "data_dir", "iterations", "early_stop", "sft_baseline",
                      "verifier", "verifier_token_file", "sandbox", "nproc_per_node",
-                     "hf_batch_size"}
+                     "hf_batch_size", "tracking"}
 
 
 @dataclass
@@ -102,26 +115,32 @@ class RunConfig:
     verifier_token_file: str = ""
     sandbox: str = "auto"
     nproc_per_node: int = 1  # fine-tuning processes (GPUs)
+    # any of "tensorboard", "mlflow", "wandb" (override: tracking=tensorboard,wandb)
+    tracking: list[str] = field(default_factory=list)
     finetune: dict[str, Any] = field(default_factory=dict)  # restem_client.finetune keys
 
 
 def load_run_config(path: str | None, overrides: list[str]) -> RunConfig:
-    """A TOML file, then `key=value` overrides (`finetune.lr=1e-5` for fine-tuning keys)."""
+    """A TOML file, then `key=value` overrides (`finetune.lr=1e-5` for fine-tuning keys;
+    `tracking=tensorboard,mlflow` for the list of trackers)."""
     try:
         values: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    kinds = {f.name: f.type for f in fields(RunConfig) if f.name != "finetune"}
-    tune_kinds = {f.name: f.type for f in fields(FinetuneConfig)
-                  if f.name not in ("model", "data", "out")}  # the loop sets these
+    kinds = {f.name: f.type for f in fields(RunConfig) if f.name not in ("finetune",
+                                                                           "tracking")}
+    tune_kinds = {f.name: f.type for f in fields(FinetuneConfig)  # the loop sets these
+                  if f.name not in ("model", "data", "out", "tracking")}
     for item in overrides:
         if item.startswith("finetune."):
             name, value = parse_override(item, tune_kinds, "finetune.")
             values.setdefault("finetune", {})[name] = value
+        elif item.startswith("tracking="):
+            values["tracking"] = [n for n in item.removeprefix("tracking=").split(",") if n]
         else:
             name, value = parse_override(item, kinds)
             values[name] = value
-    unknown = sorted(set(values) - {*kinds, "finetune"}) + sorted(
+    unknown = sorted(set(values) - {*kinds, "finetune", "tracking"}) + sorted(
         f"finetune.{k}" for k in set(values.get("finetune", {})) - set(tune_kinds))
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]!r}")
@@ -140,6 +159,10 @@ def _check(config: RunConfig) -> None:
     for key in ("iterations", "samples_per_problem", "cap"):
         if getattr(config, key) < 1:
             raise ConfigError(f"config key {key!r} must be at least 1")
+    try:
+        config.tracking = check_trackers(config.tracking)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'tracking': {exc}") from None
     from restem_client.models import EMBEDDED, check_checkpoint
 
     for key in ("model", "teacher"):
@@ -177,6 +200,7 @@ class Run:
         self.data_dir = Path(config.data_dir) if config.data_dir else None
         self._sampler: tuple[str, Sampler] | None = None
         self._verifier: Any = None
+        self.tracker = Tracker([], self.dir, {})  # run() opens the configured trackers
 
     # -- the loop
 
@@ -196,22 +220,27 @@ class Run:
                 raise ConfigError(f"config key 'estep_shots': {exc}") from None
         _log(f"run {self.dir}: {len(self.train)} train, {len(self.val)} validation, "
              f"{len(self.test)} test problems of {c.task}")
-        try:
-            self._verify()  # an unreachable verifier service fails now, not after sampling
-            self._evaluate("base", self.base)
-            # The first E-step samples the base model right after its evaluation, so both use
-            # one engine; the SFT baseline comes last.
-            if c.mode != "sft":
-                self._iterate()
-            if c.mode == "sft" or c.sft_baseline:
-                self._sft()
-        finally:
-            self._close()
-        summary = self.summary()
-        _write_atomic(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        rows = [{"iteration": 0, **summary["base"]}, *summary["iterations"]]
-        plot_iterations(rows, self.dir / "pass_at_1.png", title=f"ReST-EM on {c.task}")
-        print(self.table(summary))
+        # A run that raises marks its tracker runs failed; a tracker never stops the run.
+        with open_tracker(c.tracking, self.dir, asdict(c), name=c.name) as self.tracker:
+            try:
+                self._verify()  # an unreachable verifier service fails now, not after sampling
+                self._evaluate("base", self.base)
+                # The first E-step samples the base model right after its evaluation, so both
+                # use one engine; the SFT baseline comes last.
+                if c.mode != "sft":
+                    self._iterate()
+                if c.mode == "sft" or c.sft_baseline:
+                    self._sft()
+            finally:
+                self._close()
+            summary = self.summary()
+            _write_atomic(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            rows = [{"iteration": 0, **summary["base"]}, *summary["iterations"]]
+            plot_iterations(rows, self.dir / "pass_at_1.png", title=f"ReST-EM on {c.task}")
+            print(self.table(summary))
+            self.tracker.close(artifacts=[
+                self.dir / "config.toml", self.dir / "summary.json", self.dir / "pass_at_1.png",
+                *sorted(self.dir.glob("*/train.jsonl"))])
         return summary
 
     def _iterate(self) -> None:
@@ -277,6 +306,14 @@ class Run:
                     evaluate(problems, self._sampler_for(model), self._verify(),
                              preset("greedy", max_tokens=self.config.max_tokens), tmp,
                              data_dir=self.data_dir, chat=self.config.chat, label=step)
+        with self.tracker.once(f"{step}/eval") as todo:
+            if todo:
+                metrics = {f"{split}/{name}": value for split in ("val", "test")
+                           for name, value in flat_metrics(self._results(step, split)).items()}
+                if step == "sft":
+                    self.tracker.log({f"sft/{k}": v for k, v in metrics.items()}, step=0)
+                else:
+                    self.tracker.log(metrics, step=_iteration(step), axis="iteration")
 
     def _generate_and_filter(self, step: str, policy: str, shots: int) -> Path | None:
         """The kept solutions, or None when the policy solved nothing."""
@@ -296,6 +333,15 @@ class Run:
             records = select(results, self._prompts(), c.cap, f"{c.seed}/{step}")
             _write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
             _log(f"{step}: kept {len(records)} correct samples (cap {c.cap} per problem)")
+        with self.tracker.once(f"{step}/generate") as todo:
+            if todo:
+                report = json.loads((self.dir / step / "generate" / "results.json").read_text())
+                self.tracker.log({**{f"estep/{k}": v for k, v in
+                                     flat_metrics(report["results"]).items()},
+                                  "estep/samples_per_s": report.get("timing", {}).get(
+                                      "samples_per_s"),
+                                  "estep/kept_samples": kept.read_text().count("\n")},
+                                 step=_iteration(step), axis="iteration")
         return kept if kept.stat().st_size else None
 
     def _sft(self) -> None:
@@ -323,13 +369,33 @@ class Run:
                 subprocess.run([sys.executable, "-m", "torch.distributed.run",
                                 f"--nproc_per_node={self.config.nproc_per_node}", "-m",
                                 "restem_client.finetune", str(config_path)], check=True)
+        with self.tracker.once(f"{step}/finetune") as todo:
+            train_log = final / "train_log.jsonl"
+            if todo and train_log.exists():
+                self._track_train_log(step.replace("_", ""), train_log)
         return str(final)
+
+    def _track_train_log(self, prefix: str, train_log: Path) -> None:
+        """An M-step's per-step log as <prefix>/train/{loss, lr, grad_norm, tokens_per_s}
+        against <prefix>/train/step; tokens_per_s counts prompt and completion tokens."""
+        elapsed = 0.0
+        for line in train_log.read_text().splitlines():
+            row = json.loads(line)
+            took = row["elapsed_s"] - elapsed  # elapsed_s is the time since training began
+            elapsed = row["elapsed_s"]
+            values = {"loss": row["loss"], "lr": row["lr"], "grad_norm": row["grad_norm"],
+                      "tokens_per_s": row["input_tokens"] / took if took > 0 else None}
+            self.tracker.log({f"{prefix}/train/{k}": v for k, v in values.items()},
+                             step=row["step"], axis=f"{prefix}/train/step")
 
     # -- results
 
-    def _result(self, step: str, split: str) -> float:
+    def _results(self, step: str, split: str) -> dict[str, Any]:
         path = self.dir / step / "eval" / split / "results.json"
-        return json.loads(path.read_text())["results"]["pass@1"]
+        return json.loads(path.read_text())["results"]
+
+    def _result(self, step: str, split: str) -> float:
+        return self._results(step, split)["pass@1"]
 
     def _train_reward(self, step: str) -> float | None:
         path = self.dir / step / "generate" / "results.json"
@@ -460,6 +526,11 @@ def select(results: Path, prompts: dict[str, Any], cap: int, seed: str) -> list[
         for text in rng.sample(texts, min(cap, len(texts))):
             kept.append({"task_id": task_id, "prompt": prompts[task_id], "completion": text})
     return kept
+
+
+def _iteration(step: str) -> int:
+    """The iteration number of a step directory: base 0, iter_<i> i."""
+    return 0 if step == "base" else int(step.removeprefix("iter_"))
 
 
 def _log(message: str) -> None:
