@@ -21,7 +21,7 @@ from collections.abc import Callable
 from functools import cache
 from itertools import islice
 
-from evals.tasks import Problem
+from evals.problem import Problem
 
 SIZES = {"test": 400, "validation": 200, "train": 2000}
 MAX_SHOTS = 8  # a bound, so that a typo (estep_shots=30) fails at start

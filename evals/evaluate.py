@@ -21,11 +21,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from evals.problem import Problem
 from evals.prompts import render, stop_sequences
 from evals.report import plot_pass_at_k
 from evals.sampling import Sampler, SamplingParams
-from evals.score import BatchVerifier, score_file
-from evals.tasks import Problem
+from evals.score import BatchVerifier, Summary, score_file
 
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
@@ -71,15 +71,24 @@ def evaluate(problems: list[Problem], sampler: Sampler, verifier: BatchVerifier,
                          problems={p.task_id: p for p in problems},
                          title=f"== {label}: {problems[0].task_id.split('/')[0]}, "
                          f"{len(problems)} problems x {params.n}")
-    metrics = summary.as_dict()
-    sample_s = sampled - started
-    timing = {"sample_s": round(sample_s, 3),
-              "score_s": round(time.perf_counter() - sampled, 3),
-              "samples_per_s": round(summary.count / sample_s, 3) if sample_s > 0 else None}
+    write_results(out_dir, summary, params, label, sample_s=sampled - started,
+                  score_s=time.perf_counter() - sampled,
+                  config={**(config or {}), "chat": chat, "shots": shots,
+                          "problems": len(problems)})
+    return summary.as_dict()
+
+
+def write_results(out_dir: Path, summary: Summary, params: SamplingParams, label: str, *,
+                  sample_s: float, score_s: float, config: dict[str, Any],
+                  sampled: int | None = None) -> None:
+    """results.json (the model, its configuration, the metrics and timing) and, with several
+    samples per problem, pass_at_k.png. `sampled`: the samples drawn in `sample_s` (default:
+    all; fewer when a resumed step sampled only the rest)."""
+    count = summary.count if sampled is None else sampled
+    timing = {"sample_s": round(sample_s, 3), "score_s": round(score_s, 3),
+              "samples_per_s": round(count / sample_s, 3) if sample_s > 0 else None}
     (out_dir / "results.json").write_text(json.dumps(
-        {"model": label, "config": {**(config or {}), "chat": chat, "shots": shots,
-                                    "sampling": asdict(params), "problems": len(problems)},
-         "results": metrics, "timing": timing}, indent=2) + "\n")
+        {"model": label, "config": {**config, "sampling": asdict(params)},
+         "results": summary.as_dict(), "timing": timing}, indent=2) + "\n")
     if params.n > 1:
         plot_pass_at_k({label: summary.pass_curve()}, out_dir / "pass_at_k.png")
-    return metrics

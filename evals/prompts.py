@@ -23,7 +23,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from evals.tasks import Problem, load
+from evals.problem import Problem
+from evals.tasks import load
 
 SEED = 1234
 FEW_SHOT_TASKS = ("math", "gsm8k", "arith")  # the tasks whose exemplar count `shots` sets

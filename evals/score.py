@@ -30,8 +30,8 @@ from typing import IO, Any, Protocol
 from tqdm import tqdm
 
 from evals.metrics import maj_at_k, pass_at_k
+from evals.problem import Problem
 from evals.report import format_summary
-from evals.tasks import Problem
 
 CHUNK = 512
 RESULT_FIELDS = ("passed", "verdict", "extracted", "canonical", "rule")

@@ -22,9 +22,10 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from evals import arithmetic
+from evals.problem import Problem
 
 TASKS = ("math", "gsm8k", "bbh", "humaneval", "apps", "arith")
 HUB = {
@@ -32,18 +33,6 @@ HUB = {
     "gsm8k": ("openai/gsm8k", "main"),
     "apps": ("codeparrot/apps", "all"),
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    task_id: str
-    question: str  # the problem statement as the dataset gives it
-    kind: str  # verifier task: "math", "exact" or "code"
-    gold: str = ""  # math/exact: the reference answer
-    mode: str = "math"  # math: "math" or "gsm8k"
-    tests: dict[str, Any] = field(default_factory=dict)  # code: see code_tests()
-    meta: dict[str, Any] = field(default_factory=dict)  # level, subject, difficulty, task...
-    solutions: tuple[str, ...] = ()  # reference solutions, where the dataset has them
 
 
 def load(name: str, split: str = "test", data_dir: Path | str | None = None) -> list[Problem]:
@@ -61,9 +50,7 @@ def load(name: str, split: str = "test", data_dir: Path | str | None = None) -> 
     if base == "apps":
         return _apps(split, data)
     if base == "arith":
-        from evals.arithmetic import problems
-
-        return problems(split)
+        return arithmetic.problems(split)
     raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")
 
 

@@ -103,15 +103,21 @@ def prepare(name: str, out: Path, log: Callable[[str], None] | None = None) -> P
 
 
 def generate_check(path: Path) -> str:
-    """Reload the checkpoint from disk and answer CHECK_PROMPT greedily."""
-    from restem_client.sampling import preset
-    from restem_client.sampling.hf import HFSampler
+    """Reload the checkpoint from disk and answer CHECK_PROMPT greedily. (transformers
+    directly, not a sampler: the samplers resolve models through this module.)"""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    sampler = HFSampler(str(path))
-    if not sampler.tokenizer.chat_template:
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not tokenizer.chat_template:
         raise RuntimeError(f"{path}: the tokenizer lost its chat template in conversion")
-    reply = sampler.generate([CHECK_PROMPT], preset("greedy", max_tokens=24))[0][0].text
-    sampler.close()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ids = tokenizer.apply_chat_template(CHECK_PROMPT, add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=24, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    reply = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     if not reply.strip():
         raise RuntimeError(f"{path}: the converted model generated nothing")
     return reply.strip()

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from evals.arithmetic import EQUATION, MAX_SHOTS, SIZES, problems, works_the_steps
+from evals.problem import Problem
 from evals.prompts import render
-from evals.tasks import Problem, load
+from evals.tasks import load
 from restem_client.local_verifier import LocalVerifier
 from restem_client.requests import DictVerifier
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from evals.evaluate import code_from, sample_record
+from evals.problem import Problem
 from evals.report import format_summary
 from evals.score import Summary
-from evals.tasks import Problem
 from tests.conftest import REPO
 
 

@@ -79,3 +79,71 @@ def test_boundary_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import restem_client.cli\nfrom verifier_server import math\n")
     assert imported_top_levels(bad) == {"restem_client", "verifier_server"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, known: set[str]) -> set[str]:
+    """Our modules a file imports anywhere (also inside functions): `from a.b import c` is
+    a.b.c when that is a module, else a.b; `import a.b` is a.b."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in known:
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in known else node.module)
+    return found
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_import_cycles_between_our_modules() -> None:
+    files = {module_name(p): p for pkg in sorted(OURS) for p in package_files(pkg)
+             if "_pb2" not in p.name}
+    known = set(files)
+    # A package's __init__ importing its own submodules is how packages are built, not a
+    # cycle; a submodule importing its package's __init__ for a helper is the edge we keep.
+    graph = {name: {m for m in imported_modules(path, known)
+                    if not (path.name == "__init__.py" and m.startswith(name + "."))}
+             for name, path in files.items()}
+    assert not import_cycles(graph), import_cycles(graph)
+
+
+def test_cycle_finder_sees_a_cycle() -> None:
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
