@@ -1,55 +1,106 @@
-"""Fine-tuning throughput: our FSDP script against a plain PyTorch loop on the same batches.
+"""Fine-tuning benchmarks: our FSDP script against a plain PyTorch loop, and the GPU check.
 
-Data: GSM8K train questions (prompt) and reference solutions (completion), the same records
-for both sides. Ours: `restem_client/finetune.py` under torchrun (1 process by default, which
-on CPU trains the unwrapped module; FSDP2 with more processes or bf16; the script's own step
-log gives the clock). Peer: the same model, AdamW, the same collated
-micro-batches and masked loss, in a plain single-process loop without FSDP. The first
+Compare (the default). Data: GSM8K train questions (prompt) and reference solutions
+(completion), the same records for both sides. Ours: `restem_client/finetune.py` under
+torchrun (1 process by default, which on CPU trains the unwrapped module; FSDP2 with more
+processes or bf16; the script's own step log gives the clock). Peer: the same model, AdamW,
+the same collated micro-batches, in a plain single-process loop without FSDP that computes
+the model's logits at every position and a masked cross-entropy (the usual way). The first
 `--warmup` steps are left out of both clocks. Reported: tokens (prompt + completion) per
-second, the ratio, and on a GPU the model FLOPs utilization, MFU = 6 * parameters * tokens/s
-(+ attention) / peak.
+second, the needed TFLOP/s (see `step_flops`), peak host memory of each side's whole process
+tree (sampled every 20 ms), the ratio, and on a GPU the model FLOPs utilization (MFU).
 
     .venv/bin/python bench/finetune.py [--model smollm2-135m-instruct | --model llama-1b]
-        [--steps 12] [--micro-batch-size 4] [--max-seq-len 512] [--nproc 1]
-        [--peak-tflops 989]     # H100 SXM dense bf16
-`llama-1b` is a randomly initialized ~1B Llama config (hidden 2048, 16 layers, SmolLM2's
-vocabulary), for the GPU MFU figure.
+        [--steps 12] [--micro-batch-size 4] [--max-seq-len 512] [--nproc 1] [--rounds 3]
+        [--peak-tflops 989]     # H100 / H200 SXM dense bf16
+`llama-1b` is a randomly initialized Llama 3.2 1B shape with SmolLM2's vocabulary.
+
+Check (`--check`, what bench/gpu_check.sh runs): on every visible GPU, with nothing from the
+network, it builds a Llama 3.2 1B shape with random weights and a byte-level tokenizer made
+in code, and runs the fine-tuning script on synthetic SFT data several times: bf16 with
+micro-batches of 8 (MFU, loss falling, checkpoint reloaded by transformers in bf16, greedy
+generation), the same with activation checkpointing (same losses, less GPU memory), with
+4 micro-batches of 2 (same losses), with micro-batches of 16 (MFU), and fp32 for two steps.
+It prints one JSON summary (also written to `--summary`) and exits 1 if a check fails.
+`--cpu-smoke` runs the same plan with a tiny shape in bf16 on the CPU, in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# Model shapes: Llama 3.2 1B (1.24B parameters with its 128k vocabulary), and a tiny one.
+LLAMA_1B = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256}
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}
+# Dense bf16 peak TFLOP/s by device name (the first key the name contains).
+PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
+WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda",
+         "sigma", "omega", "river", "stone", "cloud", "field", "light", "north", "south",
+         "seven", "eight", "ninety", "apple", "orange", "purple", "silver")
 
-def make_llama_1b(out: Path, tokenizer_from: Path) -> Path:
+
+def make_model(out: Path, shape: dict[str, int], tokenizer: Any, device: str) -> Path:
+    """A randomly initialized bf16 Llama of `shape`, saved as a Hugging Face checkpoint."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=2048, intermediate_size=8192,
-                         num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                         max_position_embeddings=4096, tie_word_embeddings=True,
+    config = LlamaConfig(**shape, max_position_embeddings=8192, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 
 
-def write_data(path: Path, count: int) -> Path:
+def byte_tokenizer() -> Any:
+    """A byte-level tokenizer built in code (no files, no network): one token per byte."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<pad>", "<s>", "</s>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {token: i for i, token in enumerate(special + sorted(alphabet))}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>",
+                                   bos_token="<s>", eos_token="</s>")
+
+
+def synthetic_sft(path: Path, count: int, words: tuple[int, int], seed: int = 0) -> Path:
+    """Learnable SFT records of varied length: a list of words, answered reversed."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(count):
+        chosen = [rng.choice(WORDS) for _ in range(rng.randint(*words))]
+        lines.append(json.dumps({"prompt": f"Reverse: {' '.join(chosen)}\nAnswer:",
+                                 "completion": " " + " ".join(reversed(chosen))}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_gsm8k(path: Path, count: int) -> Path:
     from evals.tasks import load
 
     problems = load("gsm8k", "train", REPO.parent / "shared" / "data")[:count]
@@ -59,83 +110,299 @@ def write_data(path: Path, count: int) -> Path:
     return path
 
 
-def flops_per_token(model_dir: Path, seq_len: float) -> tuple[int, float]:
-    """Parameters, and training FLOPs per token: 6N plus attention (12 * layers * width * T)."""
-    from transformers import AutoConfig
+def step_flops(model_dir: Path) -> tuple[int, Any]:
+    """The model's parameters, and a function of a step-log entry giving the FLOPs the step
+    needs: 6 x (decoder
+    parameters x input tokens + output layer x completion tokens) + causal attention at
+    the real lengths, 6 x layers x attention width x sum of squared lengths (forward
+    2 L^2 d per layer, half of a full L x L, and backward twice that). Embedding lookups,
+    padding and recomputation count nothing; the prompt positions need no logits."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_dir)
-    import torch
-    from transformers import AutoModelForCausalLM
-
     with torch.device("meta"):
-        params = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
-    return params, 6 * params + 12 * config.num_hidden_layers * config.hidden_size * seq_len
+        model = AutoModelForCausalLM.from_config(config)
+    head = model.get_output_embeddings().weight.numel()
+    embed = model.get_input_embeddings().weight.numel()
+    tied = config.tie_word_embeddings
+    decoder = sum(p.numel() for p in model.parameters()) - head - (0 if tied else embed)
+    width = config.num_attention_heads * (getattr(config, "head_dim", None)
+                                          or config.hidden_size // config.num_attention_heads)
+
+    def flops(entry: dict[str, Any]) -> float:
+        return 6 * (decoder * entry["input_tokens"] + head * entry["tokens"]
+                    + config.num_hidden_layers * width * entry["seq_len_sq"])
+    return decoder + head + (0 if tied else embed), flops
 
 
-def run_ours(model: Path, data: Path, out: Path, args) -> list[dict]:
+def rate(log: list[dict], warmup: int, flops: Any) -> tuple[float, float]:
+    """Input tokens and needed FLOPs per second after the first `warmup` steps."""
+    timed = log[warmup:]
+    seconds = timed[-1]["elapsed_s"] - log[warmup - 1]["elapsed_s"]
+    return (sum(e["input_tokens"] for e in timed) / seconds,
+            sum(flops(e) for e in timed) / seconds)
+
+
+def peak_tflops(name: str) -> float | None:
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def tree_peak_rss(pid: int, alive: Any) -> float:
+    """Peak of the summed RSS (MiB) of process `pid` and its descendants while `alive()`."""
+    import psutil
+
+    root, peak = psutil.Process(pid), 0
+    while alive():
+        with contextlib.suppress(psutil.Error):  # a process ended while being read
+            peak = max(peak, sum(p.memory_info().rss
+                                 for p in [root, *root.children(recursive=True)]))
+        time.sleep(0.02)
+    return peak / 2**20
+
+
+def run_ours(model: Path, data: Path, out: Path, args: argparse.Namespace
+             ) -> tuple[list[dict], float]:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
            "-m", "restem_client.finetune", f"model={model}", f"data={data}", f"out={out}",
            f"max_steps={args.steps}", f"micro_batch_size={args.micro_batch_size}",
+           f"global_batch_size={args.micro_batch_size * args.nproc}",
            f"max_seq_len={args.max_seq_len}", "lr=1e-5", "schedule=constant"]
-    subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
-    return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    peak = tree_peak_rss(process.pid, lambda: process.poll() is None)
+    if process.returncode:
+        raise RuntimeError(f"finetune failed: {process.stderr.read()[-2000:]}")
+    return [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()], peak
 
 
-def run_peer(model_dir: Path, data: Path, args) -> list[dict]:
-    """The same steps as a plain loop (1 process, no FSDP)."""
+def run_peer(model_dir: Path, data: Path, args: argparse.Namespace, out: Path
+             ) -> tuple[list[dict], float]:
+    """The plain loop in a child process of its own, so that its memory is measured alike."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=peer_loop, args=(model_dir, data, args.steps, args.micro_batch_size,
+                                args.max_seq_len, out))
+    child.start()
+    peak = tree_peak_rss(child.pid, child.is_alive)
+    child.join()
+    if child.exitcode:
+        raise RuntimeError(f"the plain loop failed (exit {child.exitcode})")
+    return json.loads(out.read_text()), peak
+
+
+def peer_loop(model_dir: Path, data: Path, steps: int, micro: int, max_seq_len: int,
+              out: Path) -> None:
+    """The same steps as a plain loop (1 process, no FSDP, logits at every position)."""
     import torch
+    import torch.nn.functional as F
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from restem_client.finetune import (
+    from restem_client.train_data import (
+        IGNORE,
         collate,
-        epoch_order,
+        epoch_batches,
         loss_tokens,
         read_sft,
         tokenize,
-        weighted_loss_sum,
+        truncate,
     )
 
     on_gpu = torch.cuda.is_available()
     device = torch.device("cuda" if on_gpu else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    examples = tokenize(read_sft(data), tokenizer, args.max_seq_len)
+    examples, _ = truncate(tokenize(read_sft(data), tokenizer), max_seq_len)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     model.config.use_cache = False
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95),
                                   fused=on_gpu or None)
-    global_batch = args.micro_batch_size
-    order = epoch_order(len(examples), global_batch, 0, 0)
+    batches = epoch_batches([len(e["input_ids"]) for e in examples], micro, 0, 0)
     log, started = [], time.perf_counter()
-    for step in range(args.steps):
-        batch = [examples[i] for i in order[step * global_batch:(step + 1) * global_batch]]
-        inputs = collate(batch, tokenizer.pad_token_id)
+    for step in range(steps):
+        batch = [examples[i] for i in batches[step]]
+        inputs = {k: v.to(device) for k, v in collate(batch, tokenizer.pad_token_id).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            logits = model(input_ids=inputs["input_ids"].to(device),
-                           attention_mask=inputs["attention_mask"].to(device)).logits
-        loss = weighted_loss_sum(logits, inputs["labels"].to(device), inputs["weights"]) / max(
-            1, sum(loss_tokens(e) for e in batch))
+            logits = model(input_ids=inputs["input_ids"],
+                           attention_mask=inputs["attention_mask"]).logits
+        per_token = F.cross_entropy(logits[:, :-1].float().transpose(1, 2),
+                                    inputs["labels"][:, 1:], ignore_index=IGNORE,
+                                    reduction="none")
+        tokens = sum(loss_tokens(e) for e in batch)
+        loss = (per_token.sum(dim=1) * inputs["weights"]).sum() / max(1, tokens)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss_value = loss.item()
-        log.append({"step": step + 1, "loss": loss_value,
+        log.append({"step": step + 1, "loss": loss.item(), "tokens": tokens,
                     "input_tokens": sum(len(e["input_ids"]) for e in batch),
+                    "seq_len_sq": sum(len(e["input_ids"]) ** 2 for e in batch),
                     "elapsed_s": time.perf_counter() - started})
-    return log
+    out.write_text(json.dumps(log))
 
 
-def rate(log: list[dict], warmup: int) -> tuple[float, float]:
-    """Tokens per second after the warm-up steps, and the mean sequence length."""
-    timed = log[warmup:]
-    seconds = timed[-1]["elapsed_s"] - log[warmup - 1]["elapsed_s"]
-    tokens = sum(e["input_tokens"] for e in timed)
-    return tokens / seconds, tokens / len(timed)
+def compare(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import AutoTokenizer
 
-
-def main() -> None:
     from restem_client.models import resolve
 
+    with tempfile.TemporaryDirectory() as tmp:
+        base = resolve("smollm2-135m-instruct")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = (make_model(Path(tmp, "llama-1b"),
+                            {**LLAMA_1B, "vocab_size": len(AutoTokenizer.from_pretrained(base))},
+                            AutoTokenizer.from_pretrained(base), device)
+                 if args.model == "llama-1b" else resolve(args.model))
+        data = write_gsm8k(Path(tmp, "sft.jsonl"), args.steps * args.micro_batch_size * args.nproc)
+        name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+        print(f"# {platform.node()}: {os.cpu_count()} cores, {name}, model={args.model}, "
+              f"steps={args.steps} (first {args.warmup} not timed), micro batch "
+              f"{args.micro_batch_size}, processes={args.nproc}, rounds={args.rounds}")
+        params, flops = step_flops(model)
+        print(f"# {params / 1e6:.0f}M parameters")
+        ours, peer = [], []
+        for round_ in range(args.rounds):
+            log, memory = run_ours(model, data, Path(tmp, f"out{round_}"), args)
+            ours.append((*rate(log, args.warmup, flops), memory))
+            log, memory = run_peer(model, data, args, Path(tmp, f"peer{round_}.json"))
+            peer.append((*rate(log, args.warmup, flops), memory))
+        rows = [(name, [statistics.median(r[i] for r in runs) for i in range(3)])
+                for name, runs in (("plain PyTorch loop", peer),
+                                   (f"restem finetune ({args.nproc} proc)", ours))]
+        print("\n| trainer | tokens/s | TFLOP/s | peak host MiB | tokens/s ratio |\n"
+              "| --- | ---: | ---: | ---: | ---: |")
+        for label, (tokens, flop_rate, memory) in rows:
+            print(f"| {label} | {tokens:.0f} | {flop_rate / 1e12:.3f} | {memory:.0f} | "
+                  f"{tokens / rows[0][1][0]:.2f} |")
+        if device == "cuda":
+            peak = (args.peak_tflops or peak_tflops(name) or float("nan")) * 1e12 * args.nproc
+            print(f"\nMFU (ours): {100 * rows[1][1][1] / peak:.1f}%")
+    return 0
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def run_finetune(model: Path, data: Path, out: Path, nproc: int, keys: list[str]
+                 ) -> dict[str, Any]:
+    """One run of the script; its step log and summary, or an error with its stderr."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m",
+           "restem_client.finetune", f"model={model}", f"data={data}", f"out={out}", *keys]
+    started = time.perf_counter()
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"finetune {' '.join(keys)} failed:\n{run.stderr[-3000:]}")
+    return {"log": [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()],
+            "summary": json.loads((out / "train_summary.json").read_text()),
+            "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def max_relative_gap(a: list[dict], b: list[dict]) -> float:
+    return max(abs(x["loss"] - y["loss"]) / abs(y["loss"]) for x, y in zip(a, b, strict=True))
+
+
+def reload_and_generate(out: Path, device: str) -> dict[str, Any]:
+    """The saved checkpoint as transformers loads it: its dtype, and a greedy generation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    prompt = tokenizer("Reverse: alpha beta gamma\nAnswer:", return_tensors="pt").to(device)
+    with torch.no_grad():
+        output = model.generate(**prompt, max_new_tokens=16, do_sample=False)
+    return {"dtype": str(model.dtype).removeprefix("torch."),
+            "new_tokens": output.shape[1] - prompt["input_ids"].shape[1]}
+
+
+def check(args: argparse.Namespace) -> int:
+    import torch
+
+    smoke = args.cpu_smoke
+    if not smoke and not torch.cuda.is_available():
+        print(f"gpu_check: torch {torch.__version__} sees no CUDA GPU; on a CPU machine run "
+              "bench/gpu_check.sh --cpu-smoke", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    device = "cpu" if smoke else "cuda"
+    nproc = 1 if smoke else torch.cuda.device_count()
+    name = "cpu" if smoke else torch.cuda.get_device_name()
+    peak = args.peak_tflops or (None if smoke else peak_tflops(name))
+    steps = 4 if smoke else args.steps
+    with tempfile.TemporaryDirectory() as tmp:
+        model = make_model(Path(tmp, "base"), TINY if smoke else LLAMA_1B, byte_tokenizer(),
+                           device)
+        data = synthetic_sft(Path(tmp, "sft.jsonl"), steps * 16 * nproc,
+                             (3, 12) if smoke else (40, 160))
+        params, flops = step_flops(model)
+        common = [f"max_steps={steps}", "lr=3e-4", "warmup_steps=2", "schedule=constant",
+                  *(["mixed_precision=bf16"] if smoke else [])]
+        plan = {  # name: keys; the first four in bf16 (the GPU default)
+            "bf16_micro8": ["micro_batch_size=8", f"global_batch_size={8 * nproc}"],
+            "activation_checkpointing": ["micro_batch_size=8", f"global_batch_size={8 * nproc}",
+                                         "activation_checkpointing=true"],
+            "accumulation_4x2": ["micro_batch_size=2", f"global_batch_size={8 * nproc}"],
+            "bf16_micro16": ["micro_batch_size=16", f"global_batch_size={16 * nproc}"],
+            "fp32": ["micro_batch_size=2", f"global_batch_size={2 * nproc}", "max_steps=2",
+                     "mixed_precision=fp32"],
+        }
+        runs = {}
+        for label, keys in plan.items():
+            runs[label] = run_finetune(model, data, Path(tmp, label), nproc, [*common, *keys])
+            print(f"gpu_check: {label} done in {runs[label]['wall_s']} s", file=sys.stderr)
+        reload = reload_and_generate(Path(tmp, "bf16_micro8"), device)
+
+    def figures(label: str) -> dict[str, Any]:
+        log, summary = runs[label]["log"], runs[label]["summary"]
+        tokens, flop_rate = rate(log, 1, flops) if len(log) > 1 else (None, None)
+        return {"tokens_per_s": tokens and round(tokens),
+                "tflops_per_s": flop_rate and round(flop_rate / 1e12, 2),
+                "mfu": (round(flop_rate / (peak * 1e12 * nproc), 3)
+                        if flop_rate and peak else None),
+                "losses": [round(e["loss"], 4) for e in log],
+                "peak_gpu_gib": summary["peak_gpu_gib"],
+                "peak_host_gib": summary["peak_host_gib"], "precision": summary["precision"],
+                "accumulation": summary["accumulation"], "wall_s": runs[label]["wall_s"]}
+
+    base = runs["bf16_micro8"]["log"]
+    memory = {label: runs[label]["summary"]["peak_gpu_gib"]
+              for label in ("bf16_micro8", "activation_checkpointing")}
+    checks = {
+        "loss_decreases": base[-1]["loss"] < base[0]["loss"],
+        "activation_checkpointing_same_losses":
+            max_relative_gap(runs["activation_checkpointing"]["log"], base) < 0.02,
+        "activation_checkpointing_less_memory": (
+            None if smoke else max(memory["activation_checkpointing"])
+            < max(memory["bf16_micro8"])),
+        "accumulation_same_losses": max_relative_gap(runs["accumulation_4x2"]["log"], base)
+        < 0.02,
+        "saved_in_base_dtype": runs["bf16_micro8"]["summary"]["saved_dtype"] == "bfloat16"
+        and reload["dtype"] == "bfloat16",
+        "reload_generates": reload["new_tokens"] > 0,
+        "fp32_trains": all(e["loss"] == e["loss"] for e in runs["fp32"]["log"]),  # not NaN
+    }
+    summary = {
+        "device": name, "processes": nproc, "mode": "cpu-smoke" if smoke else "gpu",
+        "peak_tflops_per_device": peak,
+        "model": {"shape": "tiny" if smoke else "llama-3.2-1b", "parameters": params},
+        "runs": {label: figures(label) for label in runs},
+        "loss_gaps": {label: round(max_relative_gap(runs[label]["log"], base), 5)
+                      for label in ("activation_checkpointing", "accumulation_4x2")},
+        "reload": reload, "checks": checks,
+        "ok": all(v is not False for v in checks.values()),
+        "seconds": round(time.perf_counter() - started, 1)}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.summary:
+        Path(args.summary).write_text(text + "\n")
+    return 0 if summary["ok"] else 1
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--steps", type=int, default=12)
@@ -144,38 +411,15 @@ def main() -> None:
     parser.add_argument("--max-seq-len", type=int, default=512)
     parser.add_argument("--nproc", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="dense bf16 peak per GPU (default: by device name)")
+    parser.add_argument("--check", action="store_true", help="run the GPU check")
+    parser.add_argument("--cpu-smoke", action="store_true",
+                        help="with --check: a tiny model on the CPU")
+    parser.add_argument("--summary", help="with --check: also write the JSON summary here")
     args = parser.parse_args()
-    import torch
-
-    with tempfile.TemporaryDirectory() as tmp:
-        base = resolve("smollm2-135m-instruct")
-        model = make_llama_1b(Path(tmp, "llama-1b"), base) if args.model == "llama-1b" \
-            else resolve(args.model)
-        data = write_data(Path(tmp, "sft.jsonl"), args.steps * args.micro_batch_size * args.nproc)
-        device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-        print(f"# {platform.node()}: {os.cpu_count()} cores, {device}, model={args.model}, "
-              f"steps={args.steps} (first {args.warmup} not timed), micro batch "
-              f"{args.micro_batch_size}, processes={args.nproc}, rounds={args.rounds}")
-        ours, peer = [], []
-        for round_ in range(args.rounds):
-            ours.append(rate(run_ours(model, data, Path(tmp, f"out{round_}"), args),
-                             args.warmup))
-            peer.append(rate(run_peer(model, data, args), args.warmup))
-        our_rate = statistics.median(r for r, _ in ours)
-        peer_rate = statistics.median(r for r, _ in peer)
-        params, per_token = flops_per_token(model, statistics.median(t for _, t in ours))
-        print(f"\nparameters: {params / 1e6:.0f}M, FLOPs per token: {per_token / 1e9:.2f} G")
-        print("\n| trainer | tokens/s | TFLOP/s | ratio |\n| --- | ---: | ---: | ---: |")
-        for name, value in (("plain PyTorch loop", peer_rate),
-                            (f"restem finetune ({args.nproc} proc)", our_rate)):
-            print(f"| {name} | {value:.0f} | {value * per_token / 1e12:.2f} | "
-                  f"{value / peer_rate:.2f} |")
-        if torch.cuda.is_available():
-            peak = args.peak_tflops * 1e12 * args.nproc
-            print(f"\nMFU (ours): {100 * our_rate * per_token / peak:.1f}% of "
-                  f"{args.peak_tflops:.0f} TFLOP/s per GPU x {args.nproc}")
+    return check(args) if args.check else compare(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,30 +1,34 @@
-"""Supervised fine-tuning with FSDP: the M-step of ReST-EM, one script read top to bottom.
+"""Supervised fine-tuning with FSDP2: the M-step of ReST-EM.
 
     torchrun --nproc_per_node=8 -m restem_client.finetune CONFIG.toml key=value ...
     python -m restem_client.finetune CONFIG.toml ...      # one process, no torchrun needed
 
 Reads an SFT JSONL (`prompt` as text or chat messages, `completion`, optional `weight`),
 fine-tunes a Hugging Face checkpoint with the loss on completion tokens only, and writes an
-HF-format checkpoint (gathered on rank 0) that transformers and vLLM load directly.
+HF-format checkpoint in the base's dtype that transformers and vLLM load directly.
 
 The loss is the paper's Eq. 3 with a binary reward: each sample's summed token
 log-likelihood times its weight, divided by the number of completion tokens in the global
-batch. Every rank can count those tokens itself, so 1 or N processes, with any split between
-processes and accumulation steps, compute the same gradient for the same global batch.
+batch. `global_batch_size` is the recipe: each process runs global_batch_size /
+(micro_batch_size x processes) micro-batches per step, and since every process can count the
+global batch's tokens itself, 1 or N processes compute the same gradient for the same batch.
+Gradients stay sharded across micro-batches (reduce-scattered after each one).
 
-Sharding is FSDP2 (`fully_shard` per decoder layer, then the root), NCCL on GPU and gloo on
-CPU; bf16 parameters with fp32 reduction on GPU (`mixed_precision`), fp32 on CPU. A single
-fp32 process (the CPU demo) trains the unwrapped module: there is nothing to shard.
+This file holds the config, the command line and the training loop; the data lives in
+`train_data`, the loss in `train_loss`, and sharding, loading from rank 0 and saving in
+`train_model`. FSDP2 (`fully_shard` per decoder layer, then the root) runs on NCCL on GPUs and
+gloo on the CPU, with bf16 parameters and fp32 reduction on GPUs (`mixed_precision`), or
+HSDP (`shard_group_size`) across nodes. A single fp32 process trains the unwrapped module.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import math
 import os
 import re
+import resource
 import sys
 import time
 import tomllib
@@ -32,8 +36,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-IGNORE = -100  # label of positions that carry no loss
+from restem_client.train_data import read_sft
 
+CUT_WARNING = 0.01  # a run that cuts more than this share of its samples says so loudly
 
 REQUIRED = ("model", "data", "out")  # config keys with no usable default
 
@@ -45,9 +50,9 @@ class Config:
     out: str = ""  # where the fine-tuned checkpoint goes
     epochs: int = 1
     max_steps: int = 0  # 0: as many steps as `epochs` make
+    global_batch_size: int = 32  # samples per optimizer step, whatever the process count
     micro_batch_size: int = 4  # sequences per process per forward pass
-    grad_accum: int = 1  # global batch = micro_batch_size * grad_accum * processes
-    max_seq_len: int = 1024  # prompt + completion tokens; longer samples are cut on the right
+    max_seq_len: int = 0  # prompt + completion tokens, longer samples cut; 0: the longest
     lr: float = 1e-5
     schedule: str = "cosine"  # "cosine" (down to min_lr_ratio * lr) or "constant"
     min_lr_ratio: float = 0.1
@@ -59,6 +64,7 @@ class Config:
     seed: int = 0
     activation_checkpointing: bool = False
     mixed_precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "bf16" or "fp32"
+    shard_group_size: int = 0  # 0: shard over all processes; N: HSDP, N = GPUs per node
     log_file: str = ""  # per-step JSON lines; default <out>/train_log.jsonl
 
     def check(self) -> None:
@@ -71,9 +77,25 @@ class Config:
         if self.mixed_precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"config: mixed_precision must be auto, bf16 or fp32, not "
                               f"{self.mixed_precision!r}")
-        for name in ("epochs", "micro_batch_size", "grad_accum", "max_seq_len"):
+        for name in ("epochs", "global_batch_size", "micro_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config: {name} must be at least 1")
+        for name in ("max_seq_len", "shard_group_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config: {name} must be 0 or more")
+
+    def accumulation(self, world: int) -> int:
+        """Micro-batches per process per step for `world` processes (a clear error where the
+        global batch does not split evenly, or HSDP groups do not divide the processes)."""
+        per_pass = self.micro_batch_size * world
+        if self.global_batch_size % per_pass:
+            raise ConfigError(f"config: global_batch_size {self.global_batch_size} is not a "
+                              f"multiple of micro_batch_size {self.micro_batch_size} x {world} "
+                              f"process(es) = {per_pass}")
+        if self.shard_group_size and world % self.shard_group_size:
+            raise ConfigError(f"config: shard_group_size {self.shard_group_size} does not "
+                              f"divide the {world} processes")
+        return self.global_batch_size // per_pass
 
 
 class ConfigError(ValueError):
@@ -118,109 +140,6 @@ def parse_override(item: str, kinds: dict[str, str], prefix: str = "") -> tuple[
         raise ConfigError(f"config: {key}={raw!r} is not a valid {kind}") from None
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def read_sft(path: str | Path) -> list[dict[str, Any]]:
-    """The SFT records; a bad line fails with its number before any work starts."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SFT data not found: {path}")
-    records = []
-    with path.open() as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: not a JSON object")
-            for name in ("prompt", "completion"):
-                if name not in record:
-                    raise ValueError(f"{where}: missing field {name!r}")
-            prompt, completion = record["prompt"], record["completion"]
-            if not (isinstance(prompt, str) or _is_chat(prompt)):
-                raise ValueError(f"{where}: 'prompt' must be text or a list of "
-                                 "{role, content} messages")
-            if not isinstance(completion, str) or not completion.strip():
-                raise ValueError(f"{where}: 'completion' is empty")
-            weight = record.get("weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-                raise ValueError(f"{where}: 'weight' must be a number >= 0")
-            records.append({"prompt": prompt, "completion": completion,
-                            "weight": float(weight)})
-    if not records:
-        raise ValueError(f"{path}: no SFT records")
-    return records
-
-
-def _is_chat(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str)
-        and isinstance(m.get("content"), str) for m in value)
-
-
-def tokenize(records: list[dict[str, Any]], tokenizer: Any, max_seq_len: int
-             ) -> list[dict[str, Any]]:
-    """input_ids and labels (IGNORE on prompt positions); the completion ends with EOS.
-    Prompt and completion are tokenized apart, as the sampler saw them."""
-    from restem_client.sampling import prompt_ids
-
-    examples = []
-    for record in records:
-        prompt = prompt_ids(tokenizer, record["prompt"])
-        answer = tokenizer(record["completion"], add_special_tokens=False).input_ids
-        answer.append(tokenizer.eos_token_id)
-        ids = (prompt + answer)[:max_seq_len]
-        labels = ([IGNORE] * len(prompt) + answer)[:max_seq_len]
-        examples.append({"input_ids": ids, "labels": labels, "weight": record.get("weight", 1.0)})
-    return examples
-
-
-def collate(examples: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    import torch
-
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[row, :n] = torch.tensor(e["input_ids"])
-        labels[row, :n] = torch.tensor(e["labels"])
-        mask[row, :n] = 1
-    weights = torch.tensor([e["weight"] for e in examples], dtype=torch.float32)
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask, "weights": weights}
-
-
-def loss_tokens(example: dict[str, Any]) -> int:
-    """Positions that predict a completion token (labels shifted by one)."""
-    return sum(label != IGNORE for label in example["labels"][1:])
-
-
-def weighted_loss_sum(logits: Any, labels: Any, weights: Any) -> Any:
-    """Sum over samples of weight * summed next-token cross-entropy on unmasked labels."""
-    import torch.nn.functional as F
-
-    shifted = labels[:, 1:]
-    per_token = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), shifted,
-                                ignore_index=IGNORE, reduction="none")
-    return (per_token.sum(dim=1) * weights.to(per_token.device)).sum()
-
-
-def epoch_order(count: int, global_batch: int, seed: int, epoch: int) -> list[int]:
-    """A seeded shuffle, wrapped around so that every global batch is full."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-    order = torch.randperm(count, generator=generator).tolist()
-    short = -len(order) % global_batch
-    return order + (order * (short // count + 1))[:short]
-
-
 def lr_at(step: int, total: int, config: Config) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -254,6 +173,7 @@ def help_text() -> str:
         f"Keys and their defaults ({', '.join(REQUIRED)} must be set):", *keys])
 
 
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
@@ -273,147 +193,227 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError, tomllib.TOMLDecodeError) as exc:
         print(f"finetune: {exc}", file=sys.stderr)
         return 2
-    train(config, records)
+    from restem_client.train_model import SetupError
+
+    try:
+        train(config, records)
+    except (ConfigError, SetupError) as exc:  # raised before any training, alike on all ranks
+        if os.environ.get("RANK", "0") == "0":
+            print(f"finetune: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 def train(config: Config, records: list[dict[str, Any]]) -> None:
+    """Fine-tune as `config` says and write the checkpoint, its step log and its summary.
+    Errors of the machine, the model or the split raise before the process group starts."""
     import torch
     import torch.distributed as dist
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    # One process without torchrun is a world of one.
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    from restem_client.train_data import sequence_limit, tokenize, truncate
+    from restem_client.train_loss import CompletionLoss
+    from restem_client.train_model import (
+        IO_TIMEOUT,
+        decoder_layers,
+        load_from_rank0,
+        shard,
+        training_device,
+    )
+
+    # One process without torchrun is a world of one. A launcher that started the process
+    # group itself (Ray Train) keeps it: the script uses it and leaves it open.
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
+                        ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(name, value)
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    on_gpu = torch.cuda.is_available()
-    if on_gpu:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group("nccl" if on_gpu else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+    owned = not dist.is_initialized()
+    world = int(os.environ["WORLD_SIZE"]) if owned else dist.get_world_size()
+    accumulation = config.accumulation(world)
+    device = training_device(int(os.environ["LOCAL_RANK"]))
+    base = AutoConfig.from_pretrained(config.model)
+    save_dtype = base.dtype or torch.float32  # the base's dtype, not the training one
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(base, dtype=torch.float32)
+    layers = decoder_layers(model)
     torch.manual_seed(config.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else tokenizer.eos_token_id
-    examples = tokenize(records, tokenizer, config.max_seq_len)
-    global_batch = config.micro_batch_size * config.grad_accum * world
-    steps_per_epoch = math.ceil(len(examples) / global_batch)
-    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    examples = tokenize(records, tokenizer)
+    max_seq_len = sequence_limit(config.max_seq_len, examples,
+                                 getattr(base, "max_position_embeddings", None))
+    examples, cut = truncate(examples, max_seq_len)
 
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32)
-    save_dtype = getattr(model.config, "dtype", None) or torch.float32
-    model.config.use_cache = False
-    if config.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    bf16 = config.mixed_precision == "bf16" or (config.mixed_precision == "auto" and on_gpu)
+    bf16 = config.mixed_precision == "bf16" or (config.mixed_precision == "auto"
+                                                and device.type == "cuda")
     # One fp32 process has nothing to shard or cast: wrapped, it ran at 0.75x of a plain loop
     # on CPU, unwrapped at 0.99x (bench/finetune.py). bf16 keeps FSDP for its casting policy.
     sharded = world > 1 or bf16
-    if sharded:
-        from torch.distributed.device_mesh import init_device_mesh
+    if owned:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        io_group = dist.new_group(backend="gloo", timeout=IO_TIMEOUT)
+        if not sharded:
+            model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32)
+            model.to(device)
+        if config.activation_checkpointing:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        module = CompletionLoss(model)
+        if sharded:
+            shard(module, layers, device, world, config.shard_group_size,
+                  torch.bfloat16 if bf16 else torch.float32)
+            load_from_rank0(model, config.model, save_dtype, device, io_group)
+        plan = {"samples": len(examples), "max_seq_len": max_seq_len, "cut_samples": cut,
+                "processes": world, "device": device.type,
+                "precision": "bf16" if bf16 else "fp32",
+                "sharding": _sharding(sharded, world, config.shard_group_size or world),
+                "global_batch_size": config.global_batch_size,
+                "micro_batch_size": config.micro_batch_size, "accumulation": accumulation}
+        summary = _fit(config, module, examples, pad_id, plan, device)
+        _save(config, model, save_dtype, tokenizer, summary, io_group)
+    finally:
+        if owned:
+            dist.destroy_process_group()
 
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else torch.float32,
-                                      reduce_dtype=torch.float32)
-        mesh = init_device_mesh(device.type, (world,))
-        block_names = set(getattr(model, "_no_split_modules", None) or ())
-        for module in model.modules():
-            if type(module).__name__ in block_names:
-                fully_shard(module, mesh=mesh, mp_policy=policy)
-        fully_shard(model, mesh=mesh, mp_policy=policy)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+
+def _fit(config: Config, module: Any, examples: list[dict[str, Any]], pad_id: int,
+         plan: dict[str, Any], device: Any) -> dict[str, Any]:
+    """The training steps; returns the run summary (complete on rank 0)."""
+    import torch
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from restem_client.train_data import collate, epoch_batches, loss_tokens
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    micro, accumulation = config.micro_batch_size, plan["accumulation"]
+    steps_per_epoch = math.ceil(len(examples) / config.global_batch_size)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    lengths = [len(e["input_ids"]) for e in examples]
+    module.train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr,
                                   betas=(config.beta1, config.beta2),
                                   weight_decay=config.weight_decay,
-                                  fused=on_gpu or None)
-
+                                  fused=device.type == "cuda" or None)
+    warning = _cut_warning(plan)
     log_path = Path(config.log_file or Path(config.out) / "train_log.jsonl")
     if rank == 0:
         Path(config.out).mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = log_path.open("w")
-        print(f"finetune: {len(examples)} samples, {world} process(es) on {device.type}, "
-              f"global batch {global_batch}, {total_steps} steps", file=sys.stderr)
+        print(f"finetune: {plan['samples']} samples, max_seq_len {plan['max_seq_len']} "
+              f"({'set' if config.max_seq_len else 'the longest sample'}; "
+              f"{plan['cut_samples']} cut), {world} process(es) on {device.type}, "
+              f"{plan['precision']}, sharding: {plan['sharding']}; global batch "
+              f"{config.global_batch_size} = {micro} x {accumulation} accumulation x {world} "
+              f"process(es); {total_steps} steps", file=sys.stderr)
+        if warning:
+            print(f"finetune: {warning}", file=sys.stderr)
     progress = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=rank != 0)
-    step, epoch, order = 0, 0, []
+    entries: list[dict[str, Any]] = []
+    batches: list[list[int]] = []
     started = time.perf_counter()
-    while step < total_steps:
+    for step in range(total_steps):
         if step % steps_per_epoch == 0:
-            order = epoch_order(len(examples), global_batch, config.seed, epoch)
-            epoch += 1
-        first = (step % steps_per_epoch) * global_batch
-        batch = [examples[i] for i in order[first:first + global_batch]]
+            batches = epoch_batches(lengths, config.global_batch_size, config.seed,
+                                    step // steps_per_epoch)
+        batch = [examples[i] for i in batches[step % steps_per_epoch]]
         tokens = sum(loss_tokens(e) for e in batch)  # the same number on every rank
-        seen = sum(len(e["input_ids"]) for e in batch)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, total_steps, config)
         loss_sum = torch.zeros((), device=device)
-        for micro in range(config.grad_accum):
-            start = (micro * world + rank) * config.micro_batch_size
-            inputs = collate(batch[start:start + config.micro_batch_size], pad_id)
-            if sharded:
-                model.set_requires_gradient_sync(micro == config.grad_accum - 1)
-            logits = model(input_ids=inputs["input_ids"].to(device),
-                           attention_mask=inputs["attention_mask"].to(device)).logits
-            loss = weighted_loss_sum(logits, inputs["labels"].to(device),
-                                     inputs["weights"]) / max(tokens, 1)
+        for index in range(accumulation):
+            start = (index * world + rank) * micro
+            inputs = {k: v.to(device) for k, v in
+                      collate(batch[start:start + micro], pad_id).items()}
+            loss = module(**inputs) / max(tokens, 1)
             # FSDP averages gradients over processes; the loss is already a global mean.
+            # Each backward reduce-scatters, so accumulated gradients stay sharded.
             (loss * world).backward()
             loss_sum += loss.detach()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+        norm = torch.nn.utils.clip_grad_norm_(module.parameters(),
                                               config.grad_clip or float("inf"))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         dist.all_reduce(loss_sum)
-        step += 1
         if rank == 0:
             loss_value = loss_sum.item()  # waits for the device, so the clock below is true
-            elapsed = time.perf_counter() - started
-            entry = {"step": step, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                     "grad_norm": _full(norm), "tokens": tokens, "input_tokens": seen,
-                     "elapsed_s": round(elapsed, 3)}
+            entry = {"step": step + 1, "loss": loss_value,
+                     "lr": optimizer.param_groups[0]["lr"], "grad_norm": _full(norm),
+                     "tokens": tokens, "input_tokens": sum(len(e["input_ids"]) for e in batch),
+                     "seq_len_sq": sum(len(e["input_ids"]) ** 2 for e in batch),
+                     "elapsed_s": round(time.perf_counter() - started, 3)}
+            entries.append(entry)
             log.write(json.dumps(entry) + "\n")
             log.flush()
-            progress.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}")
+            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{entry['lr']:.2e}")
         progress.update()
     progress.close()
+    peaks: list[Any] = [None] * world
+    dist.all_gather_object(peaks, _peak_memory(device))
+    if rank != 0:
+        return {}
+    log.close()
+    timed = entries[1:] or entries  # the first step (warm-up, allocation) is not timed
+    seconds = entries[-1]["elapsed_s"] - (entries[0]["elapsed_s"] if entries[1:] else 0)
+    return {**plan, "steps": total_steps, "first_loss": entries[0]["loss"],
+            "last_loss": entries[-1]["loss"], "train_s": entries[-1]["elapsed_s"],
+            "input_tokens_per_s": round(sum(e["input_tokens"] for e in timed) / seconds, 1),
+            "peak_host_gib": [p[0] for p in peaks],
+            "peak_gpu_gib": [p[1] for p in peaks] if device.type == "cuda" else None,
+            "warnings": [warning] if warning else []}
 
-    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
-                                                                 cpu_offload=True))
-    if rank == 0:
-        log.close()
-        _save(config, state, save_dtype, tokenizer)
-        print(f"finetune: wrote {config.out}", file=sys.stderr)
-    dist.barrier()
-    dist.destroy_process_group()
+
+def _sharding(sharded: bool, world: int, group: int) -> str:
+    if not sharded:
+        return "none"
+    return f"FSDP over {world}" if group == world else f"HSDP {world // group} x {group}"
 
 
-def _save(config: Config, state: dict[str, Any], dtype: Any, tokenizer: Any) -> None:
-    """A plain (unsharded) model from the base config and the gathered state, saved as HF."""
+def _cut_warning(plan: dict[str, Any]) -> str | None:
+    cut, count = plan["cut_samples"], plan["samples"]
+    if cut <= CUT_WARNING * count:
+        return None
+    return (f"WARNING: {cut} of {count} samples ({100 * cut / count:.1f} %) are longer than "
+            f"max_seq_len={plan['max_seq_len']} and lose their ends (often the final answer); "
+            "raise max_seq_len, or set 0 for the longest sample")
+
+
+def _peak_memory(device: Any) -> tuple[float, float | None]:
+    """This process's peak host memory (RSS) and peak GPU memory allocated, in GiB."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    base = AutoConfig.from_pretrained(config.model)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(base, dtype=torch.float32)
-    model.load_state_dict(state, assign=True, strict=False)
-    model.tie_weights()
-    missing = [k for k, v in model.state_dict().items() if v.is_meta]
-    if missing:
-        raise RuntimeError(f"finetune: gathered state lacks {missing[:5]}")
-    model.to(dtype)
-    with contextlib.suppress(OSError):  # the base may have no generation_config.json
-        model.generation_config = GenerationConfig.from_pretrained(config.model)
-    model.save_pretrained(config.out)
-    tokenizer.save_pretrained(config.out)
-    (Path(config.out) / "restem-finetune.json").write_text(
-        json.dumps(asdict(config), indent=2) + "\n")
+    host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return round(host, 3), None if gpu is None else round(gpu, 3)
+
+
+def _save(config: Config, model: Any, dtype: Any, tokenizer: Any, summary: dict[str, Any],
+          io_group: Any) -> None:
+    """Rank 0 writes the checkpoint, the config and the summary; the others wait for it in
+    the long-timeout gloo group (see train_model)."""
+    import torch.distributed as dist
+
+    from restem_client.train_model import gather_state, save_checkpoint
+
+    state = gather_state(model, dtype)
+    if dist.get_rank() == 0:
+        started = time.perf_counter()
+        save_checkpoint(config.out, config.model, state, dtype, tokenizer)
+        out = Path(config.out)
+        (out / "restem-finetune.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+        summary.update(saved_dtype=str(dtype).removeprefix("torch."),
+                       save_s=round(time.perf_counter() - started, 3))
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"finetune: wrote {config.out} ({summary['saved_dtype']}): {summary['steps']} "
+              f"steps, loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, "
+              f"{summary['input_tokens_per_s']:.0f} tokens/s", file=sys.stderr)
+        for warning in summary["warnings"]:
+            print(f"finetune: {warning}", file=sys.stderr)
+    dist.barrier(group=io_group)
 
 
 def _full(value: Any) -> float:
