@@ -125,14 +125,20 @@ def prepare_model(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from restem_client.engines import EngineLost
     from restem_client.finetune import ConfigError
+    from restem_client.mstep import FinetuneFailed
     from restem_client.restem import Run, load_run_config
+    from restem_client.run_lock import RunDirectoryBusy
 
     try:
         Run(load_run_config(args.config, args.overrides)).run()
-    except ConfigError as exc:
+    except (ConfigError, RunDirectoryBusy) as exc:
         print(f"restem run: {exc}", file=sys.stderr)
         return 2
+    except (EngineLost, FinetuneFailed) as exc:  # the run stopped; started again, it resumes
+        print(f"restem run: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

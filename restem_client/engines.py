@@ -113,6 +113,25 @@ def _result_with_progress(future: Future, what: str) -> Any:
         _log(f"still sampling {what} after {time.monotonic() - started:.0f} s")
 
 
+class InProcessEngine:
+    """A sampler that holds no GPU in this process (an OpenAI-compatible server's client),
+    behind the same interface."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+
+    def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
+            done: Done) -> None:
+        for index in sorted(shards):
+            done(index, self.sampler.generate(shards[index], params_for(index)))
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
+        return self.sampler.generate(prompts, params)
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
 # ----------------------------------------------------------------------------- ray
 
 
@@ -199,7 +218,7 @@ class RayEngines:
 
 # ----------------------------------------------------------------------------- both
 
-Engines = LocalEngines | RayEngines
+Engines = LocalEngines | RayEngines | InProcessEngine
 
 
 def open_engines(spec: EngineSpec, cluster: str = "local", replicas: int = 1,
@@ -218,6 +237,19 @@ def _generate(engines: Engines, prompts: list[Prompt], params: SamplingParams) -
     out: dict[int, Completions] = {}
     engines.run(shards, lambda _: params, out.__setitem__)
     return [c for k in sorted(out) for c in out[k]]
+
+
+def gpu_count() -> int:
+    """GPUs this process may use: nvidia-smi's list, narrowed by CUDA_VISIBLE_DEVICES; 0
+    without nvidia-smi. (No torch import: the loop's process never touches a GPU.)"""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30,
+                            check=False).stdout.count("GPU ")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return listed
+    return min(listed, len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"]))
 
 
 def gpu_holders() -> list[tuple[int, str, int]]:

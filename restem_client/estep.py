@@ -28,12 +28,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from evals.evaluate import sample_record
+from evals.evaluate import sample_record, write_results
+from evals.problem import Problem
 from evals.prompts import render, stop_sequences
 from evals.report import format_summary
 from evals.sampling import SamplingParams
 from evals.score import BatchVerifier, Summary, score_file, summary_path
-from evals.tasks import Problem
 from restem_client.engines import Completions, Engines
 
 
@@ -49,10 +49,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run_estep(problems: list[Problem], engines: Engines, verifier: BatchVerifier,
               params: SamplingParams, out_dir: Path, *, shard_size: int,
-              data_dir: Path | None = None, chat: bool = False, shots: int | None = None,
-              label: str = "estep") -> dict[str, Any]:
+              shards_dir: Path | None = None, data_dir: Path | None = None, chat: bool = False,
+              shots: int | None = None, label: str = "estep") -> dict[str, Any]:
     """Sample and verify every shard not yet done, then write the step's files; returns the
-    metrics (as `evals.evaluate.evaluate` does)."""
+    metrics (as `evals.evaluate.evaluate` does). Shards go to `shards_dir` (default:
+    out_dir/shards)."""
     if not problems:
         raise ValueError("no problems to sample")
     if shard_size < 1:
@@ -62,7 +63,7 @@ def run_estep(problems: list[Problem], engines: Engines, verifier: BatchVerifier
     by_id = {p.task_id: p for p in problems}
     shards = {k: problems[start:start + shard_size]
               for k, start in enumerate(range(0, len(problems), shard_size))}
-    shards_dir = out_dir / "shards"
+    shards_dir = shards_dir or out_dir / "shards"
     shards_dir.mkdir(parents=True, exist_ok=True)
     sampled = {k for k in shards if shard_path(shards_dir, k, "samples").exists()}
     verified = {k for k in sampled if shard_path(shards_dir, k, "results").exists()}
@@ -98,14 +99,19 @@ def run_estep(problems: list[Problem], engines: Engines, verifier: BatchVerifier
         todo = {k: [render(p, data_dir, chat=chat, shots=shots) for p in shards[k]]
                 for k in shards if k not in sampled}
         engines.run(todo, lambda k: replace(params, seed=(params.seed or 0) + k), done)
+        sample_s = time.monotonic() - started  # this session's sampling (a resumed step's part)
         for future in pending:
             future.result()  # a verifier failure fails the step here, with its cause
     progress.close()
-    return _merge(shards_dir, sorted(shards), out_dir, by_id, params, label, chat, shots)
+    timing = {"sample_s": sample_s, "score_s": time.monotonic() - started - sample_s,
+              "sampled": samples_done}
+    return _merge(shards_dir, sorted(shards), out_dir, by_id, params, label,
+                  {"chat": chat, "shots": shots}, timing)
 
 
 def _merge(shards_dir: Path, indices: list[int], out_dir: Path, problems: dict[str, Problem],
-           params: SamplingParams, label: str, chat: bool, shots: int | None) -> dict[str, Any]:
+           params: SamplingParams, label: str, config: dict[str, Any],
+           timing: dict[str, Any]) -> dict[str, Any]:
     """The step's files from its shards, in shard order."""
     for kind, name in (("samples", "samples.jsonl"), ("results", "samples_results.jsonl")):
         with (out_dir / (name + ".partial")).open("w") as out:
@@ -113,12 +119,11 @@ def _merge(shards_dir: Path, indices: list[int], out_dir: Path, problems: dict[s
                 out.write(shard_path(shards_dir, index, kind).read_text())
         os.replace(out_dir / (name + ".partial"), out_dir / name)
     results = out_dir / "samples_results.jsonl"
-    metrics = Summary.of_results(results, problems).as_dict()
+    summary = Summary.of_results(results, problems)
+    metrics = summary.as_dict()
     summary_path(results).write_text(json.dumps(metrics, indent=2) + "\n")
     print(format_summary(metrics, f"== {label}: {len(problems)} problems x {params.n}"),
           file=sys.stderr)
-    (out_dir / "results.json").write_text(json.dumps(
-        {"model": label, "config": {"chat": chat, "shots": shots, "sampling": {
-            **params.__dict__, "stop": list(params.stop)}, "problems": len(problems),
-            "shards": len(indices)}, "results": metrics}, indent=2) + "\n")
+    write_results(out_dir, summary, params, label, **timing,
+                  config={**config, "problems": len(problems), "shards": len(indices)})
     return metrics

