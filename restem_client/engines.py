@@ -18,9 +18,11 @@ with the cause only when no actor is left.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from evals.sampling import Completion, Prompt, SamplingParams
@@ -37,6 +40,7 @@ SHARD_SIZE = 64  # prompts per shard in `generate` (evals); the E-step sets its 
 WAIT_LOG_S = 60.0  # a wait longer than this says what it waits for
 ACTOR_RESTARTS = 2
 GPU_FREE_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 60.0  # for an engine to close, then for its processes to end
 
 Completions = list[list[Completion]]
 Done = Callable[[int, Completions], None]
@@ -79,6 +83,29 @@ def _sample(prompts: list[Prompt], params: SamplingParams) -> Completions:
     return _engine.generate(prompts, params)
 
 
+def _stop_engine() -> None:
+    global _engine
+    if _engine is not None:
+        _engine.close()
+        _engine = None
+        import gc
+
+        gc.collect()
+
+
+def _process_tree(pid: int) -> list[int]:
+    """A process and its descendants (from /proc), children first."""
+    tree = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            tree += _process_tree(int(child))
+    return [*tree, pid]
+
+
 class LocalEngines:
     """One engine in a spawned child process (CUDA and vLLM need spawn, not fork)."""
 
@@ -100,8 +127,34 @@ class LocalEngines:
         return _generate(self, prompts, params)
 
     def close(self) -> None:
+        """Close the engine in its process, then end that process and its children (vLLM's
+        engine core): a worker holding vLLM does not always exit on its own."""
+        try:
+            self._pool.submit(_stop_engine).result(timeout=STOP_TIMEOUT_S)
+        except Exception as exc:  # the process is ended below either way
+            _log(f"the sampling engine did not close cleanly ({exc!r}); ending its process")
+        tree = _process_tree(self.pid)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(Path(f"/proc/{pid}").exists() and _running(pid) for pid in tree):
+            if time.monotonic() > deadline:
+                for pid in tree:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
         self._pool.shutdown(wait=True, cancel_futures=True)
         wait_gpus_free([self.pid])
+
+
+def _running(pid: int) -> bool:
+    """Whether a process is alive (a zombie waiting to be reaped is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _result_with_progress(future: Future, what: str) -> Any:
