@@ -490,10 +490,10 @@ def _printed_constant_match(printed: Value, exact: sympy.Expr) -> bool:
     the two identical at every point, the same value at every point."""
     if not isinstance(printed, Expr) or not exact.free_symbols:
         return False
-    literals = _DECIMAL_LITERAL.findall(printed.latex)
-    found = _DECIMAL_LITERAL.search(printed.latex)
-    if len(literals) != 1 or found is None or _DECIMAL_LITERAL.search(str(exact)):
+    literals = list(_DECIMAL_LITERAL.finditer(printed.latex))
+    if len(literals) != 1 or _DECIMAL_LITERAL.search(str(exact)):
         return False
+    found = literals[0]
     digits = found.group(0).replace(".", "").lstrip("0")
     if len(digits) < MIN_SIGNIFICANT_FOR_ROUNDING:
         return False
