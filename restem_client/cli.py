@@ -125,7 +125,7 @@ def prepare_model(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from restem_client.engines import EngineLost
+    from restem_client.engines import EngineLost, GPUsBusy
     from restem_client.finetune import ConfigError
     from restem_client.mstep import FinetuneFailed
     from restem_client.restem import Run, load_run_config
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, RunDirectoryBusy) as exc:
         print(f"restem run: {exc}", file=sys.stderr)
         return 2
-    except (EngineLost, FinetuneFailed) as exc:  # the run stopped; started again, it resumes
+    except (EngineLost, GPUsBusy, FinetuneFailed) as exc:  # started again, the run resumes
         print(f"restem run: {exc}", file=sys.stderr)
         return 1
     return 0

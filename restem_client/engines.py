@@ -65,6 +65,10 @@ class EngineLost(RuntimeError):
     """Every engine died; the message names the last cause."""
 
 
+class GPUsBusy(RuntimeError):
+    """GPU memory was still held after the engines closed; the message names the holders."""
+
+
 def _log(message: str) -> None:
     print(f"[restem] {message}", file=sys.stderr, flush=True)
 
@@ -333,6 +337,6 @@ def wait_gpus_free(engine_pids: list[int], timeout_s: float = GPU_FREE_TIMEOUT_S
             named = "; ".join(f"pid {pid} ({name}, {mib} MiB"
                               f"{', a sampling engine of this run' if pid in engine_pids else ''})"
                               for pid, name, mib in holders)
-            raise RuntimeError(f"GPU memory still held {timeout_s:.0f} s after the sampling "
+            raise GPUsBusy(f"GPU memory still held {timeout_s:.0f} s after the sampling "
                                f"engines closed: {named}; fine-tuning would run out of memory")
         time.sleep(2)
