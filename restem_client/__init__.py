@@ -1,7 +1,8 @@
 """The ReST-EM client side: the verifier client (gRPC or in-process), samplers, the
 ReST-EM loop, the FSDP fine-tuning script and the `restem` command line.
 
-May import `evals` and `restem_proto`; `verifier_server` only for in-process verification.
+May import `evals` and `restem_proto`; from `verifier_server`, `wire` (check records to and
+from protobuf, the token file), the rest only for in-process verification and `restem serve`.
 """
 
 from importlib.metadata import version

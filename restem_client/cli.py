@@ -1,12 +1,55 @@
-"""The `restem` command line. Subcommands are registered here as they become real."""
+"""The `restem` command line. Subcommands are registered here as they become real.
+
+The command line is the one place that sets up logging (`setup_logging`, `-v`/`-q`) and
+turns exceptions into exit codes: 2 for what the user can fix (a bad flag, config, address
+or token file), 1 for a run that failed and can be started again.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from restem_client import __version__
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines on stderr that do not break a progress bar drawn there."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging's own contract: report, never raise
+            self.handleError(record)
+
+
+OUR_LOGGERS = ("restem_client", "evals", "verifier_server", "sandbox")
+
+
+def setup_logging(verbosity: int, *, service: bool = False) -> None:
+    """Log lines on stderr, as bare lines: ours (what each step does, waits, retries) from
+    info, other libraries' from warning; -v adds debug (-vv also other libraries' debug);
+    -q keeps errors only. `service` (restem serve): everything from info, with time and
+    logger name. Does nothing when logging is set up already (an embedding program)."""
+    from verifier_server.server import LOG_FORMAT
+
+    if logging.getLogger().handlers:
+        return
+    if verbosity < 0:
+        ours = others = logging.ERROR
+    else:
+        ours = max(logging.INFO - 10 * verbosity, logging.DEBUG)
+        others = max((logging.INFO if service else logging.WARNING) - 10 * verbosity,
+                     logging.DEBUG)
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT if service else "%(message)s"))
+    logging.basicConfig(level=others, handlers=[handler])
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(ours)
 
 
 def make_verifier(args: argparse.Namespace):
@@ -41,7 +84,6 @@ def evaluate(args: argparse.Namespace) -> int:
     from evals.evaluate import evaluate as run_eval
     from evals.report import flat_metrics
     from evals.tasks import load
-    from restem_client.requests import DictVerifier
     from restem_client.sampling import make_sampler, preset
     from restem_client.tracking import check_trackers, open_tracker
 
@@ -72,7 +114,7 @@ def evaluate(args: argparse.Namespace) -> int:
                                       "sampling": asdict(params)},
                       name=out.name, resume=False) as tracker:
         try:
-            metrics = run_eval(problems, sampler, DictVerifier(verifier), params, out,
+            metrics = run_eval(problems, sampler, verifier, params, out,
                                data_dir=args.data_dir, chat=args.chat,
                                label=Path(args.model).name, config=config)
         finally:
@@ -87,7 +129,6 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def score(args: argparse.Namespace) -> int:
     from evals.score import default_output, score_file
-    from restem_client.requests import DictVerifier
 
     if not args.input.is_file():
         print(f"restem score: input file not found: {args.input}", file=sys.stderr)
@@ -104,7 +145,7 @@ def score(args: argparse.Namespace) -> int:
     verifier = make_verifier(args)
     output = args.output or default_output(args.input)
     try:
-        summary = score_file(args.input, output, DictVerifier(verifier), problems=problems)
+        summary = score_file(args.input, output, verifier, problems=problems)
     finally:
         verifier.close()
     print(f"wrote {output}", file=sys.stderr)
@@ -125,14 +166,14 @@ def prepare_model(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from restem_client.config import ConfigError, load_config
     from restem_client.engines import EngineLost, GPUsBusy
-    from restem_client.finetune import ConfigError
     from restem_client.mstep import FinetuneFailed
-    from restem_client.restem import Run, load_run_config
+    from restem_client.restem import Run, RunConfig
     from restem_client.run_lock import RunDirectoryBusy
 
     try:
-        Run(load_run_config(args.config, args.overrides)).run()
+        Run(load_config(RunConfig, args.config, args.overrides)).run()
     except (ConfigError, RunDirectoryBusy) as exc:
         print(f"restem run: {exc}", file=sys.stderr)
         return 2
@@ -154,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="ReST-EM self-training: sample, verify, filter, fine-tune, evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"restem {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more: -v our debug lines, -vv every library's too")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="log less: errors only (before the command)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = commands.add_parser("score", help="score a JSONL file of generations",
@@ -239,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    setup_logging(args.verbose - args.quiet, service=args.command == "serve")
     import grpc
 
     from restem_client.client import VerifierUnavailable

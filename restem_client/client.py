@@ -17,22 +17,25 @@ most `max_in_flight` requests are outstanding at once.
 
 Nothing waits silently: calls fail fast, and after UNAVAILABLE the client probes the server
 (GetInfo) until one answers, for at most `connect_timeout_s` (default 30 s, or
-$RESTEM_CONNECT_TIMEOUT), with a line on stderr while it waits; then it raises
+$RESTEM_CONNECT_TIMEOUT), with a warning logged while it waits; then it raises
 `VerifierUnavailable`, naming the address and the last gRPC status and detail. This bounds
 both a server that is not up yet and one that went away mid-batch.
 
+A call's `timeout_s` is its gRPC deadline (per attempt); when it passes the call raises
+`VerifyTimeout`, a grpc.RpcError with DEADLINE_EXCEEDED.
+
 `open_verifier(server, token_file)` is how commands get a verifier: this client, checked
-reachable at once, when a server is given, else the in-process `LocalVerifier` (same
-interface).
+reachable at once, when a server is given, else the in-process `LocalVerifier` (both
+implement `restem_client.requests.Verifier`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import os
-import sys
 import threading
 import time
 import uuid
@@ -43,8 +46,12 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
+from restem_client.requests import Verifier, VerifyTimeout
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
+from verifier_server.wire import read_token
+
+log = logging.getLogger(__name__)
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 # A probe that ends with one of these found no server; any other status is a server answering.
@@ -78,24 +85,21 @@ def _retryable(exc: grpc.RpcError) -> bool:
     return exc.code() in RETRYABLE and "larger than max" not in (exc.details() or "")
 
 
-def read_token(path: Path | None) -> str | None:
-    """The bearer token from a file (never from the command line, where `ps` shows it)."""
-    if path is None:
-        return None
-    token = Path(path).read_text().strip()
-    if not token:
-        raise SystemExit(f"restem: the token file {path} is empty")
-    return token
+def _timed_out(exc: grpc.RpcError, timeout_s: float | None) -> None:
+    """Raise VerifyTimeout when `exc` is the call's own deadline passing."""
+    if timeout_s is not None and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        raise VerifyTimeout(timeout_s) from exc
 
 
 def open_verifier(server: str | None = None, token_file: Path | None = None, *,
                   sandbox: str = "auto", sandbox_workers: int | None = None,
-                  timeout_s: float = 5.0, connect_timeout_s: float | None = None):
+                  timeout_s: float = 5.0, connect_timeout_s: float | None = None) -> Verifier:
     """The verifier service at `server`, or an in-process one. A service is asked for its
     info at once, so an unreachable one (VerifierUnavailable, after the connect timeout) or
-    a refusal fails here, before any sampling."""
+    a refusal fails here, before any sampling; a bad token file is a TokenFileError.
+    `timeout_s`: seconds per symbolic math check in process."""
     if server:
-        client = VerifierClient(server, token=read_token(token_file),
+        client = VerifierClient(server, token=read_token(token_file) if token_file else None,
                                 connect_timeout_s=connect_timeout_s)
         try:
             client.info()
@@ -143,14 +147,14 @@ def _describe(target: str | list[str]) -> str:
 
 
 class _Wait:
-    """One bounded wait for a server, announced on stderr as it starts: `cause` is the
+    """One bounded wait for a server, logged as a warning as it starts: `cause` is the
     UNAVAILABLE that started it."""
 
     def __init__(self, target: str, timeout_s: float, cause: grpc.RpcError) -> None:
         self.target, self.timeout_s = target, timeout_s
         self.deadline = time.monotonic() + timeout_s
-        tqdm.write(f"restem: waiting up to {timeout_s:g} s for the verifier at {target} "
-                   f"({cause.code().name}) ...", file=sys.stderr)
+        log.warning("restem: waiting up to %g s for the verifier at %s (%s) ...", timeout_s,
+                    target, cause.code().name)
 
     def probe_timeout_s(self) -> float:
         # A connection attempt that hangs (a silently dropped SYN) ends at the deadline too.
@@ -216,6 +220,7 @@ class _Batch:
             self.wire.append(copy)
         self.caller_ids = [r.request_id for r in requests]
         self.answers: list[pb.VerifyResponse | None] = [None] * len(requests)
+        self.duplicates = 0  # answers dropped: an unknown id, or one answered already
 
     def backoff_after_short_stream(self, attempt: int, retries: int, backoff_s: float) -> float:
         """After a stream that ended with requests unanswered: the pause before attempt
@@ -223,7 +228,6 @@ class _Batch:
         if attempt >= retries:
             raise RuntimeError(f"{len(self.missing())} requests unanswered after retries")
         return _backoff_s(backoff_s, attempt)
-        self.duplicates = 0
 
     def missing(self) -> list[int]:
         return [i for i, a in enumerate(self.answers) if a is None]
@@ -242,7 +246,7 @@ class _Batch:
         return True
 
 
-class VerifierClient:
+class VerifierClient(Verifier):
     """`retries`: attempts after the first on UNAVAILABLE or RESOURCE_EXHAUSTED, with
     exponential backoff from `backoff_s`; before one after UNAVAILABLE, a bounded wait
     (`connect_timeout_s`, None: $RESTEM_CONNECT_TIMEOUT or 30) for the server to answer."""
@@ -291,9 +295,13 @@ class VerifierClient:
     def verify(
         self, request: pb.VerifyRequest, timeout_s: float | None = None
     ) -> pb.VerifyResponse:
-        return self._retrying(
-            lambda: self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata)
-        )
+        try:
+            return self._retrying(
+                lambda: self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata)
+            )
+        except grpc.RpcError as exc:
+            _timed_out(exc, timeout_s)
+            raise
 
     def info(self) -> pb.ServerInfo:
         return self._retrying(lambda: self.stub.GetInfo(pb.GetInfoRequest(),
@@ -311,6 +319,7 @@ class VerifierClient:
                 try:
                     self._stream(batch, missing, bar, timeout_s)
                 except grpc.RpcError as exc:
+                    _timed_out(exc, timeout_s)
                     self._recover(exc, attempt)
                     continue
                 if batch.missing():  # the stream ended early: counts as an attempt too
@@ -349,12 +358,6 @@ class VerifierClient:
 
     def close(self) -> None:
         self.channel.close()
-
-    def __enter__(self) -> VerifierClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class AsyncVerifierClient:
@@ -395,10 +398,11 @@ class AsyncVerifierClient:
             try:
                 return await self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
+                _timed_out(exc, timeout_s)
                 await self._recover(exc, attempt)
 
-    async def verify_many(self, requests: Iterable[pb.VerifyRequest], *,
-                          progress: bool = False) -> list[pb.VerifyResponse]:
+    async def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
+                          timeout_s: float | None = None) -> list[pb.VerifyResponse]:
         batch = _Batch(list(requests))
         with tqdm(total=len(batch.wire), disable=not progress, unit="req",
                   desc="verify") as bar:
@@ -406,8 +410,9 @@ class AsyncVerifierClient:
                 if not (missing := batch.missing()):
                     break
                 try:
-                    await self._stream(batch, missing, bar)
+                    await self._stream(batch, missing, bar, timeout_s)
                 except grpc.aio.AioRpcError as exc:
+                    _timed_out(exc, timeout_s)
                     await self._recover(exc, attempt)
                     continue
                 if batch.missing():  # the stream ended early: counts as an attempt too
@@ -415,7 +420,8 @@ class AsyncVerifierClient:
                                                                          self.backoff_s))
         return batch.answers  # type: ignore[return-value]
 
-    async def _stream(self, batch: _Batch, indices: list[int], bar: tqdm) -> None:
+    async def _stream(self, batch: _Batch, indices: list[int], bar: tqdm,
+                      timeout_s: float | None) -> None:
         slots = asyncio.Semaphore(self.max_in_flight)
 
         async def outgoing():
@@ -430,7 +436,7 @@ class AsyncVerifierClient:
                     position += 1
                 yield pb.VerifyBatch(requests=group)
 
-        call = self.stub.VerifyBatches(outgoing(), metadata=self.metadata)
+        call = self.stub.VerifyBatches(outgoing(), timeout=timeout_s, metadata=self.metadata)
         try:
             async for result in call:
                 for response in result.responses:

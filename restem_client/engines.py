@@ -14,17 +14,22 @@ sampler with `num_gpus = tensor_parallel_size`; shards go to whichever actor is 
 shard whose actor died (a lost node, an OOM kill) is given to another. Ray restarts a dead
 actor (`max_restarts`); an actor that fails twice in a row is dropped, and the step fails
 with the cause only when no actor is left.
+
+A live engine that stops making progress (a hung collective, a stopped process) is caught by
+`StallLimit`: a shard that runs past it ends its engine. A Ray actor is restarted and the
+shard sampled again; the local engine fails the step with `EngineStalled`, and the resumed
+run starts at that shard.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from evals.sampling import Completion, Prompt, SamplingParams
+
+log = logging.getLogger(__name__)
 
 CLUSTERS = ("local", "ray")
 SHARD_SIZE = 64  # prompts per shard in `generate` (evals); the E-step sets its own
@@ -65,12 +72,39 @@ class EngineLost(RuntimeError):
     """Every engine died; the message names the last cause."""
 
 
+class EngineStalled(EngineLost):
+    """A shard ran past the stall limit; the message names the shard and the limit."""
+
+
+@dataclass
+class StallLimit:
+    """How long a shard may run before its engine counts as stuck: `first_s` while no shard
+    has finished (nothing to compare with), then `factor` times the slowest finished shard,
+    and never under `floor_s`. Shards of one step are alike in size, so a shard that takes
+    ten times the slowest one is not slow but stuck."""
+
+    first_s: float = 7200.0
+    floor_s: float = 1800.0
+    factor: float = 10.0
+    slowest_s: float | None = None
+
+    def seconds(self) -> float:
+        if self.slowest_s is None:
+            return self.first_s
+        return max(self.floor_s, self.factor * self.slowest_s)
+
+    def finished(self, seconds: float) -> None:
+        self.slowest_s = max(seconds, self.slowest_s or 0.0)
+
+    def describe(self) -> str:
+        if self.slowest_s is None:
+            return f"{self.first_s:.0f} s for a first shard"
+        return (f"{self.seconds():.0f} s: {self.factor:g} x the slowest shard so far "
+                f"({self.slowest_s:.0f} s), at least {self.floor_s:.0f} s")
+
+
 class GPUsBusy(RuntimeError):
     """GPU memory was still held after the engines closed; the message names the holders."""
-
-
-def _log(message: str) -> None:
-    print(f"[restem] {message}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- local
@@ -113,8 +147,10 @@ def _process_tree(pid: int) -> list[int]:
 class LocalEngines:
     """One engine in a spawned child process (CUDA and vLLM need spawn, not fork)."""
 
-    def __init__(self, spec: EngineSpec) -> None:
+    def __init__(self, spec: EngineSpec, stall: StallLimit | None = None) -> None:
         self.spec = spec
+        self.stall = stall or StallLimit()
+        self._stuck = False  # a stalled engine is killed at close, not asked to close
         self._pool = ProcessPoolExecutor(max_workers=1,
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_engine, initargs=(spec,))
@@ -124,23 +160,33 @@ class LocalEngines:
     def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
             done: Done) -> None:
         for index in sorted(shards):
+            started = time.monotonic()
             future = self._pool.submit(_sample, shards[index], params_for(index))
-            done(index, _result_with_progress(future, f"shard {index}"))
+            try:
+                completions = _result_with_progress(future, f"shard {index}", self.stall)
+            except EngineStalled:
+                self._stuck = True
+                raise
+            self.stall.finished(time.monotonic() - started)
+            done(index, completions)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
         return _generate(self, prompts, params)
 
     def close(self) -> None:
         """Close the engine in its process, then end that process and its children (vLLM's
-        engine core): a worker holding vLLM does not always exit on its own."""
-        try:
-            self._pool.submit(_stop_engine).result(timeout=STOP_TIMEOUT_S)
-        except Exception as exc:  # the process is ended below either way
-            _log(f"the sampling engine did not close cleanly ({exc!r}); ending its process")
+        engine core): a worker holding vLLM does not always exit on its own. A stuck one is
+        killed at once."""
+        if not self._stuck:
+            try:
+                self._pool.submit(_stop_engine).result(timeout=STOP_TIMEOUT_S)
+            except Exception as exc:  # the process is ended below either way
+                log.warning(f"the sampling engine did not close cleanly ({exc!r}); "
+                            "ending its process")
         tree = _process_tree(self.pid)
         for pid in tree:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGKILL if self._stuck else signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while any(Path(f"/proc/{pid}").exists() and _running(pid) for pid in tree):
             if time.monotonic() > deadline:
@@ -161,13 +207,22 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _result_with_progress(future: Future, what: str) -> Any:
+def _result_with_progress(future: Future, what: str, stall: StallLimit | None = None) -> Any:
+    """The future's result, saying every WAIT_LOG_S what it waits for; past `stall`,
+    EngineStalled (the caller's close() ends the engine)."""
     started = time.monotonic()
     while True:
-        finished, _ = wait([future], timeout=WAIT_LOG_S, return_when=FIRST_COMPLETED)
+        limit = stall.seconds() if stall else None
+        waited = time.monotonic() - started
+        timeout = WAIT_LOG_S if limit is None else max(0.0, min(WAIT_LOG_S, limit - waited))
+        finished, _ = wait([future], timeout=timeout, return_when=FIRST_COMPLETED)
         if finished:
             return future.result()
-        _log(f"still sampling {what} after {time.monotonic() - started:.0f} s")
+        waited = time.monotonic() - started
+        if stall and limit is not None and waited >= limit:
+            raise EngineStalled(f"{what} has sampled for {waited:.0f} s, past the stall limit "
+                                f"of {stall.describe()}; its engine is stuck")
+        log.info(f"still sampling {what} after {waited:.0f} s")
 
 
 class InProcessEngine:
@@ -211,7 +266,8 @@ class RayEngines:
     """`replicas` engine actors on a Ray cluster (joined at `address`, or the one this process
     is already connected to)."""
 
-    def __init__(self, spec: EngineSpec, replicas: int, address: str = "") -> None:
+    def __init__(self, spec: EngineSpec, replicas: int, address: str = "",
+                 stall: StallLimit | None = None) -> None:
         import ray
 
         if not ray.is_initialized():
@@ -221,6 +277,7 @@ class RayEngines:
             options["num_cpus"] = 1
         actor = ray.remote(**options)(_SamplerActor)
         self.spec = spec
+        self.stall = stall or StallLimit()
         self.actors = [actor.remote(spec) for _ in range(replicas)]
 
     def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
@@ -231,35 +288,59 @@ class RayEngines:
         queue = deque(sorted(shards))
         idle = list(self.actors)
         failures = {id(a): 0 for a in self.actors}
-        running: dict[Any, tuple[Any, int]] = {}
+        running: dict[Any, tuple[Any, int, float]] = {}  # ref -> actor, shard, start
+        ended: set[Any] = set()  # refs whose stalled actor was killed; their error is due
         last_cause = ""
         started = time.monotonic()
         while queue or running:
             while idle and queue:
                 actor, index = idle.pop(0), queue.popleft()
-                running[actor.sample.remote(shards[index], params_for(index))] = (actor, index)
+                ref = actor.sample.remote(shards[index], params_for(index))
+                running[ref] = (actor, index, time.monotonic())
             if not running:
                 raise EngineLost(f"every sampling engine died; last cause: {last_cause}")
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_LOG_S)
+            limit = self.stall.seconds()
+            due = [t + limit for ref, (_, _, t) in running.items() if ref not in ended]
+            timeout = max(0.0, min([WAIT_LOG_S, *(d - time.monotonic() for d in due)]))
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
             if not ready:
-                busy = ", ".join(str(i) for _, i in running.values())
-                _log(f"sampling shards {busy} on {len(running)} engines "
-                     f"({time.monotonic() - started:.0f} s so far)")
+                ended |= self._end_stalled(running, ended, limit)
+                busy = ", ".join(str(i) for _, i, _ in running.values())
+                log.info(f"sampling shards {busy} on {len(running)} engines "
+                         f"({time.monotonic() - started:.0f} s so far)")
                 continue
-            actor, index = running.pop(ready[0])
+            actor, index, shard_started = running.pop(ready[0])
+            ended.discard(ready[0])
             try:
                 completions = ray.get(ready[0])
             except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
                 last_cause = str(exc).splitlines()[0]
                 failures[id(actor)] += 1
                 queue.appendleft(index)  # redone on the next free engine
-                _log(f"shard {index} lost with its engine ({last_cause}); sampling it again")
+                log.warning(f"shard {index} lost with its engine ({last_cause}); sampling it again")
                 if failures[id(actor)] < 2:
                     idle.append(actor)  # Ray restarts it
                 continue
             failures[id(actor)] = 0
             idle.append(actor)
+            self.stall.finished(time.monotonic() - shard_started)
             done(index, completions)
+
+    def _end_stalled(self, running: dict[Any, tuple[Any, int, float]], ended: set[Any],
+                     limit: float) -> set[Any]:
+        """Kill (for Ray to restart) each actor whose shard ran past the stall limit; its
+        shard then fails as a lost engine's does and is sampled again. Returns their refs."""
+        import ray
+
+        killed = set()
+        for ref, (actor, index, shard_started) in running.items():
+            waited = time.monotonic() - shard_started
+            if ref not in ended and waited >= limit:
+                log.warning(f"shard {index} has sampled for {waited:.0f} s, past the stall "
+                            f"limit of {self.stall.describe()}; restarting its engine")
+                ray.kill(actor, no_restart=False)
+                killed.add(ref)
+        return killed
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
         return _generate(self, prompts, params)
@@ -279,11 +360,11 @@ Engines = LocalEngines | RayEngines | InProcessEngine
 
 
 def open_engines(spec: EngineSpec, cluster: str = "local", replicas: int = 1,
-                 address: str = "") -> Engines:
+                 address: str = "", stall: StallLimit | None = None) -> Engines:
     if cluster == "local":
-        return LocalEngines(spec)
+        return LocalEngines(spec, stall)
     if cluster == "ray":
-        return RayEngines(spec, replicas, address)
+        return RayEngines(spec, replicas, address, stall)
     raise ValueError(f"cluster must be one of {CLUSTERS}, not {cluster!r}")
 
 

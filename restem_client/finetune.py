@@ -14,29 +14,36 @@ batch. `global_batch_size` is the recipe: each process runs global_batch_size /
 global batch's tokens itself, 1 or N processes compute the same gradient for the same batch.
 Gradients stay sharded across micro-batches (reduce-scattered after each one).
 
-This file holds the config, the command line and the training loop; the data lives in
+This file holds the recipe's keys (`Config`), the script's command line and the training
+loop; `restem_client.config` reads config files and `key=value` overrides, the data lives in
 `train_data`, the loss in `train_loss`, and sharding, loading from rank 0 and saving in
 `train_model`. FSDP2 (`fully_shard` per decoder layer, then the root) runs on NCCL on GPUs and
 gloo on the CPU, with bf16 parameters and fp32 reduction on GPUs (`mixed_precision`), or
 HSDP (`shard_group_size`) across nodes. A single fp32 process trains the unwrapped module.
+
+Rank 0 reports the plan, warnings and the result on the `restem_client.finetune` logger; the
+script's `main` shows them, and its errors, on stderr as `finetune: ...` lines.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import os
 import re
 import resource
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from restem_client.config import ConfigError, load_config, to_toml
 from restem_client.train_data import read_sft
+
+log = logging.getLogger(__name__)
 
 CUT_WARNING = 0.01  # a run that cuts more than this share of its samples says so loudly
 
@@ -67,7 +74,8 @@ class Config:
     shard_group_size: int = 0  # 0: shard over all processes; N: HSDP, N = GPUs per node
     log_file: str = ""  # per-step JSON lines; default <out>/train_log.jsonl
 
-    def check(self) -> None:
+    def validate(self) -> None:
+        """The recipe's own rules (config.load_config calls this last)."""
         for name in REQUIRED:
             if not getattr(self, name):
                 raise ConfigError(f"config: '{name}' is required")
@@ -98,48 +106,6 @@ class Config:
         return self.global_batch_size // per_pass
 
 
-class ConfigError(ValueError):
-    pass
-
-
-def load_config(path: str | None, overrides: list[str]) -> Config:
-    """A TOML (or JSON) file, then `key=value` overrides, typed by the Config fields."""
-    values: dict[str, Any] = {}
-    if path:
-        text = Path(path).read_text()
-        values = json.loads(text) if path.endswith(".json") else tomllib.loads(text)
-    kinds = {f.name: f.type for f in fields(Config)}
-    for item in overrides:
-        name, value = parse_override(item, kinds)
-        values[name] = value
-    unknown = sorted(set(values) - set(kinds))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {unknown}")
-    config = Config(**values)
-    config.check()
-    return config
-
-
-def parse_override(item: str, kinds: dict[str, str], prefix: str = "") -> tuple[str, Any]:
-    """A `key=value` override as (field, typed value); `kinds` are a dataclass's field types
-    (strings, under `from __future__ import annotations`), `prefix` a table name."""
-    key, sep, raw = item.partition("=")
-    if not sep:
-        raise ConfigError(f"override {item!r} is not key=value")
-    name = key.removeprefix(prefix)
-    if name not in kinds:
-        raise ConfigError(f"unknown config key {key!r}")
-    kind = kinds[name]
-    try:
-        if kind == "bool":
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(raw)
-            return name, raw.lower() in ("true", "1")
-        return name, {"int": int, "float": float, "str": str}[kind](raw)
-    except (KeyError, ValueError):
-        raise ConfigError(f"config: {key}={raw!r} is not a valid {kind}") from None
-
-
 def lr_at(step: int, total: int, config: Config) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -164,7 +130,7 @@ def help_text() -> str:
     notes = dict(re.findall(r"^\s+(\w+): .*?  # (.*)$", inspect.getsource(Config), re.M))
     keys = []
     for f in fields(Config):
-        line = f"{f.name} = {json.dumps(getattr(Config(), f.name))}"  # JSON scalars are TOML
+        line = to_toml({f.name: getattr(Config(), f.name)}).rstrip()
         keys.append(f"  {line:<32} # {f.type}" + (f": {notes[f.name]}" if f.name in notes
                                                     else ""))
     return "\n".join([
@@ -173,25 +139,25 @@ def help_text() -> str:
         f"Keys and their defaults ({', '.join(REQUIRED)} must be set):", *keys])
 
 
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _show_log()
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return 0
     if options := [a for a in argv if a.startswith("-")]:
-        print(f"finetune: unknown option {options[0]!r} (see --help)", file=sys.stderr)
+        log.error(f"unknown option {options[0]!r} (see --help)")
         return 2
     path = argv[0] if argv and "=" not in argv[0] else None
     overrides = argv[1:] if path else argv
     try:
-        config = load_config(path, overrides)
+        config = load_config(Config, path, overrides)
         from restem_client.models import check_checkpoint
 
         check_checkpoint(config.model)
         records = read_sft(config.data)
-    except (ConfigError, ValueError, FileNotFoundError, tomllib.TOMLDecodeError) as exc:
-        print(f"finetune: {exc}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError is a ValueError
+        log.error(str(exc))
         return 2
     from restem_client.train_model import SetupError
 
@@ -199,9 +165,20 @@ def main(argv: list[str] | None = None) -> int:
         train(config, records)
     except (ConfigError, SetupError) as exc:  # raised before any training, alike on all ranks
         if os.environ.get("RANK", "0") == "0":
-            print(f"finetune: {exc}", file=sys.stderr)
+            log.error(str(exc))
         return 2
     return 0
+
+
+def _show_log() -> None:
+    """The script's stderr: this module's log records as `finetune: ...` lines, set up once
+    per process (Ray Train may call main again in the same worker)."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("finetune: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False  # shown here, not again by a handler a launcher put on the root
 
 
 def train(config: Config, records: list[dict[str, Any]]) -> None:
@@ -303,15 +280,15 @@ def _fit(config: Config, module: Any, examples: list[dict[str, Any]], pad_id: in
     if rank == 0:
         Path(config.out).mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = log_path.open("w")
-        print(f"finetune: {plan['samples']} samples, max_seq_len {plan['max_seq_len']} "
-              f"({'set' if config.max_seq_len else 'the longest sample'}; "
-              f"{plan['cut_samples']} cut), {world} process(es) on {device.type}, "
-              f"{plan['precision']}, sharding: {plan['sharding']}; global batch "
-              f"{config.global_batch_size} = {micro} x {accumulation} accumulation x {world} "
-              f"process(es); {total_steps} steps", file=sys.stderr)
+        step_log = log_path.open("w")
+        log.info(f"{plan['samples']} samples, max_seq_len {plan['max_seq_len']} "
+                 f"({'set' if config.max_seq_len else 'the longest sample'}; "
+                 f"{plan['cut_samples']} cut), {world} process(es) on {device.type}, "
+                 f"{plan['precision']}, sharding: {plan['sharding']}; global batch "
+                 f"{config.global_batch_size} = {micro} x {accumulation} accumulation x "
+                 f"{world} process(es); {total_steps} steps")
         if warning:
-            print(f"finetune: {warning}", file=sys.stderr)
+            log.warning(warning)
     progress = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=rank != 0)
     entries: list[dict[str, Any]] = []
     batches: list[list[int]] = []
@@ -347,8 +324,8 @@ def _fit(config: Config, module: Any, examples: list[dict[str, Any]], pad_id: in
                      "seq_len_sq": sum(len(e["input_ids"]) ** 2 for e in batch),
                      "elapsed_s": round(time.perf_counter() - started, 3)}
             entries.append(entry)
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
+            step_log.write(json.dumps(entry) + "\n")
+            step_log.flush()
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{entry['lr']:.2e}")
         progress.update()
     progress.close()
@@ -356,7 +333,7 @@ def _fit(config: Config, module: Any, examples: list[dict[str, Any]], pad_id: in
     dist.all_gather_object(peaks, _peak_memory(device))
     if rank != 0:
         return {}
-    log.close()
+    step_log.close()
     timed = entries[1:] or entries  # the first step (warm-up, allocation) is not timed
     seconds = entries[-1]["elapsed_s"] - (entries[0]["elapsed_s"] if entries[1:] else 0)
     return {**plan, "steps": total_steps, "first_loss": entries[0]["loss"],
@@ -408,11 +385,11 @@ def _save(config: Config, model: Any, dtype: Any, tokenizer: Any, summary: dict[
         summary.update(saved_dtype=str(dtype).removeprefix("torch."),
                        save_s=round(time.perf_counter() - started, 3))
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"finetune: wrote {config.out} ({summary['saved_dtype']}): {summary['steps']} "
-              f"steps, loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, "
-              f"{summary['input_tokens_per_s']:.0f} tokens/s", file=sys.stderr)
+        log.info(f"wrote {config.out} ({summary['saved_dtype']}): {summary['steps']} steps, "
+                 f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, "
+                 f"{summary['input_tokens_per_s']:.0f} tokens/s")
         for warning in summary["warnings"]:
-            print(f"finetune: {warning}", file=sys.stderr)
+            log.warning(warning)
     dist.barrier(group=io_group)
 
 

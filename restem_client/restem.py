@@ -56,14 +56,14 @@ config, summary, plot and kept sets (train.jsonl) as files.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
-import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +73,10 @@ from evals.prompts import render
 from evals.report import flat_metrics, format_table, plot_iterations
 from evals.sampling import preset
 from evals.tasks import load
+from restem_client.config import ConfigError, table, to_toml
 from restem_client.engines import CLUSTERS, Engines, EngineSpec, InProcessEngine, gpu_count
 from restem_client.estep import run_estep
 from restem_client.finetune import Config as FinetuneConfig
-from restem_client.finetune import ConfigError, parse_override
 from restem_client.mstep import default_workers, finetune_local, finetune_on_ray
 from restem_client.run_lock import RunLock
 from restem_client.tracking import Tracker, check_trackers, open_tracker
@@ -88,9 +88,14 @@ RESUME_MAY_CHANGE = {"name", "run_dir", "data_dir", "iterations", "early_stop", 
                      "cluster", "ray_address", "replicas", "tensor_parallel_size",
                      "gpu_memory_utilization", "max_model_len", "train_workers"}
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RunConfig:
+    """A run's keys; `restem_client.config.load_config(RunConfig, path, overrides)` reads them
+    (`finetune.lr=1e-5` for a fine-tuning key, `tracking=tensorboard,mlflow` for the list)."""
+
     name: str = "restem"
     run_dir: str = ""  # default: runs/<name>
     model: str = "smollm2-135m-instruct"  # the base: a checkpoint path or an embedded name
@@ -134,87 +139,61 @@ class RunConfig:
     train_workers: int = 0  # fine-tuning processes; 0 = every GPU of the machine (1 on CPU)
     # any of "tensorboard", "mlflow", "wandb" (override: tracking=tensorboard,wandb)
     tracking: list[str] = field(default_factory=list)
-    finetune: dict[str, Any] = field(default_factory=dict)  # restem_client.finetune keys
+    # restem_client.finetune keys but those the loop sets itself
+    finetune: dict[str, Any] = field(default_factory=dict, metadata=table(
+        FinetuneConfig, exclude=("model", "data", "out")))
 
+    def validate(self) -> None:
+        """The run's own rules; a model path that does not exist fails here, at start."""
+        if self.mode not in MODES:
+            raise ConfigError(f"config key 'mode': expected one of {MODES}, not {self.mode!r}")
+        if self.sampler not in ("auto", "hf", "vllm"):
+            raise ConfigError(f"config key 'sampler': 'auto', 'hf' or 'vllm', not "
+                              f"{self.sampler!r}")
+        if self.cluster not in CLUSTERS:
+            raise ConfigError(f"config key 'cluster': one of {CLUSTERS}, not {self.cluster!r}")
+        if self.cluster == "local" and self.replicas > 1:
+            raise ConfigError("config key 'replicas': several sampling engines need cluster = "
+                              "\"ray\" (one machine runs one engine over its GPUs)")
+        for key, least in (("shard_size", 1), ("tensor_parallel_size", 1), ("replicas", 0),
+                           ("train_workers", 0), ("max_model_len", 1)):
+            if getattr(self, key) < least:
+                raise ConfigError(f"config key {key!r} must be at least {least}")
+        if self.mode == "distill" and not self.teacher:
+            raise ConfigError("config key 'teacher' is required with mode = \"distill\"")
+        for key in ("iterations", "samples_per_problem", "cap"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r} must be at least 1")
+        try:
+            self.tracking = check_trackers(self.tracking)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'tracking': {exc}") from None
+        from restem_client.models import EMBEDDED, check_checkpoint
 
-def load_run_config(path: str | None, overrides: list[str]) -> RunConfig:
-    """A TOML file, then `key=value` overrides (`finetune.lr=1e-5` for fine-tuning keys;
-    `tracking=tensorboard,mlflow` for the list of trackers)."""
-    try:
-        values: dict[str, Any] = tomllib.loads(Path(path).read_text()) if path else {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path}: {exc}") from None
-    kinds = {f.name: f.type for f in fields(RunConfig) if f.name not in ("finetune",
-                                                                           "tracking")}
-    tune_kinds = {f.name: f.type for f in fields(FinetuneConfig)  # the loop sets these
-                  if f.name not in ("model", "data", "out", "tracking")}
-    for item in overrides:
-        if item.startswith("finetune."):
-            name, value = parse_override(item, tune_kinds, "finetune.")
-            values.setdefault("finetune", {})[name] = value
-        elif item.startswith("tracking="):
-            values["tracking"] = [n for n in item.removeprefix("tracking=").split(",") if n]
-        else:
-            name, value = parse_override(item, kinds)
-            values[name] = value
-    unknown = sorted(set(values) - {*kinds, "finetune", "tracking"}) + sorted(
-        f"finetune.{k}" for k in set(values.get("finetune", {})) - set(tune_kinds))
-    if unknown:
-        raise ConfigError(f"unknown config key {unknown[0]!r}")
-    config = RunConfig(**values)
-    _check(config)
-    return config
+        for key in ("model", "teacher"):
+            value = getattr(self, key)
+            remote = value.startswith(("http://", "https://"))
+            if value and value not in EMBEDDED and not remote:
+                try:
+                    check_checkpoint(value)
+                except FileNotFoundError as exc:
+                    raise ConfigError(f"config key {key!r}: {exc}") from None
+        try:
+            FinetuneConfig(**{**self.finetune, "model": "-", "data": "-", "out": "-"}).validate()
+        except ConfigError as exc:
+            raise ConfigError(f"config table 'finetune': {exc}") from None
+        from evals.prompts import FEW_SHOT_TASKS
+        from evals.tasks import TASKS
 
-
-def _check(config: RunConfig) -> None:
-    if config.mode not in MODES:
-        raise ConfigError(f"config key 'mode': expected one of {MODES}, not {config.mode!r}")
-    if config.sampler not in ("auto", "hf", "vllm"):
-        raise ConfigError(f"config key 'sampler': 'auto', 'hf' or 'vllm', not "
-                          f"{config.sampler!r}")
-    if config.cluster not in CLUSTERS:
-        raise ConfigError(f"config key 'cluster': one of {CLUSTERS}, not {config.cluster!r}")
-    if config.cluster == "local" and config.replicas > 1:
-        raise ConfigError("config key 'replicas': several sampling engines need cluster = "
-                          "\"ray\" (one machine runs one engine over its GPUs)")
-    for key, least in (("shard_size", 1), ("tensor_parallel_size", 1), ("replicas", 0),
-                       ("train_workers", 0), ("max_model_len", 1)):
-        if getattr(config, key) < least:
-            raise ConfigError(f"config key {key!r} must be at least {least}")
-    if config.mode == "distill" and not config.teacher:
-        raise ConfigError("config key 'teacher' is required with mode = \"distill\"")
-    for key in ("iterations", "samples_per_problem", "cap"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"config key {key!r} must be at least 1")
-    try:
-        config.tracking = check_trackers(config.tracking)
-    except ValueError as exc:
-        raise ConfigError(f"config key 'tracking': {exc}") from None
-    from restem_client.models import EMBEDDED, check_checkpoint
-
-    for key in ("model", "teacher"):
-        value = getattr(config, key)
-        if value and value not in EMBEDDED and not value.startswith(("http://", "https://")):
-            try:
-                check_checkpoint(value)
-            except FileNotFoundError as exc:
-                raise ConfigError(f"config key {key!r}: {exc}") from None
-    try:
-        FinetuneConfig(**{**config.finetune, "model": "-", "data": "-", "out": "-"}).check()
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config table 'finetune': {exc}") from None
-    from evals.prompts import FEW_SHOT_TASKS
-    from evals.tasks import TASKS
-
-    task = config.task.partition("/")[0]
-    if task not in TASKS:
-        raise ConfigError(f"config key 'task': {config.task!r} has no verifier; expected "
-                             f"one of {TASKS}")
-    if config.estep_shots and task not in FEW_SHOT_TASKS:
-        raise ConfigError(f"config key 'estep_shots': {task} prompts take no exemplars "
-                          f"(tasks that do: {FEW_SHOT_TASKS})")
-    if config.estep_shots < 0:
-        raise ConfigError("config key 'estep_shots' must be at least 0")
+        task = self.task.partition("/")[0]
+        if task not in TASKS:
+            raise ConfigError(f"config key 'task': {self.task!r} has no verifier; expected "
+                              f"one of {TASKS}")
+        if self.estep_shots and task not in FEW_SHOT_TASKS:
+            raise ConfigError(f"config key 'estep_shots': {task} prompts take no exemplars "
+                              f"(tasks that do: {FEW_SHOT_TASKS})")
+        if self.estep_shots < 0:
+            raise ConfigError("config key 'estep_shots' must be at least 0")
 
 
 # ----------------------------------------------------------------------------- the run
@@ -242,7 +221,7 @@ class Run:
 
         c = self.config
         self._check_resumable()
-        _write_atomic(self.dir / "config.toml", _to_toml(asdict(c)))
+        _write_atomic(self.dir / "config.toml", to_toml(asdict(c)))
         self.base = str(resolve(c.model))
         self.train, self.val, self.test = self._splits()
         if c.estep_shots:  # a task with fewer exemplars fails now, not after the base eval
@@ -307,7 +286,7 @@ class Run:
         if not saved_path.exists():
             return
         saved = tomllib.loads(saved_path.read_text())
-        now = tomllib.loads(_to_toml(asdict(self.config)))
+        now = tomllib.loads(to_toml(asdict(self.config)))
         changed = sorted(key for key in saved.keys() | now.keys()
                          if key not in RESUME_MAY_CHANGE and saved.get(key) != now.get(key))
         if changed:
@@ -399,7 +378,7 @@ class Run:
                 settings = {**self.config.finetune, "model": start, "data": str(data),
                             "out": str(tmp), "seed": self.config.seed}
                 config_path = self.dir / step / "finetune.toml"
-                config_path.write_text(_to_toml(settings))
+                config_path.write_text(to_toml(settings))
                 _log(f"{step}: fine-tune {Path(start).name} on {data.name}")
                 c = self.config
                 workers = c.train_workers or default_workers(c.cluster, c.ray_address)
@@ -524,21 +503,23 @@ class Run:
     def _verify(self) -> Any:
         if self._verifier is None:
             from restem_client.client import open_verifier
-            from restem_client.requests import DictVerifier
+            from verifier_server.wire import TokenFileError
 
             c = self.config
             try:
-                verifier = open_verifier(c.verifier or None, Path(c.verifier_token_file)
-                                         if c.verifier_token_file else None, sandbox=c.sandbox)
+                self._verifier = open_verifier(c.verifier or None, Path(c.verifier_token_file)
+                                               if c.verifier_token_file else None,
+                                               sandbox=c.sandbox)
+            except TokenFileError as exc:
+                raise ConfigError(f"config key 'verifier_token_file': {exc}") from None
             except ValueError as exc:  # a bad address or $RESTEM_CONNECT_TIMEOUT
                 raise ConfigError(f"config key 'verifier': {exc}") from None
-            self._verifier = DictVerifier(verifier)
         return self._verifier
 
     def _close(self) -> None:
         self._release_sampler()
         if self._verifier is not None:
-            self._verifier.verifier.close()
+            self._verifier.close()
             self._verifier = None
 
     @contextmanager
@@ -603,7 +584,8 @@ def _iteration(step: str) -> int:
 
 
 def _log(message: str) -> None:
-    print(f"[restem] {message}", file=sys.stderr, flush=True)
+    """A step of the run, for whoever watches it (`restem run` shows these on stderr)."""
+    log.info(f"[restem] {message}")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -611,14 +593,3 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def _to_toml(values: dict[str, Any]) -> str:
-    """Flat TOML for our own configs (strings, numbers, booleans, one level of tables)."""
-    lines, tables = [], []
-    for key, value in values.items():
-        if isinstance(value, dict):
-            tables.append(f"\n[{key}]\n" + _to_toml(value))
-        else:
-            lines.append(f"{key} = {json.dumps(value)}")
-    return "\n".join(lines) + "\n" + "".join(tables)

@@ -2,7 +2,8 @@
 tests marked `docker` skip, with a one-line reason, when no Docker engine is reachable (and
 tests marked `namespace` when bubblewrap cannot make a jail, and `vllm` without vLLM).
 Model fixtures: the embedded SmolLM2 checkpoint (prepared once into the restem cache) and a
-tiny randomly initialized Llama with SmolLM2's tokenizer for fast training tests."""
+tiny randomly initialized Llama with SmolLM2's tokenizer for fast training tests; and
+`run_toml`, which writes the config of a small `restem run`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from restem_client.config import to_toml
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -94,6 +99,18 @@ def tiny_model(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture
+def run_toml(tmp_path: Path) -> Callable[..., Path]:
+    """A writer of tmp_path/run.toml: a `restem run` of the arithmetic task in tmp_path/run
+    with the keys given (a `finetune` dict is the [finetune] table); it returns the path."""
+    def write(**keys: Any) -> Path:
+        path = tmp_path / "run.toml"
+        path.write_text(to_toml({"run_dir": str(tmp_path / "run"), "task": "arith", **keys}))
+        return path
+
+    return write
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from evals.arithmetic import EQUATION, MAX_SHOTS, SIZES, problems, works_the_steps
+from evals.checks import MathCheck
 from evals.problem import Problem
 from evals.prompts import render
 from evals.tasks import load
 from restem_client.local_verifier import LocalVerifier
-from restem_client.requests import DictVerifier
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,13 +33,12 @@ def test_splits_are_seeded_sized_and_disjoint() -> None:
 
 def test_templated_solutions_pass_and_wrong_answers_fail() -> None:
     every = [p for s in SIZES for p in load("arith", s)]
-    requests = [{"kind": "math", "completion": p.solutions[0], "gold": p.gold, "mode": p.mode,
-                 "extract": True} for p in every]
-    wrong = [{**r, "completion": r["completion"].rsplit(" ", 1)[0] + f" {int(p.gold) + 1}."}
-             for r, p in zip(requests, every, strict=True)]
+    checks = [MathCheck(p.solutions[0], p.gold, p.mode) for p in every]
+    wrong = [replace(c, completion=c.completion.rsplit(" ", 1)[0] + f" {int(p.gold) + 1}.")
+             for c, p in zip(checks, every, strict=True)]
     with LocalVerifier(sandbox=None) as verifier:
-        results = DictVerifier(verifier).verify_many(requests + wrong)
-    verdicts = [r["verdict"] for r in results]
+        results = verifier.check_many(checks + wrong)
+    verdicts = [r.verdict for r in results]
     assert verdicts[: len(every)] == ["PASS"] * len(every)
     assert verdicts[len(every):] == ["FAIL"] * len(every)
 

@@ -1,7 +1,7 @@
 """The E-step across engines and nodes, on a real Ray cluster of two raylets on this machine
 (`ray.cluster_utils.Cluster`, one CPU each) with the transformers sampler on a tiny model:
-the same samples as one local engine, a killed engine costs only its shard, a killed driver
-resumes without sampling a shard twice, and a run directory has one owner."""
+the same samples as one local engine, a killed or stopped engine costs only its shard, a
+killed driver resumes without sampling a shard twice, and a run directory has one owner."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ import pytest
 
 from evals.sampling import preset
 from evals.tasks import load
-from restem_client.engines import EngineSpec, LocalEngines, RayEngines
+from restem_client.engines import (
+    EngineSpec,
+    EngineStalled,
+    LocalEngines,
+    RayEngines,
+    StallLimit,
+)
 from restem_client.estep import run_estep, shard_path
 from restem_client.run_lock import RunDirectoryBusy, RunLock
 
@@ -45,11 +51,9 @@ def ray_cluster() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def verifier() -> Iterator[object]:
     from restem_client.client import open_verifier
-    from restem_client.requests import DictVerifier
 
-    opened = DictVerifier(open_verifier(None, None, sandbox="auto"))
-    yield opened
-    opened.verifier.close()
+    with open_verifier(None, None, sandbox="auto") as opened:
+        yield opened
 
 
 def _problems() -> list:
@@ -97,7 +101,7 @@ def test_two_replicas_on_two_nodes_sample_what_one_local_engine_samples(
 
 @pytest.mark.slow
 def test_an_engine_killed_mid_shard_costs_only_that_shard(
-        ray_cluster: str, tiny_model: Path, capfd: pytest.CaptureFixture) -> None:
+        ray_cluster: str, tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
     import ray
 
     from evals.prompts import render
@@ -123,11 +127,65 @@ def test_an_engine_killed_mid_shard_costs_only_that_shard(
         again = {k: engines.generate(shards[k], params) for k in shards}  # a restarted engine
     finally:
         engines.close()
-    err = capfd.readouterr().err
+    err = caplog.text
     assert err.count("lost with its engine") == 1, err[-2000:]
     assert "shard 1 lost with its engine" in err
     assert done == {0: 1, 1: 1, 2: 1}  # every shard delivered once
     assert results == again  # the redone shard has the samples it would have had
+
+
+def test_a_stopped_local_engine_fails_the_shard_naming_the_stall_limit(tiny_model: Path
+                                                                      ) -> None:
+    from evals.prompts import render
+
+    engines = LocalEngines(_spec(tiny_model), StallLimit(first_s=3.0))
+    os.kill(engines.pid, signal.SIGSTOP)  # alive but making no progress, as a hung engine
+    started = time.monotonic()
+    try:
+        with pytest.raises(EngineStalled, match=r"shard 0 has sampled for \d+ s, past the "
+                                                r"stall limit of 3 s for a first shard"):
+            engines.run({0: [render(_problems()[0], None, chat=True)]}, lambda k: PARAMS,
+                        lambda k, c: None)
+    finally:
+        engines.close()
+    assert time.monotonic() - started < 30  # killed, not asked to close and waited for
+    assert not os.path.exists(f"/proc/{engines.pid}")
+
+
+@pytest.mark.slow
+def test_a_stopped_ray_engine_is_restarted_and_its_shard_sampled_again(
+        ray_cluster: str, tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import ray
+
+    from evals.prompts import render
+
+    prompts = [render(p, None, chat=True) for p in _problems()]
+    # As in the killed-engine test, but engine 1's process is stopped, not killed: it stays
+    # alive and silent until the stall limit (at least 30 s, 3 x the slowest shard) ends it.
+    shards = {0: prompts[:1], 1: prompts[1:7], 2: prompts[7:8]}
+    params = preset("estep", n=3, max_tokens=48, seed=11)
+    engines = RayEngines(_spec(tiny_model), replicas=2, address=ray_cluster,
+                         stall=StallLimit(first_s=600.0, floor_s=30.0, factor=3.0))
+    victim = ray.get(engines.actors[1].where.remote())[1]
+    done: Counter = Counter()
+    results: dict[int, list] = {}
+
+    def finished(index: int, completions: list) -> None:
+        if not done:
+            os.kill(victim, signal.SIGSTOP)
+        done[index] += 1
+        results[index] = completions
+
+    try:
+        engines.run(shards, lambda k: params, finished)
+        again = {k: engines.generate(shards[k], params) for k in shards}
+    finally:
+        engines.close()
+    err = caplog.text
+    assert err.count("past the stall limit") == 1, err[-2000:]
+    assert "shard 1 has sampled for" in err and "restarting its engine" in err
+    assert done == {0: 1, 1: 1, 2: 1}
+    assert results == again
 
 
 DRIVER = """
@@ -138,12 +196,11 @@ from evals.tasks import load
 from restem_client.client import open_verifier
 from restem_client.engines import EngineSpec, LocalEngines
 from restem_client.estep import run_estep
-from restem_client.requests import DictVerifier
 
 if __name__ == "__main__":
     engines = LocalEngines(EngineSpec("hf", sys.argv[1], {"batch_size": 4}))
     run_estep(load("arith", "train", None)[:8], engines,
-              DictVerifier(open_verifier(None, None, sandbox="auto")),
+              open_verifier(None, None, sandbox="auto"),
               preset("estep", n=3, max_tokens=12, seed=11), Path(sys.argv[2]),
               shard_size=3, chat=True)
     engines.close()

@@ -20,7 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from restem_client.finetune import Config, ConfigError, load_config, lr_at
+from restem_client.config import ConfigError, load_config
+from restem_client.finetune import Config, lr_at
 from restem_client.train_data import (
     IGNORE,
     collate,
@@ -198,19 +199,19 @@ def test_layers_that_match_no_split_modules_are_required(tiny_model: Path) -> No
 def test_config_file_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('model = "m"\ndata = "d"\nout = "o"\nlr = 0.001\n')
-    config = load_config(str(path), ["lr=2e-5", "activation_checkpointing=true", "epochs=3"])
+    config = load_config(Config, path, ["lr=2e-5", "activation_checkpointing=true", "epochs=3"])
     assert (config.lr, config.activation_checkpointing, config.epochs) == (2e-5, True, 3)
     with pytest.raises(ConfigError, match="unknown config key 'learning_rate'"):
-        load_config(str(path), ["learning_rate=1"])
+        load_config(Config, path, ["learning_rate=1"])
     with pytest.raises(ConfigError, match="epochs='two' is not a valid int"):
-        load_config(str(path), ["epochs=two"])
+        load_config(Config, path, ["epochs=two"])
     with pytest.raises(ConfigError, match="schedule"):
-        load_config(str(path), ["schedule=linear"])
+        load_config(Config, path, ["schedule=linear"])
 
 
 def test_schedule_warms_up_then_decays() -> None:
-    config = load_config(None, ["model=m", "data=d", "out=o", "lr=1.0", "warmup_steps=4",
-                                "min_lr_ratio=0.1"])
+    config = load_config(Config, None, ["model=m", "data=d", "out=o", "lr=1.0",
+                                        "warmup_steps=4", "min_lr_ratio=0.1"])
     rates = [lr_at(s, 20, config) for s in range(20)]
     assert rates[:4] == [0.25, 0.5, 0.75, 1.0]
     assert all(a >= b for a, b in itertools.pairwise(rates[3:]))

@@ -16,7 +16,8 @@ OURS = {"sandbox", "verifier_server", "restem_client", "evals", "restem_proto"}
 ALLOWED = {
     "sandbox": set(),
     "restem_proto": set(),
-    "verifier_server": {"sandbox", "restem_proto"},
+    # the shared check records and verdicts (evals.checks, stdlib only) are the one exception
+    "verifier_server": {"sandbox", "restem_proto", "evals"},
     "evals": set(),
     "restem_client": {"evals", "restem_proto", "verifier_server"},
 }
@@ -147,3 +148,12 @@ def test_no_import_cycles_between_our_modules() -> None:
 def test_cycle_finder_sees_a_cycle() -> None:
     assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_verifier_server_takes_only_the_check_records_from_evals() -> None:
+    """verifier_server may import evals for `evals.checks` (stdlib only) and nothing else,
+    so a server never loads datasets, prompts or plotting."""
+    known = {module_name(p) for p in package_files("evals")}
+    wider = [f"{path.relative_to(REPO)} imports {name}" for path in package_files("verifier_server")
+             for name in sorted(imported_modules(path, known) - {"evals.checks"})]
+    assert not wider, wider

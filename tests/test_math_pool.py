@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from verifier_server.math import Verdict, check, check_many
+from evals.checks import Verdict
+from verifier_server.math import check, check_many
 from verifier_server.math.compare import fast_equal
 from verifier_server.math.pool import FILL_THREAD, NoWorkerAvailable, WorkerPool
 from verifier_server.math.values import parse_answer

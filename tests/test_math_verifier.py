@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evals.checks import Verdict
 from tests.conftest import REPO
-from verifier_server.math import Verdict, canonical, check, check_many, extract_answer
+from verifier_server.math import canonical, check, check_many, extract_answer
 from verifier_server.math.extract import gold_answer
 from verifier_server.math.pool import WorkerPool
 

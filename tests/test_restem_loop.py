@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from restem_client.finetune import ConfigError
-from restem_client.restem import Run, _to_toml, load_run_config, select
+from restem_client.config import ConfigError, load_config, to_toml
+from restem_client.restem import Run, RunConfig, select
 from tests.conftest import REPO, write_jsonl
 
 
@@ -32,23 +33,23 @@ from tests.conftest import REPO, write_jsonl
 ])
 def test_bad_config_fails_at_start_naming_the_key(overrides: list[str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
-        load_run_config(None, overrides)
+        load_config(RunConfig, None, overrides)
 
 
 def test_config_file_keys_are_checked(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('task = "arith"\nsamples = 3\n')
     with pytest.raises(ConfigError, match="unknown config key 'samples'"):
-        load_run_config(str(path), [])
+        load_config(RunConfig, path)
 
 
 def test_a_run_directory_resumes_only_under_its_own_configuration(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    config = load_run_config(None, [f"run_dir={run_dir}", "cap=4"])
-    (run_dir / "config.toml").write_text(_to_toml(asdict(config)))
-    changed = load_run_config(None, [f"run_dir={run_dir}", "cap=2", "finetune.lr=1e-4",
-                                     "iterations=5"])
+    config = load_config(RunConfig, None, [f"run_dir={run_dir}", "cap=4"])
+    (run_dir / "config.toml").write_text(to_toml(asdict(config)))
+    changed = load_config(RunConfig, None, [f"run_dir={run_dir}", "cap=2", "finetune.lr=1e-4",
+                                            "iterations=5"])
     with pytest.raises(ConfigError, match=r"config keys changed since .*config.toml was "
                        r"written \(cap 4 -> 2, finetune .*\); give the run another name=") as exc:
         Run(changed).run()
@@ -92,32 +93,14 @@ def _start(run_dir: Path, config: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_two_iterations_killed_between_stages_and_resumed(tmp_path: Path, smollm2: Path,
-                                                          data_dir: Path) -> None:
+def test_two_iterations_killed_between_stages_and_resumed(
+        tmp_path: Path, smollm2: Path, data_dir: Path, run_toml: Callable[..., Path]) -> None:
     run_dir = tmp_path / "run"
-    config = tmp_path / "run.toml"
-    config.write_text(f'''
-name = "it"
-run_dir = "{run_dir}"
-model = "{smollm2}"
-task = "arith"
-num_problems = 8
-val_limit = 6
-test_limit = 6
-iterations = 2
-early_stop = false
-estep_shots = 3
-samples_per_problem = 8
-cap = 2
-max_tokens = 80
-seed = 3
-[finetune]
-max_steps = 2
-micro_batch_size = 4
-global_batch_size = 4
-lr = 1e-5
-max_seq_len = 192
-''')
+    config = run_toml(name="it", model=str(smollm2), num_problems=8, val_limit=6, test_limit=6,
+                      iterations=2, early_stop=False, estep_shots=3, samples_per_problem=8,
+                      cap=2, max_tokens=80, seed=3,
+                      finetune={"max_steps": 2, "micro_batch_size": 4, "global_batch_size": 4,
+                                "lr": 1e-5, "max_seq_len": 192})
     process = _start(run_dir, config)
     kept = run_dir / "iter_1" / "train.jsonl"
     deadline = time.monotonic() + 1500  # a base eval and an E-step on a 2-core CPU

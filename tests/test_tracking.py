@@ -14,12 +14,13 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from restem_client.finetune import ConfigError
-from restem_client.restem import load_run_config
+from restem_client.config import ConfigError, load_config
+from restem_client.restem import RunConfig
 from restem_client.tracking import TRACKERS, check_trackers, metric_name, open_tracker
 
 pytest.importorskip("wandb", reason="the tracking extra is not installed")
@@ -97,11 +98,11 @@ def test_tracker_names_are_checked_and_metric_names_suit_every_tracker() -> None
         check_trackers("wandb")
     assert metric_name("test/level/Level 5/pass@1") == "test/level/Level 5/pass_at_1"
     assert metric_name("bbh/task(x)/maj@8") == "bbh/task_x_/maj_at_8"
-    config = load_run_config(None, ["tracking=tensorboard,mlflow"])
+    config = load_config(RunConfig, None, ["tracking=tensorboard,mlflow"])
     assert config.tracking == ["tensorboard", "mlflow"]
-    assert load_run_config(None, []).tracking == []
+    assert load_config(RunConfig, None).tracking == []
     with pytest.raises(ConfigError, match="config key 'tracking': unknown tracker 'tb'"):
-        load_run_config(None, ["tracking=tb"])
+        load_config(RunConfig, None, ["tracking=tb"])
 
 
 def test_eval_results_flatten_to_named_numbers() -> None:
@@ -278,32 +279,17 @@ def test_only_rank_0_touches_the_trackers(offline: Path,
 
 @pytest.mark.slow
 def test_restem_run_logs_to_all_three_trackers_and_a_rerun_adds_nothing(
-        offline: Path, tiny_model: Path) -> None:
+        offline: Path, tiny_model: Path, run_toml: Callable[..., Path]) -> None:
     """A small whole run (the random tiny model solves nothing, so iteration 1 keeps no
     sample and the SFT baseline trains), run twice: the second finds every step done."""
     from mlflow import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dir = offline / "run"
-    config = offline / "run.toml"
-    config.write_text(f'''
-name = "tracked"
-run_dir = "{run_dir}"
-model = "{tiny_model}"
-task = "arith"
-sft_baseline = true
-num_problems = 4
-val_limit = 2
-test_limit = 2
-iterations = 1
-samples_per_problem = 2
-max_tokens = 16
-tracking = ["tensorboard", "mlflow", "wandb"]
-[finetune]
-max_steps = 2
-micro_batch_size = 2
-max_seq_len = 128
-''')
+    run_dir = offline / "run"  # offline is the tmp_path that run_toml writes in
+    config = run_toml(name="tracked", model=str(tiny_model), sft_baseline=True, num_problems=4,
+                      val_limit=2, test_limit=2, iterations=1, samples_per_problem=2,
+                      max_tokens=16, tracking=["tensorboard", "mlflow", "wandb"],
+                      finetune={"max_steps": 2, "micro_batch_size": 2, "max_seq_len": 128})
     for _ in range(2):
         done = subprocess.run([sys.executable, "-m", "restem_client.cli", "run", "--config",
                                str(config)], cwd=offline, capture_output=True, text=True,

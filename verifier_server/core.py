@@ -3,11 +3,14 @@ in-process use alike.
 
 Dispatch by task: math (extract, normalize, compare; the symbolic path on the math worker
 pool; identical pairs answered from a bounded cache), exact (BIG-Bench Hard answers), code
-(the sandbox pool). A malformed request becomes an INVALID_REQUEST response whose message
-names the field; an internal failure becomes SANDBOX_ERROR; neither is ever FAIL. Pools are
-started in the constructor, so a server builds its Verifier before it starts gRPC. Without a
-sandbox (none asked for, or `turn_code_off`), code requests are INVALID_REQUEST with
-`code_off` as the message, and `info()` says it too.
+(the sandbox pool). `validate` reads a request once into a `Job` (its kind, and the code
+tests parsed); `run` answers jobs, `verify_many` requests. A malformed request becomes an
+INVALID_REQUEST response whose message names the field; an internal failure becomes
+SANDBOX_ERROR; neither is ever FAIL. Verdicts are `evals.checks.Verdict` until the response
+is built (`verifier_server.wire` maps them to the wire). Pools are started in the
+constructor, so a server builds its Verifier before it starts gRPC. Without a sandbox (none
+asked for, or `turn_code_off`), code requests are INVALID_REQUEST with `code_off` as the
+message, and `info()` says it too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+from evals.checks import Verdict
 from restem_proto.v1 import verifier_pb2 as pb
 from sandbox import AssertTest, CallTest, Limits, Sandbox, StdioTest
 from sandbox import Status as SandboxStatus
@@ -26,12 +31,9 @@ from sandbox.backends import default_backend
 from verifier_server.exact import check_exact
 from verifier_server.math import DEFAULT_TIMEOUT_S, check_many
 from verifier_server.math.pool import WorkerPool, default_pool
+from verifier_server.wire import MODE_NAMES, PROFILE_NAMES, verdict_to_pb
 
 VERSION = "1.0.0"
-MATH_MODES = {pb.MATH_MODE_UNSPECIFIED: "math", pb.MATH_MODE_MATH: "math",
-              pb.MATH_MODE_GSM8K: "gsm8k"}
-PROFILES = {pb.COMPARE_PROFILE_UNSPECIFIED: "strict", pb.COMPARE_PROFILE_STRICT: "strict",
-            pb.COMPARE_PROFILE_APPS: "apps", pb.COMPARE_PROFILE_HUMAN_EVAL: "human_eval"}
 MAX_TIMEOUT_S = 600.0
 
 
@@ -39,9 +41,25 @@ class InvalidRequest(ValueError):
     """A request that cannot be verified; the message names the field."""
 
 
-def response(request_id: str, verdict: int, message: str = "", **fields) -> pb.VerifyResponse:
-    return pb.VerifyResponse(request_id=request_id, verdict=verdict,
-                             reward=1.0 if verdict == pb.PASS else 0.0, message=message, **fields)
+@dataclass(frozen=True)
+class Job:
+    """A request that passed `validate`, with what validation read from it."""
+
+    request: pb.VerifyRequest
+    kind: str  # math, exact or code
+    tests: tuple[StdioTest | CallTest | AssertTest, ...] = ()  # code: for the sandbox
+
+
+def response(request_id: str, verdict: Verdict, message: str = "", **fields
+             ) -> pb.VerifyResponse:
+    return pb.VerifyResponse(request_id=request_id, verdict=verdict_to_pb(verdict),
+                             reward=1.0 if verdict is Verdict.PASS else 0.0, message=message,
+                             **fields)
+
+
+def sandbox_verdict(status: SandboxStatus) -> Verdict:
+    """The sandbox's status words are verdict names (tests/test_verifier_protocol.py)."""
+    return Verdict(status.value)
 
 
 class Verifier:
@@ -105,30 +123,40 @@ class Verifier:
     def verify_many(
         self, requests: list[pb.VerifyRequest], deadline: float | None = None
     ) -> list[pb.VerifyResponse]:
-        """Responses in input order. Math requests are checked together (shared dedupe and
-        the worker pool in parallel); the others one by one."""
+        """Responses in input order: each request validated (a malformed one answered
+        INVALID_REQUEST), the rest run as jobs."""
         out: list[pb.VerifyResponse | None] = [None] * len(requests)
-        math_groups: dict[tuple[str, bool], list[int]] = {}
-        code: list[int] = []
+        jobs: list[tuple[int, Job]] = []
         for i, request in enumerate(requests):
             started = time.monotonic()
             try:
-                kind = validate(request, self.max_processes)
+                jobs.append((i, validate(request, self.max_processes)))
             except InvalidRequest as exc:
-                out[i] = response(request.request_id, pb.INVALID_REQUEST, str(exc))
-                out[i].elapsed_ms = (time.monotonic() - started) * 1000
-                continue
-            if kind == "math":
-                key = (MATH_MODES[request.math.mode], request.math.extract)
+                out[i] = response(request.request_id, Verdict.INVALID_REQUEST, str(exc),
+                                  elapsed_ms=(time.monotonic() - started) * 1000)
+        for (i, _), resp in zip(jobs, self.run([job for _, job in jobs], deadline), strict=True):
+            out[i] = resp
+        return out  # type: ignore[return-value]
+
+    def run(self, jobs: list[Job], deadline: float | None = None) -> list[pb.VerifyResponse]:
+        """Responses to validated jobs, in order. Math jobs are checked together (shared
+        dedupe and the worker pool in parallel); code jobs in parallel on the sandbox pool."""
+        out: list[pb.VerifyResponse | None] = [None] * len(jobs)
+        math_groups: dict[tuple[str, bool], list[int]] = {}
+        code: list[int] = []
+        for i, job in enumerate(jobs):
+            if job.kind == "math":
+                key = (MODE_NAMES[job.request.math.mode], job.request.math.extract)
                 math_groups.setdefault(key, []).append(i)
-            elif kind == "exact":
-                out[i] = self._exact(request)
+            elif job.kind == "exact":
+                started = time.monotonic()
+                out[i] = self._exact(job.request)
                 out[i].elapsed_ms = (time.monotonic() - started) * 1000
             else:
                 code.append(i)
 
         def run_code(i: int) -> pb.VerifyResponse:
-            return self._code(requests[i], self._deadline(requests[i], deadline))
+            return self._code(jobs[i], self._deadline(jobs[i].request, deadline))
 
         if len(code) == 1:
             out[code[0]] = run_code(code[0])
@@ -139,7 +167,7 @@ class Verifier:
                     out[i] = resp
         for (mode, extract), indices in math_groups.items():
             started = time.monotonic()
-            group = self._math([requests[i] for i in indices], mode, extract)
+            group = self._math([jobs[i].request for i in indices], mode, extract)
             elapsed = (time.monotonic() - started) * 1000  # the group's time, cache hits included
             for i, resp in zip(indices, group, strict=True):
                 resp.elapsed_ms = elapsed
@@ -188,11 +216,10 @@ class Verifier:
                                   pool=self.math_pool)
             with self._lock:
                 for key, v in zip(todo, verdicts, strict=True):
-                    resp = response("", getattr(pb, str(v.verdict)), v.detail,
-                                    extracted=v.extracted or "", canonical=v.canonical or "",
-                                    rule=v.rule or "")
+                    resp = response("", v.verdict, v.detail, extracted=v.extracted or "",
+                                    canonical=v.canonical or "", rule=v.rule or "")
                     cached[key] = resp
-                    if v.verdict != "TIMEOUT":  # a timeout may pass on a quieter machine
+                    if v.verdict is not Verdict.TIMEOUT:  # may pass on a quieter machine
                         self._math_cache[key] = resp
                 while len(self._math_cache) > self._cache_size:
                     self._math_cache.popitem(last=False)
@@ -208,27 +235,27 @@ class Verifier:
         task = request.exact
         v = check_exact(task.completion, task.target, extract_answer=task.extract,
                         answer_format=task.answer_format)
-        return response(request.request_id, getattr(pb, v.verdict), extracted=v.extracted,
+        return response(request.request_id, v.verdict, extracted=v.extracted,
                         canonical=v.extracted.casefold())
 
-    def _code(self, request: pb.VerifyRequest, deadline: float | None) -> pb.VerifyResponse:
+    def _code(self, job: Job, deadline: float | None) -> pb.VerifyResponse:
+        request = job.request
         if not self.sandbox_backend:
-            return response(request.request_id, pb.INVALID_REQUEST, self.code_off)
+            return response(request.request_id, Verdict.INVALID_REQUEST, self.code_off)
         task = request.code
-        result = self.start_sandbox().run(task.program, code_tests(task), code_limits(task.limits,
-                                  self.default_limits), profile=PROFILES[task.profile],
-                                  run_all=task.run_all_tests, deadline=deadline)
+        result = self.start_sandbox().run(task.program, list(job.tests),
+                                          code_limits(task.limits, self.default_limits),
+                                          profile=PROFILE_NAMES[task.profile],
+                                          run_all=task.run_all_tests, deadline=deadline)
         tests = [
-            pb.TestResult(passed=t.passed, verdict=getattr(pb, str(t.status)),
+            pb.TestResult(passed=t.passed, verdict=verdict_to_pb(sandbox_verdict(t.status)),
                           exit_code=t.exit_code or 0, stdout=t.stdout, stderr=t.stderr,
                           cpu_time_s=t.cpu_s, wall_time_s=t.wall_s, detail=t.detail)
             for t in result.tests
         ]
-        verdict = getattr(pb, str(result.verdict))
-        if result.verdict is SandboxStatus.SANDBOX_ERROR:
-            verdict = pb.SANDBOX_ERROR
-        return response(request.request_id, verdict, result.detail, tests=tests,
-                        forgeable=result.forgeable, elapsed_ms=result.elapsed_s * 1000)
+        return response(request.request_id, sandbox_verdict(result.verdict), result.detail,
+                        tests=tests, forgeable=result.forgeable,
+                        elapsed_ms=result.elapsed_s * 1000)
 
 
 # ---------------------------------------------------------------------- validation
@@ -244,8 +271,8 @@ def _json(text: str, field: str, *, array: bool = False):
     return value
 
 
-def validate(request: pb.VerifyRequest, max_processes: int) -> str:
-    """The task kind, or InvalidRequest naming the field that is wrong."""
+def validate(request: pb.VerifyRequest, max_processes: int) -> Job:
+    """The request as a job, or InvalidRequest naming the field that is wrong."""
     if not 0 <= request.timeout_s <= MAX_TIMEOUT_S:
         raise InvalidRequest(f"timeout_s: must be between 0 and {MAX_TIMEOUT_S:g}")
     kind = request.WhichOneof("task")
@@ -253,6 +280,8 @@ def validate(request: pb.VerifyRequest, max_processes: int) -> str:
         raise InvalidRequest("task: none of math, exact, code is set")
     if kind == "math" and not request.math.gold.strip():
         raise InvalidRequest("math.gold: empty")
+    if kind == "math" and request.math.mode not in MODE_NAMES:
+        raise InvalidRequest(f"math.mode: unknown value {request.math.mode}")
     if kind == "exact" and not request.exact.target.strip():
         raise InvalidRequest("exact.target: empty")
     if kind == "exact" and request.exact.answer_format not in ("", "multiple_choice", "free_text"):
@@ -272,29 +301,32 @@ def validate(request: pb.VerifyRequest, max_processes: int) -> str:
             raise InvalidRequest(f"code.limits.max_processes: this server allows {max_processes}")
         if limits.cpu_time_s > MAX_TIMEOUT_S or limits.wall_time_s > MAX_TIMEOUT_S:
             raise InvalidRequest(f"code.limits: time limits above {MAX_TIMEOUT_S:g} s")
-        code_tests(code)  # raises InvalidRequest
-    return kind
+        if code.profile not in PROFILE_NAMES:
+            raise InvalidRequest(f"code.profile: unknown value {code.profile}")
+        return Job(request, kind, code_tests(code))
+    return Job(request, kind)
 
 
-def code_tests(code: pb.CodeTask) -> list[StdioTest | CallTest | AssertTest]:
+def code_tests(code: pb.CodeTask) -> tuple[StdioTest | CallTest | AssertTest, ...]:
+    """The sandbox tests of a code task, or InvalidRequest naming the field."""
     which = code.WhichOneof("tests")
     try:
         if which == "stdio":
             if not code.stdio.cases:
                 raise InvalidRequest("code.stdio.cases: empty")
-            return [StdioTest(c.stdin, c.expected_stdout) for c in code.stdio.cases]
+            return tuple(StdioTest(c.stdin, c.expected_stdout) for c in code.stdio.cases)
         if which == "call":
             call = code.call
             if not call.cases:
                 raise InvalidRequest("code.call.cases: empty")
-            return [
+            return tuple(
                 CallTest(call.fn_name,
                          _json(c.args_json, f"code.call.cases[{i}].args_json", array=True),
                          _json(c.expected_json, f"code.call.cases[{i}].expected_json"))
                 for i, c in enumerate(call.cases)
-            ]
+            )
         a = code.asserts
-        return [AssertTest(a.test_code, a.entry_point, prompt=a.prompt)]
+        return (AssertTest(a.test_code, a.entry_point, prompt=a.prompt),)
     except InvalidRequest:
         raise
     except ValueError as exc:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from evals.checks import Verdict
+
 _ANSWER_IS = re.compile(r"the answer is", re.IGNORECASE)
 _OPTION = re.compile(r"^\(?([A-R])\)?(?:$|[\s.:,)])")
 _TARGET_OPTION = re.compile(r"^\(([A-R])\)$")
@@ -20,7 +22,7 @@ _TARGET_OPTION = re.compile(r"^\(([A-R])\)$")
 
 @dataclass(frozen=True)
 class ExactVerdict:
-    verdict: str  # PASS, FAIL, NO_ANSWER
+    verdict: Verdict  # PASS, FAIL or NO_ANSWER
     extracted: str
 
 
@@ -39,7 +41,7 @@ def check_exact(completion: str, target: str, *, extract_answer: bool = True,
                 answer_format: str = "") -> ExactVerdict:
     answer = extract(completion) if extract_answer else completion.strip()
     if not answer:
-        return ExactVerdict("NO_ANSWER", "")
+        return ExactVerdict(Verdict.NO_ANSWER, "")
     target = target.strip()
     multiple_choice = answer_format == "multiple_choice" or (
         not answer_format and _TARGET_OPTION.match(target) is not None
@@ -48,7 +50,8 @@ def check_exact(completion: str, target: str, *, extract_answer: bool = True,
         want = _OPTION.match(target)
         got = _OPTION.match(answer)
         if got is None:
-            return ExactVerdict("FAIL", answer)
+            return ExactVerdict(Verdict.FAIL, answer)
         ok = want is not None and got.group(1) == want.group(1)
-        return ExactVerdict("PASS" if ok else "FAIL", f"({got.group(1)})")
-    return ExactVerdict("PASS" if answer.casefold() == target.casefold() else "FAIL", answer)
+        return ExactVerdict(Verdict.PASS if ok else Verdict.FAIL, f"({got.group(1)})")
+    same = answer.casefold() == target.casefold()
+    return ExactVerdict(Verdict.PASS if same else Verdict.FAIL, answer)

@@ -43,8 +43,10 @@ from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 from verifier_server.core import Verifier
 from verifier_server.service import BearerToken, VerifierService
+from verifier_server.wire import TokenFileError, read_token
 
 log = logging.getLogger("restem.serve")
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Verifier"].full_name
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 MOUNTED_TOKEN = Path("/run/secrets/restem-token")
@@ -142,14 +144,7 @@ def start_sandbox(verifier: Verifier, choice: str) -> str | None:
     return None
 
 
-def read_token(path: Path) -> str:
-    token = path.read_text().strip()
-    if not token:
-        raise SystemExit(f"restem serve: the token file {path} is empty")
-    return token
-
-
-async def serve(args: argparse.Namespace, verifier: Verifier) -> None:
+async def serve(args: argparse.Namespace, verifier: Verifier, token: str | None) -> None:
     limit = args.max_message_mb * 2**20
     keepalive_ms = int(args.keepalive_s * 1000)
     options = [
@@ -160,7 +155,7 @@ async def serve(args: argparse.Namespace, verifier: Verifier) -> None:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    interceptors = [BearerToken(read_token(args.token_file))] if args.token_file else []
+    interceptors = [BearerToken(token)] if token else []
     server = grpc.aio.server(interceptors=interceptors, options=options)
     threads = args.threads or 2 * max(1, args.sandbox_workers)
     service = VerifierService(verifier, threads, args.max_queue)
@@ -206,9 +201,15 @@ async def serve(args: argparse.Namespace, verifier: Verifier) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    """Serve until SIGTERM or SIGINT; 2 for a configuration that must not start. Logging is
+    the caller's to set up (`restem` does; run as a module, LOG_FORMAT at INFO)."""
     if problem := check_config(args):
         print(f"restem serve: {problem}", file=sys.stderr)
+        return 2
+    try:
+        token = read_token(args.token_file) if args.token_file else None
+    except TokenFileError as exc:
+        print(f"restem serve: {exc}", file=sys.stderr)
         return 2
     # Worker pools first: nothing may fork once gRPC runs.
     backend = {"auto": "docker", "none": None}.get(args.sandbox, args.sandbox)
@@ -219,11 +220,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"restem serve: {problem}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(args, verifier))
+        asyncio.run(serve(args, verifier, token))
     finally:
         verifier.close()
     return 0
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     sys.exit(main(build_parser().parse_args()))

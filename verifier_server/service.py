@@ -22,13 +22,14 @@ import asyncio
 import hmac
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
-from verifier_server.core import InvalidRequest, Verifier, validate
+from verifier_server.core import InvalidRequest, Job, Verifier, validate
 
 BATCH = 256  # math/exact items checked together when they arrive together
 COALESCE_S = 0.002  # responses finishing this close together share a message
@@ -87,12 +88,15 @@ class VerifierService(pb_grpc.VerifierServicer):
             self._condition().notify_all()
 
     async def _run(self, requests: list[pb.VerifyRequest], deadline: float | None,
-                   admitted: float) -> list[pb.VerifyResponse]:
+                   admitted: float, job: Job | None = None) -> list[pb.VerifyResponse]:
+        """Verify `requests` on the thread pool; `job`: the one request, validated already."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        responses = await loop.run_in_executor(
-            self.executor, self.verifier.verify_many, requests, deadline
-        )
+        if job is None:
+            work = partial(self.verifier.verify_many, requests, deadline)
+        else:
+            work = partial(self.verifier.run, [job], deadline)
+        responses = await loop.run_in_executor(self.executor, work)
         done = time.monotonic()
         for request, resp in zip(requests, responses, strict=True):
             resp.queue_ms = (started - admitted) * 1000
@@ -111,7 +115,7 @@ class VerifierService(pb_grpc.VerifierServicer):
     async def Verify(self, request, context):
         await self._refuse_when_draining(context)
         try:
-            validate(request, self.verifier.max_processes)
+            job = validate(request, self.verifier.max_processes)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         async with self._condition():
@@ -120,7 +124,7 @@ class VerifierService(pb_grpc.VerifierServicer):
                                     f"the verifier queue is full ({self.max_queue} requests)")
             self.in_flight += 1
         try:
-            (resp,) = await self._run([request], self._deadline(context), time.monotonic())
+            (resp,) = await self._run([request], self._deadline(context), time.monotonic(), job)
             return resp
         finally:
             await self._release(1)

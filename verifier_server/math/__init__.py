@@ -2,6 +2,7 @@
 
     from verifier_server.math import check, check_many, extract_answer, canonical
     check(completion, gold)                 # MathVerdict: PASS / FAIL / NO_ANSWER / TIMEOUT
+                                            # (an evals.checks.Verdict)
     check(text, "72", mode="gsm8k")         # GSM8K numbers, last-number fallback
 
 Modules: `extract` (finding the answer), `normalize` (string clean-up), `values` (typed
@@ -12,12 +13,11 @@ workers), `pool` (the worker pool with timeouts), `check` (the public checks).
 from verifier_server.math.check import (
     DEFAULT_TIMEOUT_S,
     MathVerdict,
-    Verdict,
     canonical,
     check,
     check_many,
 )
 from verifier_server.math.extract import Extraction, extract_answer
 
-__all__ = ["DEFAULT_TIMEOUT_S", "Extraction", "MathVerdict", "Verdict", "canonical", "check",
-           "check_many", "extract_answer"]
+__all__ = ["DEFAULT_TIMEOUT_S", "Extraction", "MathVerdict", "canonical", "check", "check_many",
+           "extract_answer"]

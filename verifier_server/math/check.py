@@ -3,7 +3,8 @@
 
 Never raises on any input and never hangs: inputs are capped, the inline fast path is
 bounded, and everything sympy does runs in a worker with a wall-clock timeout. A timeout is
-its own verdict (TIMEOUT), never a silent FAIL.
+its own verdict (TIMEOUT), never a silent FAIL. Verdicts are `evals.checks.Verdict`: PASS,
+FAIL, NO_ANSWER or TIMEOUT.
 """
 
 from __future__ import annotations
@@ -13,21 +14,14 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
 
+from evals.checks import Verdict
 from verifier_server.math.compare import canonical_key, fast_equal
 from verifier_server.math.extract import Extraction, extract_answer, gold_answer
 from verifier_server.math.pool import WorkerDied, WorkerPool, default_pool
 from verifier_server.math.values import Value, parse_answer
 
 DEFAULT_TIMEOUT_S = 5.0
-
-
-class Verdict(StrEnum):
-    PASS = "PASS"
-    FAIL = "FAIL"
-    NO_ANSWER = "NO_ANSWER"
-    TIMEOUT = "TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -131,6 +125,6 @@ def canonical(answer: str) -> str:
     return canonical_key(parse_answer(answer))
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "MathVerdict", "Verdict", "canonical", "check", "check_many"]
+__all__ = ["DEFAULT_TIMEOUT_S", "MathVerdict", "canonical", "check", "check_many"]
 
 

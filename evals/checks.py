@@ -1,0 +1,198 @@
+"""One check request and its result, typed: the records every layer shares.
+
+    MathCheck("... \\boxed{12}", "12")                       # mode "math" or "gsm8k"
+    ExactCheck("So the answer is (B).", "(B)")               # BIG-Bench Hard style
+    CodeCheck(program, StdioTests((("3 4\\n", "7\\n"),)))     # or CallTests, AssertTests
+    CheckResult(Verdict.PASS, extracted="12", canonical="12", rule="boxed")
+
+`Verdict` is the one verdict vocabulary: the names of `enum Verdict` in
+proto/restem_proto/v1/verifier.proto (less VERDICT_UNSPECIFIED); the sandbox's `Status` and
+the math and exact checkers use these names. `verifier_server.wire` maps records and
+verdicts to and from the wire, `evals.score` reads input lines into records.
+
+A record checks its fields when it is built: `InvalidCheck` names the field that is wrong,
+as `restem score` reports it for a line. What only the verifier can judge (an empty gold,
+tests that are not JSON) comes back as an INVALID_REQUEST result instead. Standard library
+only, so that `evals` stays a leaf.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    NO_ANSWER = "NO_ANSWER"
+    COMPILE_ERROR = "COMPILE_ERROR"
+    RUNTIME_ERROR = "RUNTIME_ERROR"
+    TIMEOUT = "TIMEOUT"
+    MEMORY_LIMIT = "MEMORY_LIMIT"
+    OUTPUT_LIMIT = "OUTPUT_LIMIT"
+    SANDBOX_ERROR = "SANDBOX_ERROR"  # an internal failure, never a wrong answer
+    INVALID_REQUEST = "INVALID_REQUEST"
+
+
+class InvalidCheck(ValueError):
+    """A check that cannot be built; the message names the field."""
+
+
+MATH_MODES = ("math", "gsm8k")
+ANSWER_FORMATS = ("", "multiple_choice", "free_text")  # "": inferred from the target
+PROFILES = ("strict", "apps", "human_eval")  # how code output is compared (see the proto)
+TEST_KINDS = ("stdio", "call", "asserts")
+
+
+def _string(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidCheck(f"field {name!r} must be a string")
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidCheck(f"field {name!r} must be true or false")
+
+
+def _one_of(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        named = " or ".join(repr(c) for c in choices)
+        raise InvalidCheck(f"field {name!r} must be {named}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class MathCheck:
+    """Is the final answer of `completion` equal to `gold`? `extract` False: the completion
+    is the bare answer already."""
+
+    completion: str
+    gold: str
+    mode: str = "math"
+    extract: bool = True
+
+    def __post_init__(self) -> None:
+        _string("completion", self.completion)
+        _string("gold", self.gold)
+        _one_of("mode", self.mode, MATH_MODES)
+        _flag("extract", self.extract)
+
+
+@dataclass(frozen=True)
+class ExactCheck:
+    """Does the answer after "the answer is" in `completion` match `target` (BBH style)?"""
+
+    completion: str
+    target: str
+    answer_format: str = ""
+    extract: bool = True
+
+    def __post_init__(self) -> None:
+        _string("completion", self.completion)
+        _string("target", self.target)
+        _one_of("answer_format", self.answer_format, ANSWER_FORMATS)
+        _flag("extract", self.extract)
+
+
+@dataclass(frozen=True)
+class StdioTests:
+    cases: tuple[tuple[str, str], ...]  # (stdin, expected stdout)
+
+
+@dataclass(frozen=True)
+class CallTests:
+    fn_name: str  # a top-level function or a method of class Solution
+    cases: tuple[tuple[list[Any], Any], ...]  # (positional arguments, expected return value)
+
+
+@dataclass(frozen=True)
+class AssertTests:
+    test_code: str  # HumanEval style: defines check(candidate)
+    entry_point: str
+    prompt: str = ""  # the dataset prompt: trusted helpers the test code may call
+
+
+Tests = StdioTests | CallTests | AssertTests
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    """Does `program` pass `tests`? Limits of 0 keep the verifier's defaults; `run_all`
+    runs every test instead of stopping at the first failure."""
+
+    program: str
+    tests: Tests
+    cpu_s: float = 0.0
+    memory_mb: int = 0
+    profile: str = "strict"
+    run_all: bool = False
+
+    def __post_init__(self) -> None:
+        _string("program", self.program)
+        if not isinstance(self.tests, StdioTests | CallTests | AssertTests):
+            raise InvalidCheck("field 'tests' must be StdioTests, CallTests or AssertTests")
+        if not (isinstance(self.cpu_s, int | float) and math.isfinite(self.cpu_s)
+                and self.cpu_s >= 0):
+            raise InvalidCheck("field 'cpu_s' must be a number of seconds >= 0")
+        if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, int) \
+                or self.memory_mb < 0:
+            raise InvalidCheck("field 'memory_mb' must be a whole number >= 0")
+        _one_of("profile", self.profile, PROFILES)
+        _flag("run_all", self.run_all)
+
+
+Check = MathCheck | ExactCheck | CodeCheck
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verifier's answer to one check: `extracted` is the answer found (math, exact),
+    `canonical` its key for majority voting, `rule` the extraction rule that fired (math);
+    `message` says why, for errors."""
+
+    verdict: Verdict
+    extracted: str | None = None
+    canonical: str | None = None
+    rule: str | None = None
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+
+def parse_tests(value: Any) -> Tests:
+    """Tests from their JSON form: {"stdio": {"cases": [[stdin, stdout], ...]}},
+    {"call": {"fn_name", "cases": [[args, expected], ...]}} or {"asserts": {"test_code",
+    "entry_point", "prompt"}}."""
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in TEST_KINDS:
+        raise InvalidCheck("field 'tests' must be an object with one of stdio, call, asserts")
+    (kind, body), = value.items()
+    if not isinstance(body, dict):
+        raise InvalidCheck(f"field 'tests.{kind}' must be an object")
+    needs = {"stdio": ("cases",), "call": ("fn_name", "cases"),
+             "asserts": ("test_code", "entry_point")}[kind]
+    for name in needs:
+        if name not in body:
+            raise InvalidCheck(f"missing field 'tests.{kind}.{name}'")
+    if kind == "asserts":
+        for name in ("test_code", "entry_point", "prompt"):
+            _string(f"tests.asserts.{name}", body.get(name, ""))
+        return AssertTests(body["test_code"], body["entry_point"], body.get("prompt", ""))
+    cases = body["cases"]
+    if not (isinstance(cases, list) and all(
+        isinstance(c, list | tuple) and len(c) == 2 for c in cases
+    )):
+        raise InvalidCheck(f"field 'tests.{kind}.cases' must be a list of [input, expected]")
+    if kind == "stdio":
+        for i, (stdin, stdout) in enumerate(cases):
+            _string(f"tests.stdio.cases[{i}][0]", stdin)
+            _string(f"tests.stdio.cases[{i}][1]", stdout)
+        return StdioTests(tuple((stdin, stdout) for stdin, stdout in cases))
+    _string("tests.call.fn_name", body["fn_name"])
+    for i, (args, _) in enumerate(cases):
+        if not isinstance(args, list | tuple):
+            raise InvalidCheck(f"field 'tests.call.cases[{i}][0]' must be a list of arguments")
+    return CallTests(body["fn_name"], tuple((list(args), want) for args, want in cases))

@@ -1,0 +1,256 @@
+"""One `Verifier` protocol, two implementations: the same assertions run against the
+in-process `LocalVerifier` and a `VerifierClient` over real gRPC on loopback to a real
+`restem serve` (code on the `local` sandbox backend, for speed), call timeouts included.
+Around it: the one verdict vocabulary and its wire mapping, the check records (their own
+validation, the scorer's lines, the results fields), the server's single validation, and
+the token file and log levels as the command line reports them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from evals.checks import (
+    AssertTests,
+    CallTests,
+    CheckResult,
+    CodeCheck,
+    ExactCheck,
+    InvalidCheck,
+    MathCheck,
+    StdioTests,
+    Verdict,
+    parse_tests,
+)
+from evals.score import parse_line, result_fields
+from restem_client.client import VerifierClient
+from restem_client.local_verifier import LocalVerifier
+from restem_client.requests import (
+    Verifier,
+    VerifyTimeout,
+    code_request,
+    exact_request,
+    math_request,
+)
+from restem_proto.v1 import verifier_pb2 as pb
+from sandbox import StdioTest
+from sandbox.results import Status
+from tests.verifier_server_process import ServerProcess, free_port
+from verifier_server.core import InvalidRequest, sandbox_verdict, validate
+from verifier_server.wire import (
+    TokenFileError,
+    read_token,
+    to_request,
+    to_result,
+    verdict_from_pb,
+    verdict_to_pb,
+)
+
+RESTEM = Path(sys.executable).parent / "restem"
+SLOW = "import time\ntime.sleep(float(input()))\nprint('done')"
+SLACK_S = 5.0  # a busy 2-core machine
+
+
+@pytest.fixture(scope="module", params=["local", "grpc"])
+def verifier(request: pytest.FixtureRequest) -> Iterator[Verifier]:
+    if request.param == "local":
+        with LocalVerifier(sandbox="local", sandbox_workers=2) as local:
+            yield local
+    else:
+        with ServerProcess(sandbox="local", workers=2) as server, \
+                VerifierClient(server.target) as client:
+            yield client
+
+
+def test_verify_and_verify_many_answer_every_request_in_order(verifier: Verifier) -> None:
+    requests = [
+        math_request("so $\\boxed{\\frac{1}{2}}$", "0.5", request_id="m"),
+        exact_request("So the answer is (B).", "(B)", request_id="e"),
+        code_request("print(int(input()) + 1)", stdio=[("1\n", "2\n")], request_id="c"),
+        pb.VerifyRequest(request_id="bad", math=pb.MathTask(completion="1", gold="")),
+    ]
+    out = verifier.verify_many(requests)
+    assert [r.request_id for r in out] == ["m", "e", "c", "bad"]
+    assert [verdict_from_pb(r.verdict) for r in out] == [Verdict.PASS] * 3 + [
+        Verdict.INVALID_REQUEST]
+    assert (out[0].extracted, out[0].rule, out[0].reward) == ("\\frac{1}{2}", "boxed", 1.0)
+    assert out[2].tests[0].stdout == "2\n" and "math.gold" in out[3].message
+    one = verifier.verify(requests[1])
+    assert one.request_id == "e" and one.verdict == pb.PASS and one.extracted == "(B)"
+
+
+def test_check_many_takes_records_and_answers_results(verifier: Verifier) -> None:
+    results = verifier.check_many([
+        MathCheck("so \\boxed{3}", "4"),
+        MathCheck("He has 12 in total.", "#### 12", mode="gsm8k"),
+        ExactCheck("no idea", "True"),
+        CodeCheck("def add(a, b):\n    return a + b", CallTests("add", (([1, 2], 3),))),
+        CodeCheck("def add(a, b):\n    return a + b",
+                  AssertTests("def check(candidate):\n    assert candidate(1, 2) == 3\n", "add")),
+        CodeCheck("print(", StdioTests((("", ""),))),
+    ])
+    assert [r.verdict for r in results] == [Verdict.FAIL, Verdict.PASS, Verdict.NO_ANSWER,
+                                           Verdict.PASS, Verdict.PASS, Verdict.COMPILE_ERROR]
+    assert results[0] == CheckResult(Verdict.FAIL, extracted="3", canonical="3", rule="boxed")
+    assert results[1].rule == "last_number" and results[2].extracted is None
+
+
+def test_info_names_the_backend(verifier: Verifier) -> None:
+    info = verifier.info()
+    assert info.sandbox_backends == ["local"] and info.math_workers >= 1 and info.version
+
+
+def test_a_call_timeout_raises_verify_timeout(verifier: Verifier) -> None:
+    # Sleepers that differ: the sandbox shares one run among identical requests in flight.
+    def sleeper(seconds: str) -> pb.VerifyRequest:
+        return code_request(SLOW, stdio=[(seconds, "done\n")])
+
+    for call in (lambda: verifier.verify(sleeper("30"), timeout_s=1.0),
+                 lambda: verifier.verify_many([math_request("\\boxed{1}", "1"), sleeper("31")],
+                                              timeout_s=1.0)):
+        start = time.monotonic()
+        with pytest.raises(VerifyTimeout) as info:
+            call()
+        assert 1.0 <= time.monotonic() - start < 1.0 + SLACK_S
+        assert isinstance(info.value, TimeoutError) and isinstance(info.value, grpc.RpcError)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # a request's own timeout_s bounds that request: an answer, TIMEOUT
+    bounded = code_request(SLOW, stdio=[("32", "done\n")], timeout_s=1.0)
+    start = time.monotonic()
+    assert verifier.verify(bounded).verdict == pb.TIMEOUT
+    assert time.monotonic() - start < 1.0 + SLACK_S
+
+
+def test_verdicts_are_the_wire_names_and_the_sandbox_statuses() -> None:
+    wire = [value.name for value in pb.Verdict.DESCRIPTOR.values
+            if value.name != "VERDICT_UNSPECIFIED"]
+    assert [v.value for v in Verdict] == wire
+    for status in Status:
+        assert sandbox_verdict(status) is Verdict(status.value)
+
+
+def test_the_wire_mapping_goes_both_ways_and_fails_loudly() -> None:
+    for verdict in Verdict:
+        assert verdict_to_pb(verdict) == pb.Verdict.Value(verdict.value)
+        assert verdict_from_pb(verdict_to_pb(verdict)) is verdict
+    with pytest.raises(ValueError, match="wire verdict 0 is not a Verdict"):
+        verdict_from_pb(pb.VERDICT_UNSPECIFIED)
+    with pytest.raises(ValueError, match="wire verdict 99 is not a Verdict"):
+        verdict_from_pb(99)
+    with pytest.raises(ValueError, match="'LOST' is not a verdict the wire knows"):
+        verdict_to_pb("LOST")
+
+
+def test_records_become_requests_and_responses_results() -> None:
+    request = to_request(MathCheck("0.5", "\\frac12", mode="gsm8k", extract=False),
+                         request_id="r", timeout_s=2.0)
+    assert (request.request_id, request.timeout_s) == ("r", 2.0)
+    assert request.math == pb.MathTask(completion="0.5", gold="\\frac12", extract=False,
+                                       mode=pb.MATH_MODE_GSM8K)
+    code = to_request(CodeCheck("p", AssertTests("t", "f", "prompt"), cpu_s=1.5, memory_mb=64,
+                                profile="human_eval", run_all=True)).code
+    assert code.asserts == pb.AssertTests(test_code="t", entry_point="f", prompt="prompt")
+    assert (code.limits.cpu_time_s, code.limits.memory_bytes) == (1.5, 64 * 2**20)
+    assert code.profile == pb.COMPARE_PROFILE_HUMAN_EVAL and code.run_all_tests
+    call = to_request(CodeCheck("p", CallTests("f", (([1, [2]], {"a": 3}),)))).code.call
+    assert (call.cases[0].args_json, call.cases[0].expected_json) == ('[1, [2]]', '{"a": 3}')
+    with pytest.raises(TypeError, match="not a check record: dict"):
+        to_request({"kind": "math"})  # type: ignore[arg-type]
+    response = pb.VerifyResponse(verdict=pb.FAIL, extracted="", canonical="7", message="m")
+    assert to_result(response) == CheckResult(Verdict.FAIL, None, "7", None, "m")
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: MathCheck("x", 1), "field 'gold' must be a string"),
+    (lambda: MathCheck("x", "1", mode="latex"), "field 'mode' must be 'math' or 'gsm8k', not "
+     "'latex'"),
+    (lambda: MathCheck("x", "1", extract="yes"), "field 'extract' must be true or false"),
+    (lambda: ExactCheck("x", "y", answer_format="mc"), "field 'answer_format' must be"),
+    (lambda: CodeCheck("p", {"stdio": {}}), "field 'tests' must be StdioTests, CallTests"),
+    (lambda: CodeCheck("p", StdioTests(()), cpu_s=-1), "field 'cpu_s' must be a number"),
+    (lambda: parse_tests({"stdin": {}}), "field 'tests' must be an object with one of"),
+    (lambda: parse_tests({"call": {"cases": []}}), "missing field 'tests.call.fn_name'"),
+    (lambda: parse_tests({"stdio": {"cases": [["1"]]}}),
+     "field 'tests.stdio.cases' must be a list of [input, expected]"),
+    (lambda: parse_tests({"stdio": {"cases": [["1", 2]]}}),
+     "field 'tests.stdio.cases[0][1]' must be a string"),
+    (lambda: parse_tests({"call": {"fn_name": "f", "cases": [[1, 2]]}}),
+     "field 'tests.call.cases[0][0]' must be a list of arguments"),
+])
+def test_a_record_names_its_wrong_field(build, message: str) -> None:
+    with pytest.raises(InvalidCheck) as info:
+        build()
+    assert str(info.value).startswith(message)
+
+
+def test_score_lines_become_records_and_results_keep_their_fields() -> None:
+    record, check = parse_line(json.dumps({"task_id": "a", "solution": "print(1)", "tests": {
+        "call": {"fn_name": "f", "cases": [[[1, 2], 3]]}}}))
+    assert record["task_id"] == "a"
+    assert check == CodeCheck("print(1)", CallTests("f", (([1, 2], 3),)))
+    assert parse_line('{"task_id": 1, "completion": "x", "target": "(A)"}')[1] == \
+        ExactCheck("x", "(A)")
+    with pytest.raises(InvalidCheck, match="field 'solution' must be a string"):
+        parse_line('{"task_id": 1, "solution": 3, "gold": "1"}')
+    fields = result_fields(CheckResult(Verdict.PASS, "1/2", "1/2", "boxed"))
+    assert list(fields) == ["passed", "verdict", "extracted", "canonical", "rule"]
+    assert fields["passed"] is True and type(fields["verdict"]) is str
+    assert result_fields(CheckResult(Verdict.SANDBOX_ERROR, message="lost"))["message"] == "lost"
+
+
+def test_the_server_validates_once_and_hands_the_tests_on() -> None:
+    job = validate(code_request("print(2)", stdio=[("1\n", "2\n")]), max_processes=32)
+    assert (job.kind, job.tests) == ("code", (StdioTest("1\n", "2\n"),))
+    assert validate(math_request("x", "1"), max_processes=32).tests == ()
+    with pytest.raises(InvalidRequest, match=r"math\.mode: unknown value 7"):
+        validate(pb.VerifyRequest(math=pb.MathTask(completion="x", gold="1", mode=7)), 32)
+    with pytest.raises(InvalidRequest, match=r"code\.profile: unknown value 9"):
+        validate(pb.VerifyRequest(code=pb.CodeTask(
+            program="p", profile=9, stdio=pb.StdioTests(cases=[pb.StdioCase()]))), 32)
+
+
+def test_a_bad_token_file_is_one_line_on_both_sides(tmp_path: Path) -> None:
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    with pytest.raises(TokenFileError, match="is empty"):
+        read_token(empty)
+    with pytest.raises(TokenFileError, match="cannot be read: No such file"):
+        read_token(tmp_path / "missing")
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"task_id": "a", "completion": "1", "gold": "1"}\n')
+    for argv in (["score", str(source), "--server", f"127.0.0.1:{free_port()}"],
+                 ["serve", "--port", "0", "--sandbox", "none"]):
+        done = subprocess.run([str(RESTEM), *argv, "--token-file", str(empty)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+        assert done.stderr.splitlines() == [f"restem {argv[0]}: the token file {empty} is empty"]
+
+
+def test_quiet_keeps_only_the_error(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"task_id": "a", "completion": "1", "gold": "1"}\n')
+    address = f"127.0.0.1:{free_port()}"
+    done = subprocess.run([str(RESTEM), "-q", "score", str(source), "--server", address,
+                           "--connect-timeout", "0.5"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()  # no "waiting up to" warning
+    assert line.startswith(f"restem score: no verifier answered at {address} within 0.5 s")
+
+
+def test_an_answer_that_arrives_twice_is_dropped_and_counted() -> None:
+    from restem_client.client import _Batch
+
+    batch = _Batch([math_request("1", "1", request_id="mine")])
+    answer = pb.VerifyResponse(request_id=batch.wire[0].request_id, verdict=pb.PASS)
+    again = pb.VerifyResponse()
+    again.CopyFrom(answer)
+    assert batch.accept(answer) and not batch.accept(again)
+    assert batch.duplicates == 1 and batch.answers[0].request_id == "mine"
