@@ -139,9 +139,9 @@ class RunConfig:
     train_workers: int = 0  # fine-tuning processes; 0 = every GPU of the machine (1 on CPU)
     # any of "tensorboard", "mlflow", "wandb" (override: tracking=tensorboard,wandb)
     tracking: list[str] = field(default_factory=list)
-    # restem_client.finetune keys but those the loop sets itself
+    # restem_client.finetune keys but those the loop sets itself (the seed is the run's)
     finetune: dict[str, Any] = field(default_factory=dict, metadata=table(
-        FinetuneConfig, exclude=("model", "data", "out")))
+        FinetuneConfig, exclude=("model", "data", "out", "seed")))
 
     def validate(self) -> None:
         """The run's own rules; a model path that does not exist fails here, at start."""

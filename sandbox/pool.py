@@ -153,8 +153,14 @@ class Sandbox:
                 mine: Future = Future()
                 self._in_flight[key] = mine
         if waiting is not None:
-            self._count("cache_hits")
-            return waiting.result()
+            shared, owners_only = waiting.result()
+            if not owners_only:
+                self._count("cache_hits")
+                return shared
+            # The run it joined was cut short by that caller's deadline, which says nothing
+            # about this request: it runs on its own.
+            return self.run(program, tests, limits, profile=profile, run_all=run_all,
+                            deadline=deadline)
         try:
             start = time.monotonic()
             send = self._send if deadline is None else self._deadline_sender(deadline)
@@ -164,14 +170,15 @@ class Sandbox:
                 result = RunResult(Status.SANDBOX_ERROR, detail=str(exc)[:2000])
             result = RunResult(result.verdict, result.tests, result.forgeable, result.detail,
                                round(time.monotonic() - start, 4))
-            mine.set_result(result)
+            # A TIMEOUT under a deadline may be the deadline's doing: this caller's alone.
+            caller_specific = deadline is not None and result.verdict is Status.TIMEOUT
+            mine.set_result((result, caller_specific))
         except BaseException as exc:
             mine.set_exception(exc)
             raise
         finally:
             with self._lock:
                 self._in_flight.pop(key, None)
-        caller_specific = deadline is not None and result.verdict is Status.TIMEOUT
         if result.verdict is not Status.SANDBOX_ERROR and not caller_specific:
             with self._lock:
                 self._cache[key] = result

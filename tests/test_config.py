@@ -160,6 +160,8 @@ def test_the_run_config_types_its_finetune_table_by_the_trainer_keys() -> None:
                                            "tracking=tensorboard,mlflow"])
     assert config.finetune == {"lr": 1e-4, "epochs": 2}
     assert config.tracking == ["tensorboard", "mlflow"]
-    # model, data and out are the loop's to set for each M-step
-    with pytest.raises(ConfigError, match=r"^unknown config key 'finetune\.model'$"):
-        load_config(RunConfig, None, ["finetune.model=/elsewhere"])
+    # model, data, out and seed are the loop's to set for each M-step (the seed is the run's:
+    # a finetune.seed would be overwritten, so it fails at start instead)
+    for key in ("model", "data", "out", "seed"):
+        with pytest.raises(ConfigError, match=rf"^unknown config key 'finetune\.{key}'$"):
+            load_config(RunConfig, None, [f"finetune.{key}=1"])

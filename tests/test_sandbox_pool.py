@@ -1,12 +1,14 @@
 """A sandbox pool whose workers stop starting loses no slot and never makes a job wait:
 while every slot fails to start, a job ends at once as SANDBOX_ERROR naming the cause, and
 once starting works again the pool is back at its size (bubblewrap taken off PATH and put
-back is the real failure here)."""
+back is the real failure here). A caller that joins an identical run in flight never takes
+on the TIMEOUT that another caller's deadline gave that run."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -35,3 +37,20 @@ def test_a_slot_that_cannot_start_is_retried_until_it_can(
         monkeypatch.undo()
         assert sb.wait_ready(30), "the slot did not come back once bubblewrap was found again"
         assert sb.run("print(int(input()) + 1)", [StdioTest("1\n", "2\n")]).passed
+
+
+def test_a_joined_run_cut_by_its_owners_deadline_is_run_again_for_a_caller_without_one(
+        ) -> None:
+    sleeper = "import time\ntime.sleep(float(input()))\nprint('done')"
+    tests = [StdioTest("1.5", "done\n")]
+    with Sandbox(backend="namespace", workers=2, cache_size=0) as sb:
+        sb.wait_ready(30)
+        owner: list = []
+        thread = threading.Thread(target=lambda: owner.append(
+            sb.run(sleeper, tests, deadline=time.monotonic() + 0.7)))
+        thread.start()
+        time.sleep(0.2)  # the owner's run is in flight: the same program and tests join it
+        joined = sb.run(sleeper, tests)
+        thread.join(30)
+    assert owner[0].verdict is Status.TIMEOUT
+    assert joined.verdict is Status.PASS, joined  # not the owner's TIMEOUT
