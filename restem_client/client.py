@@ -21,8 +21,9 @@ $RESTEM_CONNECT_TIMEOUT), with a warning logged while it waits; then it raises
 `VerifierUnavailable`, naming the address and the last gRPC status and detail. This bounds
 both a server that is not up yet and one that went away mid-batch.
 
-A call's `timeout_s` is its gRPC deadline (per attempt); when it passes the call raises
-`VerifyTimeout`, a grpc.RpcError with DEADLINE_EXCEEDED.
+A call's `timeout_s` bounds the whole call, retries and backoff included (each attempt's
+gRPC deadline is the time left); when it passes the call raises `VerifyTimeout`, a
+grpc.RpcError with DEADLINE_EXCEEDED.
 
 `open_verifier(server, token_file)` is how commands get a verifier: this client, checked
 reachable at once, when a server is given, else the in-process `LocalVerifier` (both
@@ -83,6 +84,28 @@ def _retryable(exc: grpc.RpcError) -> bool:
     """Worth another attempt: UNAVAILABLE, or RESOURCE_EXHAUSTED from a busy server, but not
     a message over the size limit, which is refused the same way every time."""
     return exc.code() in RETRYABLE and "larger than max" not in (exc.details() or "")
+
+
+class _CallClock:
+    """The time left of a call's `timeout_s` (None: no limit), for each attempt."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def left(self) -> float | None:
+        """Seconds left for the next attempt; VerifyTimeout once none are."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise VerifyTimeout(self.timeout_s)
+        return left
+
+    def cap(self, seconds: float) -> float:
+        """`seconds`, or less when the call has less left (a sleep or a probe)."""
+        left = self.left()
+        return seconds if left is None else min(seconds, left)
 
 
 def _timed_out(exc: grpc.RpcError, timeout_s: float | None) -> None:
@@ -148,24 +171,25 @@ def _describe(target: str | list[str]) -> str:
 
 class _Wait:
     """One bounded wait for a server, logged as a warning as it starts: `cause` is the
-    UNAVAILABLE that started it."""
+    UNAVAILABLE that started it. It also ends (VerifyTimeout) when the call's `clock` does."""
 
-    def __init__(self, target: str, timeout_s: float, cause: grpc.RpcError) -> None:
-        self.target, self.timeout_s = target, timeout_s
+    def __init__(self, target: str, timeout_s: float, cause: grpc.RpcError,
+                 clock: _CallClock) -> None:
+        self.target, self.timeout_s, self.clock = target, timeout_s, clock
         self.deadline = time.monotonic() + timeout_s
         log.warning("restem: waiting up to %g s for the verifier at %s (%s) ...", timeout_s,
                     target, cause.code().name)
 
     def probe_timeout_s(self) -> float:
         # A connection attempt that hangs (a silently dropped SYN) ends at the deadline too.
-        return max(self.deadline - time.monotonic(), 0.1)
+        return self.clock.cap(max(self.deadline - time.monotonic(), 0.1))
 
     def failed(self, error: grpc.RpcError) -> float:
         """After a probe found no server: seconds to sleep before the next one, or raise."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise VerifierUnavailable(self.target, self.timeout_s, error)
-        return min(PROBE_INTERVAL_S, remaining)
+        return self.clock.cap(min(PROBE_INTERVAL_S, remaining))
 
 
 def _channel_args(target: str | list[str], max_message_mb: int):
@@ -261,10 +285,10 @@ class VerifierClient(Verifier):
         self.target = _describe(target)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
 
-    def _wait_for_server(self, cause: grpc.RpcError) -> None:
+    def _wait_for_server(self, cause: grpc.RpcError, clock: _CallClock) -> None:
         """Return once a server answers a GetInfo probe (with any status but UNAVAILABLE or
         DEADLINE_EXCEEDED); after `connect_timeout_s`, raise VerifierUnavailable."""
-        wait = _Wait(self.target, self.connect_timeout_s, cause)
+        wait = _Wait(self.target, self.connect_timeout_s, cause, clock)
         while True:
             try:
                 self.stub.GetInfo(pb.GetInfoRequest(), metadata=self.metadata,
@@ -275,52 +299,57 @@ class VerifierClient(Verifier):
                     return  # a server answered; the real call meets its refusal, if any
                 time.sleep(wait.failed(exc))
 
-    def _recover(self, exc: grpc.RpcError, attempt: int) -> None:
+    def _recover(self, exc: grpc.RpcError, attempt: int, clock: _CallClock) -> None:
         """After attempt `attempt` (from 0) failed with `exc`: raise it when it is final,
         else back off and, if the server was unavailable, wait (bounded) for it."""
         if not _retryable(exc) or attempt >= self.retries:
             raise exc
-        time.sleep(_backoff_s(self.backoff_s, attempt))
+        time.sleep(clock.cap(_backoff_s(self.backoff_s, attempt)))
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            self._wait_for_server(exc)
+            self._wait_for_server(exc, clock)
 
-    def _retrying(self, call):
+    def _retrying(self, call, clock: _CallClock):
         for attempt in itertools.count():
             try:
                 return call()
             except grpc.RpcError as exc:
-                self._recover(exc, attempt)
+                self._recover(exc, attempt, clock)
 
     # Calls fail fast (no wait_for_ready): waiting for a server is the bounded wait's job.
     def verify(
         self, request: pb.VerifyRequest, timeout_s: float | None = None
     ) -> pb.VerifyResponse:
+        clock = _CallClock(timeout_s)
         try:
             return self._retrying(
-                lambda: self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata)
-            )
+                lambda: self.stub.Verify(request, timeout=clock.left(), metadata=self.metadata),
+                clock)
+        except VerifyTimeout:
+            raise
         except grpc.RpcError as exc:
             _timed_out(exc, timeout_s)
             raise
 
     def info(self) -> pb.ServerInfo:
         return self._retrying(lambda: self.stub.GetInfo(pb.GetInfoRequest(),
-                                                         metadata=self.metadata))
+                                                         metadata=self.metadata),
+                              _CallClock(None))
 
     def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
                     timeout_s: float | None = None) -> list[pb.VerifyResponse]:
         """Every request answered once, in input order."""
         batch = _Batch(list(requests))
+        clock = _CallClock(timeout_s)
         with tqdm(total=len(batch.wire), disable=not progress, unit="req",
                   desc="verify") as bar:
             for attempt in itertools.count():
                 if not (missing := batch.missing()):
                     break
                 try:
-                    self._stream(batch, missing, bar, timeout_s)
+                    self._stream(batch, missing, bar, clock.left())
                 except grpc.RpcError as exc:
                     _timed_out(exc, timeout_s)
-                    self._recover(exc, attempt)
+                    self._recover(exc, attempt, clock)
                     continue
                 if batch.missing():  # the stream ended early: counts as an attempt too
                     time.sleep(batch.backoff_after_short_stream(attempt, self.retries,
@@ -373,8 +402,8 @@ class AsyncVerifierClient:
         self.target = _describe(target)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
 
-    async def _wait_for_server(self, cause: grpc.aio.AioRpcError) -> None:
-        wait = _Wait(self.target, self.connect_timeout_s, cause)
+    async def _wait_for_server(self, cause: grpc.aio.AioRpcError, clock: _CallClock) -> None:
+        wait = _Wait(self.target, self.connect_timeout_s, cause, clock)
         while True:
             try:
                 await self.stub.GetInfo(pb.GetInfoRequest(), metadata=self.metadata,
@@ -385,35 +414,39 @@ class AsyncVerifierClient:
                     return
                 await asyncio.sleep(wait.failed(exc))
 
-    async def _recover(self, exc: grpc.aio.AioRpcError, attempt: int) -> None:
+    async def _recover(self, exc: grpc.aio.AioRpcError, attempt: int,
+                       clock: _CallClock) -> None:
         if not _retryable(exc) or attempt >= self.retries:
             raise exc
-        await asyncio.sleep(_backoff_s(self.backoff_s, attempt))
+        await asyncio.sleep(clock.cap(_backoff_s(self.backoff_s, attempt)))
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            await self._wait_for_server(exc)
+            await self._wait_for_server(exc, clock)
 
     async def verify(self, request: pb.VerifyRequest,
                      timeout_s: float | None = None) -> pb.VerifyResponse:
+        clock = _CallClock(timeout_s)
         for attempt in itertools.count():
             try:
-                return await self.stub.Verify(request, timeout=timeout_s, metadata=self.metadata)
+                return await self.stub.Verify(request, timeout=clock.left(),
+                                              metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
                 _timed_out(exc, timeout_s)
-                await self._recover(exc, attempt)
+                await self._recover(exc, attempt, clock)
 
     async def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
                           timeout_s: float | None = None) -> list[pb.VerifyResponse]:
         batch = _Batch(list(requests))
+        clock = _CallClock(timeout_s)
         with tqdm(total=len(batch.wire), disable=not progress, unit="req",
                   desc="verify") as bar:
             for attempt in itertools.count():
                 if not (missing := batch.missing()):
                     break
                 try:
-                    await self._stream(batch, missing, bar, timeout_s)
+                    await self._stream(batch, missing, bar, clock.left())
                 except grpc.aio.AioRpcError as exc:
                     _timed_out(exc, timeout_s)
-                    await self._recover(exc, attempt)
+                    await self._recover(exc, attempt, clock)
                     continue
                 if batch.missing():  # the stream ended early: counts as an attempt too
                     await asyncio.sleep(batch.backoff_after_short_stream(attempt, self.retries,

@@ -128,6 +128,39 @@ def test_a_call_timeout_raises_verify_timeout(verifier: Verifier) -> None:
     assert time.monotonic() - start < 1.0 + SLACK_S
 
 
+
+def test_a_call_timeout_covers_the_wait_for_a_server_that_is_not_up() -> None:
+    # The client would wait up to connect_timeout_s (30 s) for a server to come up; the
+    # call's own timeout_s bounds the whole call, that wait included, sync and async alike.
+    import asyncio
+
+    from restem_client.client import AsyncVerifierClient
+
+    target = f"127.0.0.1:{free_port()}"
+    request = math_request("\\boxed{1}", "1")
+
+    def timed(call) -> float:
+        start = time.monotonic()
+        with pytest.raises(VerifyTimeout):
+            call()
+        return time.monotonic() - start
+
+    with VerifierClient(target, connect_timeout_s=30) as client:
+        waits = [timed(lambda: client.verify(request, timeout_s=1.0)),
+                 timed(lambda: client.verify_many([request], timeout_s=1.0))]
+
+    async def call_async(method: str) -> None:
+        client = AsyncVerifierClient(target, connect_timeout_s=30)
+        try:
+            payload = request if method == "verify" else [request]
+            await getattr(client, method)(payload, timeout_s=1.0)
+        finally:
+            await client.close()
+
+    waits += [timed(lambda m=m: asyncio.run(call_async(m))) for m in ("verify", "verify_many")]
+    assert all(1.0 <= w < 1.0 + SLACK_S for w in waits), waits
+
+
 def test_verdicts_are_the_wire_names_and_the_sandbox_statuses() -> None:
     wire = [value.name for value in pb.Verdict.DESCRIPTOR.values
             if value.name != "VERDICT_UNSPECIFIED"]
