@@ -96,9 +96,22 @@ class ExactCheck:
         _flag("extract", self.extract)
 
 
+def _pairs(name: str, cases: Any) -> None:
+    if not (isinstance(cases, list | tuple) and all(
+        isinstance(c, list | tuple) and len(c) == 2 for c in cases
+    )):
+        raise InvalidCheck(f"field {name!r} must be a list of [input, expected]")
+
+
 @dataclass(frozen=True)
 class StdioTests:
     cases: tuple[tuple[str, str], ...]  # (stdin, expected stdout)
+
+    def __post_init__(self) -> None:
+        _pairs("tests.stdio.cases", self.cases)
+        for i, (stdin, stdout) in enumerate(self.cases):
+            _string(f"tests.stdio.cases[{i}][0]", stdin)
+            _string(f"tests.stdio.cases[{i}][1]", stdout)
 
 
 @dataclass(frozen=True)
@@ -106,12 +119,24 @@ class CallTests:
     fn_name: str  # a top-level function or a method of class Solution
     cases: tuple[tuple[list[Any], Any], ...]  # (positional arguments, expected return value)
 
+    def __post_init__(self) -> None:
+        _string("tests.call.fn_name", self.fn_name)
+        _pairs("tests.call.cases", self.cases)
+        for i, (args, _) in enumerate(self.cases):
+            if not isinstance(args, list | tuple):
+                raise InvalidCheck(f"field 'tests.call.cases[{i}][0]' must be a list of "
+                                   "arguments")
+
 
 @dataclass(frozen=True)
 class AssertTests:
     test_code: str  # HumanEval style: defines check(candidate)
     entry_point: str
     prompt: str = ""  # the dataset prompt: trusted helpers the test code may call
+
+    def __post_init__(self) -> None:
+        for name in ("test_code", "entry_point", "prompt"):
+            _string(f"tests.asserts.{name}", getattr(self, name))
 
 
 Tests = StdioTests | CallTests | AssertTests
@@ -160,7 +185,7 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
-        return self.verdict is Verdict.PASS
+        return Verdict(self.verdict) is Verdict.PASS
 
 
 def parse_tests(value: Any) -> Tests:
@@ -178,21 +203,12 @@ def parse_tests(value: Any) -> Tests:
         if name not in body:
             raise InvalidCheck(f"missing field 'tests.{kind}.{name}'")
     if kind == "asserts":
-        for name in ("test_code", "entry_point", "prompt"):
-            _string(f"tests.asserts.{name}", body.get(name, ""))
         return AssertTests(body["test_code"], body["entry_point"], body.get("prompt", ""))
     cases = body["cases"]
-    if not (isinstance(cases, list) and all(
-        isinstance(c, list | tuple) and len(c) == 2 for c in cases
-    )):
+    if not isinstance(cases, list):  # a JSON list; the records check each case
         raise InvalidCheck(f"field 'tests.{kind}.cases' must be a list of [input, expected]")
     if kind == "stdio":
-        for i, (stdin, stdout) in enumerate(cases):
-            _string(f"tests.stdio.cases[{i}][0]", stdin)
-            _string(f"tests.stdio.cases[{i}][1]", stdout)
-        return StdioTests(tuple((stdin, stdout) for stdin, stdout in cases))
-    _string("tests.call.fn_name", body["fn_name"])
-    for i, (args, _) in enumerate(cases):
-        if not isinstance(args, list | tuple):
-            raise InvalidCheck(f"field 'tests.call.cases[{i}][0]' must be a list of arguments")
-    return CallTests(body["fn_name"], tuple((list(args), want) for args, want in cases))
+        return StdioTests(tuple(tuple(c) if isinstance(c, list) else c for c in cases))
+    _pairs("tests.call.cases", cases)
+    return CallTests(body["fn_name"], tuple(
+        (list(args) if isinstance(args, list | tuple) else args, want) for args, want in cases))

@@ -288,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     import grpc
 
     from restem_client.client import VerifierUnavailable
+    from restem_client.requests import VerifyTimeout
 
     try:
         return args.handler(args)
-    except VerifierUnavailable as exc:  # the address, the last status and its detail
+    except (VerifierUnavailable, VerifyTimeout) as exc:  # each says what it waited for
         print(f"restem {args.command}: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:  # a refusal is one clear line, not a traceback

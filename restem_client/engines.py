@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -76,31 +77,35 @@ class EngineStalled(EngineLost):
     """A shard ran past the stall limit; the message names the shard and the limit."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class StallLimit:
     """How long a shard may run before its engine counts as stuck: `first_s` while no shard
-    has finished (nothing to compare with), then `factor` times the slowest finished shard,
-    and never under `floor_s`. Shards of one step are alike in size, so a shard that takes
-    ten times the slowest one is not slow but stuck."""
+    of the same `run` call has finished (nothing to compare with), then `factor` times the
+    slowest finished one, and never under `floor_s`. The shards of one call are alike in
+    size, so a shard that takes ten times the slowest one is not slow but stuck. Infinite
+    values turn it off (`StallLimit.of(0)`)."""
 
     first_s: float = 7200.0
     floor_s: float = 1800.0
     factor: float = 10.0
-    slowest_s: float | None = None
 
-    def seconds(self) -> float:
-        if self.slowest_s is None:
+    @classmethod
+    def of(cls, stall_s: float) -> StallLimit:
+        """The run config's `stall_s`: the floor, 4 x it for a first shard; 0 is off."""
+        if stall_s <= 0:
+            return cls(math.inf, math.inf)
+        return cls(first_s=4 * stall_s, floor_s=stall_s)
+
+    def seconds(self, slowest_s: float | None) -> float:
+        if slowest_s is None:
             return self.first_s
-        return max(self.floor_s, self.factor * self.slowest_s)
+        return max(self.floor_s, self.factor * slowest_s)
 
-    def finished(self, seconds: float) -> None:
-        self.slowest_s = max(seconds, self.slowest_s or 0.0)
-
-    def describe(self) -> str:
-        if self.slowest_s is None:
+    def describe(self, slowest_s: float | None) -> str:
+        if slowest_s is None:
             return f"{self.first_s:.0f} s for a first shard"
-        return (f"{self.seconds():.0f} s: {self.factor:g} x the slowest shard so far "
-                f"({self.slowest_s:.0f} s), at least {self.floor_s:.0f} s")
+        return (f"{self.seconds(slowest_s):.0f} s: {self.factor:g} x the slowest shard so "
+                f"far ({slowest_s:.0f} s), at least {self.floor_s:.0f} s")
 
 
 class GPUsBusy(RuntimeError):
@@ -159,15 +164,17 @@ class LocalEngines:
 
     def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
             done: Done) -> None:
+        slowest: float | None = None
         for index in sorted(shards):
             started = time.monotonic()
             future = self._pool.submit(_sample, shards[index], params_for(index))
             try:
-                completions = _result_with_progress(future, f"shard {index}", self.stall)
+                completions = _result_with_progress(future, f"shard {index}",
+                                                    (self.stall, slowest))
             except EngineStalled:
                 self._stuck = True
                 raise
-            self.stall.finished(time.monotonic() - started)
+            slowest = max(time.monotonic() - started, slowest or 0.0)
             done(index, completions)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
@@ -207,21 +214,22 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _result_with_progress(future: Future, what: str, stall: StallLimit | None = None) -> Any:
-    """The future's result, saying every WAIT_LOG_S what it waits for; past `stall`,
-    EngineStalled (the caller's close() ends the engine)."""
+def _result_with_progress(future: Future, what: str,
+                          stall: tuple[StallLimit, float | None] | None = None) -> Any:
+    """The future's result, saying every WAIT_LOG_S what it waits for; past the stall limit
+    (a StallLimit and the slowest shard so far), EngineStalled (close() ends the engine)."""
     started = time.monotonic()
+    limit = stall[0].seconds(stall[1]) if stall else math.inf
     while True:
-        limit = stall.seconds() if stall else None
         waited = time.monotonic() - started
-        timeout = WAIT_LOG_S if limit is None else max(0.0, min(WAIT_LOG_S, limit - waited))
+        timeout = max(0.0, min(WAIT_LOG_S, limit - waited))
         finished, _ = wait([future], timeout=timeout, return_when=FIRST_COMPLETED)
         if finished:
             return future.result()
         waited = time.monotonic() - started
-        if stall and limit is not None and waited >= limit:
+        if stall and waited >= limit:
             raise EngineStalled(f"{what} has sampled for {waited:.0f} s, past the stall limit "
-                                f"of {stall.describe()}; its engine is stuck")
+                                f"of {stall[0].describe(stall[1])}; its engine is stuck")
         log.info(f"still sampling {what} after {waited:.0f} s")
 
 
@@ -290,6 +298,7 @@ class RayEngines:
         failures = {id(a): 0 for a in self.actors}
         running: dict[Any, tuple[Any, int, float]] = {}  # ref -> actor, shard, start
         ended: set[Any] = set()  # refs whose stalled actor was killed; their error is due
+        slowest: float | None = None  # of this call's shards
         last_cause = ""
         started = time.monotonic()
         while queue or running:
@@ -299,12 +308,12 @@ class RayEngines:
                 running[ref] = (actor, index, time.monotonic())
             if not running:
                 raise EngineLost(f"every sampling engine died; last cause: {last_cause}")
-            limit = self.stall.seconds()
+            limit = self.stall.seconds(slowest)
             due = [t + limit for ref, (_, _, t) in running.items() if ref not in ended]
             timeout = max(0.0, min([WAIT_LOG_S, *(d - time.monotonic() for d in due)]))
             ready, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
             if not ready:
-                ended |= self._end_stalled(running, ended, limit)
+                ended |= self._end_stalled(running, ended, slowest)
                 busy = ", ".join(str(i) for _, i, _ in running.values())
                 log.info(f"sampling shards {busy} on {len(running)} engines "
                          f"({time.monotonic() - started:.0f} s so far)")
@@ -323,21 +332,21 @@ class RayEngines:
                 continue
             failures[id(actor)] = 0
             idle.append(actor)
-            self.stall.finished(time.monotonic() - shard_started)
+            slowest = max(time.monotonic() - shard_started, slowest or 0.0)
             done(index, completions)
 
     def _end_stalled(self, running: dict[Any, tuple[Any, int, float]], ended: set[Any],
-                     limit: float) -> set[Any]:
+                     slowest: float | None) -> set[Any]:
         """Kill (for Ray to restart) each actor whose shard ran past the stall limit; its
         shard then fails as a lost engine's does and is sampled again. Returns their refs."""
         import ray
 
-        killed = set()
+        killed, limit = set(), self.stall.seconds(slowest)
         for ref, (actor, index, shard_started) in running.items():
             waited = time.monotonic() - shard_started
             if ref not in ended and waited >= limit:
                 log.warning(f"shard {index} has sampled for {waited:.0f} s, past the stall "
-                            f"limit of {self.stall.describe()}; restarting its engine")
+                            f"limit of {self.stall.describe(slowest)}; restarting its engine")
                 ray.kill(actor, no_restart=False)
                 killed.add(ref)
         return killed

@@ -45,7 +45,7 @@ class LocalVerifier(Verifier):
                 out.extend(chunk)
                 bar.update(len(chunk))
         if deadline is not None and time.monotonic() >= deadline:
-            raise VerifyTimeout(timeout_s)
+            raise VerifyTimeout(timeout_s)  # as over gRPC: a late answer is no answer
         return out
 
     def info(self) -> pb.ServerInfo:

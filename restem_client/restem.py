@@ -74,7 +74,14 @@ from evals.report import flat_metrics, format_table, plot_iterations
 from evals.sampling import preset
 from evals.tasks import load
 from restem_client.config import ConfigError, table, to_toml
-from restem_client.engines import CLUSTERS, Engines, EngineSpec, InProcessEngine, gpu_count
+from restem_client.engines import (
+    CLUSTERS,
+    Engines,
+    EngineSpec,
+    InProcessEngine,
+    StallLimit,
+    gpu_count,
+)
 from restem_client.estep import run_estep
 from restem_client.finetune import Config as FinetuneConfig
 from restem_client.mstep import default_workers, finetune_local, finetune_on_ray
@@ -136,6 +143,9 @@ class RunConfig:
     gpu_memory_utilization: float = 0.0  # vLLM's share of each GPU; 0 = the engine's default
     max_model_len: int = 4096  # vLLM's context (prompt + completion tokens)
     shard_size: int = 64  # E-step problems per shard (a shard's seed is seed + its index)
+    # A sampling shard running past max(stall_s, 10 x the slowest shard of its step), or
+    # 4 x stall_s for a step's first shard, is stuck: its engine is ended. 0 = never.
+    stall_s: float = 1800.0
     train_workers: int = 0  # fine-tuning processes; 0 = every GPU of the machine (1 on CPU)
     # any of "tensorboard", "mlflow", "wandb" (override: tracking=tensorboard,wandb)
     tracking: list[str] = field(default_factory=list)
@@ -156,7 +166,7 @@ class RunConfig:
             raise ConfigError("config key 'replicas': several sampling engines need cluster = "
                               "\"ray\" (one machine runs one engine over its GPUs)")
         for key, least in (("shard_size", 1), ("tensor_parallel_size", 1), ("replicas", 0),
-                           ("train_workers", 0), ("max_model_len", 1)):
+                           ("train_workers", 0), ("max_model_len", 1), ("stall_s", 0)):
             if getattr(self, key) < least:
                 raise ConfigError(f"config key {key!r} must be at least {least}")
         if self.mode == "distill" and not self.teacher:
@@ -491,7 +501,7 @@ class Run:
             gpus = c.tensor_parallel_size if gpu_count() else 0
             _log(f"sampling {Path(model).name} with {backend} on cluster {c.cluster!r}")
             engines = open_engines(EngineSpec(backend, model, options, gpus), c.cluster,
-                                   c.replicas, c.ray_address)
+                                   c.replicas, c.ray_address, StallLimit.of(c.stall_s))
         self._sampler = (model, engines)
         return engines
 

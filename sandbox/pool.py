@@ -153,7 +153,11 @@ class Sandbox:
                 mine: Future = Future()
                 self._in_flight[key] = mine
         if waiting is not None:
-            shared, owners_only = waiting.result()
+            try:  # the wait ends at this caller's own deadline
+                shared, owners_only = waiting.result(
+                    None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except TimeoutError:  # concurrent.futures raises the builtin one
+                return RunResult(Status.TIMEOUT, detail="the request's deadline passed")
             if not owners_only:
                 self._count("cache_hits")
                 return shared

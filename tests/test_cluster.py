@@ -152,6 +152,32 @@ def test_a_stopped_local_engine_fails_the_shard_naming_the_stall_limit(tiny_mode
     assert not os.path.exists(f"/proc/{engines.pid}")
 
 
+
+def test_the_stall_limit_compares_shards_of_one_call_only(tiny_model: Path) -> None:
+    # Greedy evaluation and the E-step share an engine; an E-step shard is far longer than
+    # an evaluation shard and must not be held to 1 x the evaluation's slowest shard.
+    from evals.prompts import render
+
+    prompts = [render(p, None, chat=True) for p in _problems()]
+    short, long = preset("greedy", max_tokens=2), preset("estep", n=3, max_tokens=48, seed=1)
+    engines = LocalEngines(_spec(tiny_model), StallLimit(first_s=300.0, floor_s=0.5,
+                                                         factor=1.0))
+    done: dict[int, list] = {}
+    try:
+        engines.run({0: prompts[:1]}, lambda k: short, done.__setitem__)
+        engines.run({1: prompts[1:7]}, lambda k: long, done.__setitem__)
+    finally:
+        engines.close()
+    assert sorted(done) == [0, 1] and len(done[1]) == 6
+
+
+def test_stall_limits_of_the_run_config() -> None:
+    assert StallLimit.of(100) == StallLimit(first_s=400, floor_s=100, factor=10)
+    limit = StallLimit.of(100)
+    assert (limit.seconds(None), limit.seconds(5), limit.seconds(50)) == (400, 100, 500)
+    off = StallLimit.of(0)
+    assert off.seconds(None) == off.seconds(1e9) == float("inf")
+
 @pytest.mark.slow
 def test_a_stopped_ray_engine_is_restarted_and_its_shard_sampled_again(
         ray_cluster: str, tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:

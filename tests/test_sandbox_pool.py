@@ -54,3 +54,20 @@ def test_a_joined_run_cut_by_its_owners_deadline_is_run_again_for_a_caller_witho
         thread.join(30)
     assert owner[0].verdict is Status.TIMEOUT
     assert joined.verdict is Status.PASS, joined  # not the owner's TIMEOUT
+
+
+def test_a_caller_waiting_on_an_identical_run_stops_at_its_own_deadline() -> None:
+    sleeper = "import time\ntime.sleep(float(input()))\nprint('done')"
+    tests = [StdioTest("3", "done\n")]
+    with Sandbox(backend="namespace", workers=2, cache_size=0) as sb:
+        sb.wait_ready(30)
+        owner: list = []
+        thread = threading.Thread(target=lambda: owner.append(sb.run(sleeper, tests)))
+        thread.start()
+        time.sleep(0.2)  # the owner's 3 s run is in flight; this caller joins it
+        start = time.monotonic()
+        joined = sb.run(sleeper, tests, deadline=time.monotonic() + 0.5)
+        waited = time.monotonic() - start
+        thread.join(30)
+    assert joined.verdict is Status.TIMEOUT and waited < 2.0, (joined, waited)
+    assert owner[0].verdict is Status.PASS  # the owner's run went on

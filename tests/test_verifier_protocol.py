@@ -216,6 +216,11 @@ def test_records_become_requests_and_responses_results() -> None:
      "field 'tests.stdio.cases[0][1]' must be a string"),
     (lambda: parse_tests({"call": {"fn_name": "f", "cases": [[1, 2]]}}),
      "field 'tests.call.cases[0][0]' must be a list of arguments"),
+    # test records built in code check their cases the same way
+    (lambda: CodeCheck("p", StdioTests(((3, "1\n"),))),
+     "field 'tests.stdio.cases[0][0]' must be a string"),
+    (lambda: CallTests("f", (("ab", 1),)), "field 'tests.call.cases[0][0]' must be a list"),
+    (lambda: AssertTests("check(f)", None), "field 'tests.asserts.entry_point' must be a"),
 ])
 def test_a_record_names_its_wrong_field(build, message: str) -> None:
     with pytest.raises(InvalidCheck) as info:

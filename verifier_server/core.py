@@ -23,7 +23,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from evals.checks import Verdict
+from evals.checks import ANSWER_FORMATS, Verdict
 from restem_proto.v1 import verifier_pb2 as pb
 from sandbox import AssertTest, CallTest, Limits, Sandbox, StdioTest
 from sandbox import Status as SandboxStatus
@@ -53,7 +53,8 @@ class Job:
 def response(request_id: str, verdict: Verdict, message: str = "", **fields
              ) -> pb.VerifyResponse:
     return pb.VerifyResponse(request_id=request_id, verdict=verdict_to_pb(verdict),
-                             reward=1.0 if verdict is Verdict.PASS else 0.0, message=message,
+                             reward=1.0 if Verdict(verdict) is Verdict.PASS else 0.0,
+                             message=message,
                              **fields)
 
 
@@ -284,7 +285,7 @@ def validate(request: pb.VerifyRequest, max_processes: int) -> Job:
         raise InvalidRequest(f"math.mode: unknown value {request.math.mode}")
     if kind == "exact" and not request.exact.target.strip():
         raise InvalidRequest("exact.target: empty")
-    if kind == "exact" and request.exact.answer_format not in ("", "multiple_choice", "free_text"):
+    if kind == "exact" and request.exact.answer_format not in ANSWER_FORMATS:
         raise InvalidRequest("exact.answer_format: must be multiple_choice or free_text")
     if kind == "code":
         code = request.code
