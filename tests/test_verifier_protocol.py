@@ -275,12 +275,15 @@ def test_quiet_keeps_only_the_error(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"task_id": "a", "completion": "1", "gold": "1"}\n')
     address = f"127.0.0.1:{free_port()}"
-    done = subprocess.run([str(RESTEM), "-q", "score", str(source), "--server", address,
-                           "--connect-timeout", "0.5"], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 2
-    (line,) = done.stderr.splitlines()  # no "waiting up to" warning
-    assert line.startswith(f"restem score: no verifier answered at {address} within 0.5 s")
+    options = ["--server", address, "--connect-timeout", "0.5"]
+    for argv in (["-q", "score", str(source), *options], ["score", str(source), "-q", *options]):
+        done = subprocess.run([str(RESTEM), *argv], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2
+        (line,) = done.stderr.splitlines()  # no "waiting up to" warning
+        assert line.startswith(f"restem score: no verifier answered at {address} within 0.5 s")
+    loud = subprocess.run([str(RESTEM), "score", str(source), *options], capture_output=True,
+                          text=True, timeout=60)
+    assert "waiting up to 0.5 s" in loud.stderr  # the flag is what hid it
 
 
 def test_an_answer_that_arrives_twice_is_dropped_and_counted() -> None:
