@@ -167,6 +167,11 @@ def test_verdicts_are_the_wire_names_and_the_sandbox_statuses() -> None:
     assert [v.value for v in Verdict] == wire
     for status in Status:
         assert sandbox_verdict(status) is Verdict(status.value)
+    # the sandbox (standard library only) keeps its own list of compare profiles
+    from evals.checks import PROFILES
+    from sandbox.compare import PROFILES as SANDBOX_PROFILES
+
+    assert PROFILES == SANDBOX_PROFILES
 
 
 def test_the_wire_mapping_goes_both_ways_and_fails_loudly() -> None:
