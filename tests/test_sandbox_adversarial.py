@@ -73,6 +73,15 @@ def executor_processes() -> int:
     return len(executor_pids())
 
 
+def wait_for_executors(count: int, timeout_s: float = 30.0) -> int:
+    """The host's executor count once it is `count`, or as it is after `timeout_s`: replaced
+    workers, and those of a closed pool, are torn down in the background."""
+    deadline = time.monotonic() + timeout_s
+    while (found := executor_processes()) != count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
 def assert_pool_clean(sb: Sandbox, executors: int) -> None:
     """`executors`: how many executor processes the host should run (this pool and others)."""
     assert sb.wait_ready(120), "the pool did not come back to its size"
@@ -80,10 +89,7 @@ def assert_pool_clean(sb: Sandbox, executors: int) -> None:
         assert answer.get("processes") == 0, answer
         assert answer.get("scratch") == [], answer
     assert sb.canary(), "the canary failed after the run"
-    deadline = time.monotonic() + 30
-    while executor_processes() != executors and time.monotonic() < deadline:
-        time.sleep(0.2)  # replaced workers are torn down in the background
-    assert executor_processes() == executors
+    assert wait_for_executors(executors) == executors
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -138,6 +144,8 @@ def test_hostile_programs_above_core_count(backend: str, host_secret) -> None:
         for _, texts in outcomes:
             assert not any(MARK in t or SECRET_VALUE in t for t in texts)
         assert_pool_clean(sb, others + 2 * workers)
+    # A closed pool leaves no executor behind (and the next test counts a settled host).
+    assert wait_for_executors(others) == others
 
 
 def test_no_job_runs_as_host_root(one_worker: Sandbox) -> None:
