@@ -170,7 +170,8 @@ class LocalEngines:
             future = self._pool.submit(_sample, shards[index], params_for(index))
             try:
                 completions = _result_with_progress(future, f"shard {index}",
-                                                    (self.stall, slowest))
+                                                    self.stall.seconds(slowest),
+                                                    self.stall.describe(slowest))
             except EngineStalled:
                 self._stuck = True
                 raise
@@ -214,22 +215,20 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _result_with_progress(future: Future, what: str,
-                          stall: tuple[StallLimit, float | None] | None = None) -> Any:
-    """The future's result, saying every WAIT_LOG_S what it waits for; past the stall limit
-    (a StallLimit and the slowest shard so far), EngineStalled (close() ends the engine)."""
+def _result_with_progress(future: Future, what: str, limit_s: float = math.inf,
+                          limit: str = "") -> Any:
+    """The future's result, saying every WAIT_LOG_S what it waits for; after `limit_s`
+    (described by `limit`), EngineStalled (close() then ends the engine)."""
     started = time.monotonic()
-    limit = stall[0].seconds(stall[1]) if stall else math.inf
     while True:
-        waited = time.monotonic() - started
-        timeout = max(0.0, min(WAIT_LOG_S, limit - waited))
+        timeout = max(0.0, min(WAIT_LOG_S, limit_s - (time.monotonic() - started)))
         finished, _ = wait([future], timeout=timeout, return_when=FIRST_COMPLETED)
         if finished:
             return future.result()
         waited = time.monotonic() - started
-        if stall and waited >= limit:
+        if waited >= limit_s:
             raise EngineStalled(f"{what} has sampled for {waited:.0f} s, past the stall limit "
-                                f"of {stall[0].describe(stall[1])}; its engine is stuck")
+                                f"of {limit}; its engine is stuck")
         log.info(f"still sampling {what} after {waited:.0f} s")
 
 

@@ -28,6 +28,7 @@ from evals.checks import (
     ExactCheck,
     MathCheck,
     StdioTests,
+    Tests,
 )
 from restem_proto.v1 import verifier_pb2 as pb
 from verifier_server.wire import to_request, to_result
@@ -109,8 +110,7 @@ def code_request(
     if sum(x is not None for x in (stdio, calls, asserts)) != 1:
         raise ValueError("give exactly one of stdio=, calls=, asserts=")
     if stdio is not None:
-        tests: StdioTests | CallTests | AssertTests = StdioTests(
-            tuple((i, o) for i, o in stdio))
+        tests: Tests = StdioTests(tuple((i, o) for i, o in stdio))
     elif calls is not None:
         fn_name, cases = calls
         tests = CallTests(fn_name, tuple((list(args), want) for args, want in cases))
