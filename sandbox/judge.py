@@ -9,7 +9,6 @@ the first failure unless `run_all` is set; the verdict is the first failing test
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -110,14 +109,14 @@ def _parse_call_lines(ex: Execution, count: int) -> list[asserts.CallOutcome]:
     outcomes = []
     for line in ex.results[:count]:
         try:
-            data = json.loads(line)
+            data = values.parse(line)
             if "ok" in data:
                 outcomes.append(asserts.CallOutcome("ok", data["ok"]))
             elif "unencodable" in data:
                 outcomes.append(asserts.CallOutcome("unencodable", message=data["unencodable"]))
             else:
                 outcomes.append(asserts.CallOutcome("raise", message=str(data["raise"])))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):  # values.DecodeError is a ValueError
             outcomes.append(asserts.CallOutcome("raise", message="malformed result line"))
     if len(ex.results) > count:  # the program wrote on the results descriptor itself
         return [asserts.CallOutcome("raise", message="extra result lines")] * count
@@ -162,30 +161,52 @@ def _call_group(
 def _assert_test(
     send: Send, program: str, test: AssertTest, limits: Limits, profile: str
 ) -> TestResult:
+    """The rounds of `sandbox.asserts`: test code and candidate in jobs of their own."""
     if profile == "human_eval":
         return _reference_check(send, program, test, limits)
     known: list[tuple[str, asserts.CallOutcome]] = []
+    step = asserts.test_code_round(send, test, known, limits, judging=False)
     for _ in range(asserts.MAX_ROUNDS):
-        keys = asserts.record(test, known)
-        calls = [[test.entry_point, json.loads(key)] for key in keys]
+        if step.kind != "calls":
+            break
+        calls = [[test.entry_point, args] for args in step.args]
         ex, outcomes = _calls_job(send, program, calls, limits)
         if ex.status is Status.COMPILE_ERROR:
             return _test_result(ex, False, Status.COMPILE_ERROR)
-        known = list(zip(keys, outcomes, strict=True))
-        state, why = asserts.judge(test, known)
-        if state == "pass":
-            return _test_result(ex, True, Status.PASS)
-        if state == "fail":
-            return _test_result(ex, False, Status.FAIL, why)
-        if state == "missing":
-            status, why = _missing_status(ex)
-            return _test_result(ex, False, status, why)
-        if state == "error":
-            return _test_result(ex, False, Status.RUNTIME_ERROR, why)
-    raise SandboxFailure(
-        f"the test code for {test.entry_point} did not replay the same calls in "
-        f"{asserts.MAX_ROUNDS} rounds (is it deterministic?)"
-    )
+        known = list(zip(step.calls, outcomes, strict=True))
+        step = asserts.test_code_round(send, test, known, limits, judging=True)
+        if step.kind == "state":
+            return _judged(ex, step)
+    if step.kind == "calls":
+        return _test_code_failed(step, Status.INVALID_REQUEST, (
+            f"broken test: the test code for {test.entry_point} did not replay the same "
+            f"calls in {asserts.MAX_ROUNDS} rounds (is it deterministic?)"))
+    if step.kind == "sandbox_error":
+        raise SandboxFailure(step.detail)
+    if step.kind == "timeout":
+        return _test_code_failed(step, Status.TIMEOUT, step.detail)
+    prefix = "invalid test: " if step.kind == "invalid" else "broken test: "
+    return _test_code_failed(step, Status.INVALID_REQUEST, prefix + step.detail)
+
+
+def _judged(ex: Execution, step: asserts.Round) -> TestResult:
+    """The candidate's observation `ex` with the test code's judgement of it."""
+    if step.state == "pass":
+        return _test_result(ex, True, Status.PASS)
+    if step.state == "fail":
+        return _test_result(ex, False, Status.FAIL, step.detail)
+    if step.state == "error":
+        return _test_result(ex, False, Status.RUNTIME_ERROR, step.detail)
+    status, why = _missing_status(ex)
+    return _test_result(ex, False, status, why)
+
+
+def _test_code_failed(step: asserts.Round, status: Status, detail: str) -> TestResult:
+    """A test whose own code could not judge: the observation is the test-code job's."""
+    job = step.job or Execution(status)
+    return TestResult(passed=False, status=status, stdout=job.stdout[:KEEP_TEXT],
+                      stderr=job.stderr[-KEEP_TEXT:], cpu_s=job.cpu_s, wall_s=job.wall_s,
+                      detail=detail)
 
 
 def _reference_check(send: Send, program: str, test: AssertTest, limits: Limits) -> TestResult:

@@ -17,6 +17,7 @@ at once instead of waiting. An internal failure is retried on a fresh worker
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -34,7 +35,7 @@ from sandbox.backends import BACKENDS, JOB_UID, WorkerSpec, cgroup_support, laun
 from sandbox.cases import AssertTest, CallTest, StdioTest
 from sandbox.compare import check_profile
 from sandbox.limits import Limits
-from sandbox.results import ANOMALIES, Execution, RunResult, Status
+from sandbox.results import ANOMALIES, DEADLINE_PASSED, Execution, RunResult, Status
 from sandbox.worker import Worker, WorkerError
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class Sandbox:
                 shared, owners_only = waiting.result(
                     None if deadline is None else max(0.0, deadline - time.monotonic()))
             except TimeoutError:  # concurrent.futures raises the builtin one
-                return RunResult(Status.TIMEOUT, detail="the request's deadline passed")
+                return RunResult(Status.TIMEOUT, detail=DEADLINE_PASSED)
             if not owners_only:
                 self._count("cache_hits")
                 return shared
@@ -288,11 +289,15 @@ class Sandbox:
         def send(job: dict) -> Execution:
             left = deadline - time.monotonic()
             if left <= 0.01:
-                return Execution(Status.TIMEOUT, detail="the request's deadline passed")
+                return Execution(Status.TIMEOUT, detail=DEADLINE_PASSED)
             wire = dict(job["limits"])
+            capped = left < max(wire["wall_s"], wire["cpu_s"])
             wire["wall_s"] = min(wire["wall_s"], left)
             wire["cpu_s"] = min(wire["cpu_s"], left)
-            return self._send({**job, "limits": wire})
+            ex = self._send({**job, "limits": wire})
+            if capped and ex.status is Status.TIMEOUT:  # the deadline's doing, maybe not the job's
+                ex = dataclasses.replace(ex, detail=DEADLINE_PASSED)
+            return ex
 
         return send
 

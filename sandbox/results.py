@@ -3,7 +3,9 @@
 `Status` is shared by `RunResult.verdict` and `Execution.status`. For a raw execution,
 PASS means the program ran to completion and exited 0; nothing was judged.
 SANDBOX_ERROR is an internal failure (retried on a fresh worker first) and never a verdict
-about the program.
+about the program. INVALID_REQUEST says the tests cannot judge it: test code that is not
+valid, or that exits, loops, allocates past its limits or raises on its own account (a
+broken test, never the candidate's FAIL).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ class Status(StrEnum):
     MEMORY_LIMIT = "MEMORY_LIMIT"
     OUTPUT_LIMIT = "OUTPUT_LIMIT"
     SANDBOX_ERROR = "SANDBOX_ERROR"
+    INVALID_REQUEST = "INVALID_REQUEST"
 
 
 # Statuses after which a worker is replaced before it runs anything else.
 ANOMALIES = frozenset(
     {Status.TIMEOUT, Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.SANDBOX_ERROR}
 )
+DEADLINE_PASSED = "the request's deadline passed"  # the detail of a caller's deadline TIMEOUT
 KEEP_TEXT = 2048  # characters of stdout/stderr kept per test in results
 
 

@@ -4,6 +4,15 @@ A program prints VIOLATION if the thing it tries actually works (or the test loo
 the secret it tries to steal). `kind` says how it runs: "execute" (a bare run), "stdio"
 (one StdioTest asking for "42"), "call" (CallTest add(2, 3) == 5), or "assert" (HumanEval
 style: check() asserting add(2, 3) == 5 and add(1, 1) == 2).
+
+Kind "test_code" turns it around: the program is a correct `add`, and `program` is the
+hostile *test code* of an AssertTest (in a service a request's tests are as untrusted as
+its program). Where an attack can fail quietly, its check() asserts it failed (a VIOLATION
+then shows up as FAIL with the marker); a test that exits, loops, allocates or raises on its
+own account must end as INVALID_REQUEST (a broken test), never as the candidate's verdict.
+These were written here, after the attacks in the issue that found the judge running test
+code on the host (writing a host file as root, reading the token file, the Docker socket,
+a daemon, os._exit, a spin, an allocation without bound, SystemExit, KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ from dataclasses import dataclass
 MARK = "VIOLATION"
 SECRET_ENV = "RESTEM_TEST_SECRET"
 SECRET_VALUE = "s3cr3t-do-not-leak"
+HOST_FILE = "/tmp/restem-test-code-was-here"  # hostile test code tries to create it
+CORRECT_ADD = "def add(a, b):\n    return a + b\n"
 
 
 @dataclass(frozen=True)
@@ -315,6 +326,18 @@ print("passed")
 print("PASS")
 print('{"status": "PASS"}')
 """)),
+    Hostile("deep_result_line", "call", "RUNTIME_ERROR", _p("""
+import os
+os.write(3, b'[' * 200000 + b'\\n')
+def add(a, b):
+    return 0
+""")),
+    Hostile("result_line_of_empty_lists", "call", "RUNTIME_ERROR", _p("""
+import os
+os.write(3, b'[' + b'[],' * 4_000_000 + b'[]]\\n')
+def add(a, b):
+    return 0
+""")),
     Hostile("fake_result_lines", "call", "RUNTIME_ERROR", _p("""
 import os
 os.write(3, b'{"ok":{"i":5},"cpu_s":0}\\n')
@@ -361,6 +384,126 @@ def add(a, b):
     builtins.AssertionError = type("Nothing", (Exception,), {})
     builtins.abs = lambda x: 0
     return 7
+""")),
+    # ---- hostile test code (the program is CORRECT_ADD)
+    Hostile("test_code_writes_host_file", "test_code", "PASS", _p(f"""
+import os
+written = []
+for path in ["{HOST_FILE}", "/root/restem-was-here", "/etc/restem-was-here",
+             os.path.expanduser("~/restem-was-here")]:
+    try:
+        with open(path, "w") as f:
+            f.write("uid=%d pid=%d" % (os.getuid(), os.getpid()))
+        written.append(path)
+    except OSError:
+        pass
+def check(candidate):
+    assert os.getuid() != 0, "VIOLATION: test code runs as uid 0"
+    assert candidate(2, 3) == 5
+""")),
+    Hostile("test_code_reads_secrets", "test_code", "PASS", _p("""
+import glob, os
+def check(candidate):
+    for path in glob.glob("/tmp/restem-host-secret-*"):
+        assert False, "VIOLATION " + open(path).read()
+    assert "RESTEM_TEST_SECRET" not in os.environ, "VIOLATION " + str(dict(os.environ))
+    for token in ("/run/secrets", "/var/run/secrets", "/root/.docker", "/proc/1/environ"):
+        try:
+            assert not open(token).read(), "VIOLATION " + token
+        except OSError:
+            pass
+    assert candidate(2, 3) == 5
+""")),
+    Hostile("test_code_docker_socket", "test_code", "PASS", _p("""
+import socket
+def check(candidate):
+    for path in ("/var/run/docker.sock", "/run/docker.sock"):
+        try:
+            s = socket.socket(socket.AF_UNIX)
+        except OSError:
+            break
+        try:
+            s.connect(path)
+        except OSError:
+            continue
+        assert False, "VIOLATION: connected to " + path
+    assert candidate(2, 3) == 5
+""")),
+    Hostile("test_code_network", "test_code", "PASS", _p("""
+import socket
+def check(candidate):
+    try:
+        socket.create_connection(("1.1.1.1", 80), timeout=1)
+    except OSError:
+        pass
+    else:
+        assert False, "VIOLATION: network"
+    assert candidate(2, 3) == 5
+""")),
+    Hostile("test_code_starts_daemon", "test_code", "PASS", _p("""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(1000)
+    os._exit(0)
+os.wait()
+def check(candidate):
+    assert candidate(2, 3) == 5
+""")),
+    Hostile("test_code_os_exit", "test_code", "INVALID_REQUEST",
+            "import os\nos._exit(0)\ndef check(candidate):\n    pass\n"),
+    Hostile("test_code_sys_exit_in_check", "test_code", "INVALID_REQUEST",
+            "import sys\ndef check(candidate):\n    sys.exit(0)\n"),
+    Hostile("test_code_keyboard_interrupt", "test_code", "INVALID_REQUEST",
+            "def check(candidate):\n    candidate(2, 3)\n    raise KeyboardInterrupt\n"),
+    Hostile("test_code_spins", "test_code", "INVALID_REQUEST",
+            "def check(candidate):\n    while True:\n        pass\n"),
+    Hostile("test_code_spins_after_calls", "test_code", "INVALID_REQUEST",
+            "def check(candidate):\n    assert candidate(2, 3) == 5\n    while True:\n"
+            "        pass\n"),
+    Hostile("test_code_sleeps", "test_code", "INVALID_REQUEST",
+            "import time\ntime.sleep(1000)\ndef check(candidate):\n    pass\n"),
+    Hostile("test_code_allocates", "test_code", "INVALID_REQUEST", _p("""
+hoard = []
+while True:
+    hoard.append(bytearray(2**24))
+def check(candidate):
+    pass
+""")),
+    Hostile("test_code_fork_bomb", "test_code", "INVALID_REQUEST", _p("""
+import os
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+def check(candidate):
+    pass
+""")),
+    Hostile("test_code_stdout_flood", "test_code", "INVALID_REQUEST",
+            "while True:\n    print('x' * 1000)\ndef check(candidate):\n    pass\n"),
+    Hostile("test_code_nested_expression", "test_code", "INVALID_REQUEST",
+            "x = 1" + "+1" * 300_000 + "\ndef check(candidate):\n    pass\n"),
+    Hostile("test_code_forges_deep_answer", "test_code", "INVALID_REQUEST", _p("""
+import os
+os.write(3, b'{"calls":["' + b'[' * 200000 + b'"]}\\n')
+os._exit(0)
+def check(candidate):
+    pass
+""")),
+    Hostile("test_code_hooks_the_judge", "test_code", "PASS", _p("""
+import builtins, gc, sys
+for module in list(sys.modules.values()):
+    for name in ("judge", "record", "answer", "run_check"):
+        if hasattr(module, name):
+            try:
+                setattr(module, name, lambda *a, **k: ("pass", ""))
+            except Exception:
+                pass
+builtins.AssertionError = type("Nothing", (Exception,), {})
+def check(candidate):
+    assert candidate(2, 3) == 5
 """)),
     Hostile("settrace_swaps_check", "assert", "FAIL", _p("""
 import sys

@@ -23,7 +23,9 @@ import pytest
 
 from sandbox import AssertTest, CallTest, Limits, Sandbox, StdioTest
 from tests.adversarial import (
+    CORRECT_ADD,
     FIND_STATE,
+    HOST_FILE,
     LEAVE_STATE,
     MARK,
     PROGRAMS,
@@ -44,12 +46,15 @@ def run_hostile(sb: Sandbox, hostile: Hostile):
     if hostile.kind == "execute":
         ex = sb.execute(hostile.program, limits=FAST)
         return ex.status, [ex.stdout, ex.stderr, ex.detail]
-    tests = {
-        "stdio": [StdioTest("", "42\n")],
-        "call": [CallTest("add", [2, 3], 5)],
-        "assert": [AssertTest(CHECK, "add")],
-    }[hostile.kind]
-    result = sb.run(hostile.program, tests, FAST)
+    if hostile.kind == "test_code":
+        program, tests = CORRECT_ADD, [AssertTest(hostile.program, "add")]
+    else:
+        program, tests = hostile.program, {
+            "stdio": [StdioTest("", "42\n")],
+            "call": [CallTest("add", [2, 3], 5)],
+            "assert": [AssertTest(CHECK, "add")],
+        }[hostile.kind]
+    result = sb.run(program, tests, FAST)
     texts = [result.detail] + [t.stdout + t.stderr + t.detail for t in result.tests]
     return result.verdict, texts
 
@@ -126,7 +131,17 @@ def test_hostile_program_alone(one_worker: Sandbox, hostile: Hostile) -> None:
     assert status == hostile.expected, texts
     for text in texts:
         assert MARK not in text and SECRET_VALUE not in text, text[:500]
+    assert not Path(HOST_FILE).exists(), Path(HOST_FILE).read_text()
     assert_pool_clean(one_worker, one_worker.expected_executors)
+
+
+def test_test_code_cannot_judge_another_request(one_worker: Sandbox) -> None:
+    """Test code that patches every judge it can find, then a wrong program on the same
+    worker with an honest test: the hook died with its job."""
+    hook = next(h for h in PROGRAMS if h.name == "test_code_hooks_the_judge")
+    assert run_hostile(one_worker, hook)[0] == "PASS"  # the correct add, judged honestly
+    wrong = one_worker.run("def add(a, b):\n    return 0\n", [AssertTest(CHECK, "add")], FAST)
+    assert wrong.verdict == "FAIL", wrong
 
 
 def test_hostile_programs_above_core_count(backend: str, host_secret) -> None:

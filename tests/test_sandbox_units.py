@@ -1,5 +1,7 @@
-"""The sandbox's trusted-side pieces on their own: the typed value codec, the comparison
-profiles, test and limit validation, the HumanEval split, and the seccomp program."""
+"""The sandbox's pieces on their own: the typed value codec, the comparison profiles, test
+and limit validation, the HumanEval split (test code and candidate in jobs of their own, on
+the `local` backend here; tests/test_sandbox_adversarial.py runs hostile test code in the
+real jails), and the seccomp program."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox import AssertTest, CallTest, Limits, StdioTest
-from sandbox.asserts import CallOutcome, judge, record
+from sandbox import AssertTest, CallTest, Limits, Sandbox, Status, StdioTest
+from sandbox.asserts import clear_caches
 from sandbox.compare import stdout_matches, value_matches
 from sandbox.jail import seccomp, values
 
@@ -116,18 +118,47 @@ def test_tests_and_limits_validate() -> None:
         CallTest("not a name", [1], 1)
     with pytest.raises(ValueError, match="cannot be sent"):
         CallTest("f", [object()], 1)
-    with pytest.raises(ValueError, match="check"):
-        AssertTest("def test():\n    pass\n", "f")
-    with pytest.raises(ValueError, match="not valid Python"):
-        AssertTest("def check(c):\n    assert (", "f")
-    with pytest.raises(ValueError, match="encode_cyclic"):
-        AssertTest("def check(c):\n    assert c(encode_cyclic('ab')) == 'ab'\n", "decode_cyclic")
-    AssertTest("def check(c):\n    assert c(encode_cyclic('ab')) == 'ab'\n", "decode_cyclic",
-               prompt="def encode_cyclic(s):\n    return s\n")
+    with pytest.raises(ValueError, match="identifier"):
+        AssertTest("def check(c):\n    pass\n", "not a name")
+    with pytest.raises(ValueError, match="must be a string"):
+        AssertTest(b"def check(c): pass", "f")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="longer than"):
+        AssertTest("#" * 1_000_001, "f")
     with pytest.raises(ValueError, match="cpu_s"):
         Limits(cpu_s=0)
     assert Limits(cpu_s=2).wall_limit_s == 7
     assert StdioTest("1\n", "2\n").expected == "2\n"
+
+
+@pytest.fixture(scope="module")
+def local_pool():
+    with Sandbox(backend="local", workers=1, cache_size=0) as sb:
+        yield sb
+
+
+@pytest.mark.parametrize(("test", "message"), [
+    (AssertTest("def test():\n    pass\n", "f"), "must define check"),
+    (AssertTest("def check(c):\n    assert (", "f"), "not valid Python"),
+    (AssertTest("def check(c):\n    assert c(encode_cyclic('ab')) == 'ab'\n", "decode_cyclic"),
+     "encode_cyclic"),
+    (AssertTest("def check(c):\n    assert c(x=1) == 2\n", "f"), "keyword arguments"),
+    (AssertTest("def check(c):\n    assert c(object()) == 2\n", "f"), "cannot take"),
+    (AssertTest("def check(c):\n    1 / 0\n    assert c(1) == 2\n", "f"),
+     "raised ZeroDivisionError before it called the candidate"),
+])
+def test_unusable_test_code_is_invalid_request(local_pool: Sandbox, test: AssertTest,
+                                               message: str) -> None:
+    """Checked in the test code's own job, not here: never the candidate's FAIL."""
+    result = local_pool.run("def f(x):\n    return x\ndef decode_cyclic(s):\n    return s\n",
+                            [test])
+    assert result.verdict is Status.INVALID_REQUEST, result
+    assert message in result.detail
+
+
+def test_the_prompt_defines_helpers_for_the_test_code(local_pool: Sandbox) -> None:
+    test = AssertTest("def check(c):\n    assert c(encode_cyclic('ab')) == 'ab'\n",
+                      "decode_cyclic", prompt="def encode_cyclic(s):\n    return s\n")
+    assert local_pool.run("def decode_cyclic(s):\n    return s\n", [test]).passed
 
 
 CHECK = """
@@ -139,19 +170,23 @@ def check(candidate):
 """
 
 
-def test_assert_split_records_calls_and_judges_outside() -> None:
+def test_assert_split_records_calls_and_judges_apart(local_pool: Sandbox) -> None:
     test = AssertTest(CHECK, "inc")
-    calls = record(test, [])
-    assert calls == record(test, [])  # unseeded random, same replay
-    assert len(calls) == 6  # the failure message's calls are recorded too
-    right = [(k, CallOutcome("ok", values.encode(values.loads(k)[0] + 1))) for k in calls]
-    assert judge(test, right) == ("pass", "")
-    wrong = [(k, CallOutcome("ok", values.encode(0))) for k in calls]
-    state, detail = judge(test, wrong)
-    assert state == "fail" and "wrong for 0" in detail
-    raised = [(k, CallOutcome("raise", message="ZeroDivisionError")) for k in calls]
-    assert judge(test, raised)[0] == "error"
-    assert judge(test, right[:1])[0] == "more"
+    clear_caches()
+    jobs = local_pool.stats["jobs"]
+    right = local_pool.run("def inc(x):\n    return x + 1\n", [test])
+    assert right.passed, right
+    assert local_pool.stats["jobs"] - jobs == 3  # record, the candidate's calls, judge
+    jobs = local_pool.stats["jobs"]
+    wrong = local_pool.run("def inc(x):\n    return 0\n", [test])
+    assert local_pool.stats["jobs"] - jobs == 2  # the recorded calls are reused per test
+    assert wrong.verdict is Status.FAIL and "wrong for 0" in wrong.detail  # message calls too
+    raised = local_pool.run("def inc(x):\n    return 1 / 0\n", [test])
+    assert raised.verdict is Status.RUNTIME_ERROR and "ZeroDivisionError" in raised.detail
+    # Arguments that depend on a result: a second round of calls.
+    chained = AssertTest("def check(c):\n    y = c(1)\n    assert c(y) == 3\n", "inc")
+    assert local_pool.run("def inc(x):\n    return x + 1\n", [chained]).passed
+    assert local_pool.run("def inc(x):\n    return x + 2\n", [chained]).verdict is Status.FAIL
 
 
 def test_seccomp_program_is_well_formed() -> None:

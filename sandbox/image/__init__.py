@@ -18,7 +18,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CONTEXT = HERE.parent  # sandbox/
-FILES = ("image/Dockerfile", "jail/executor.py", "jail/seccomp.py", "jail/values.py")
+FILES = ("image/Dockerfile", "jail/executor.py", "jail/seccomp.py", "jail/testcode.py",
+         "jail/values.py")
 DEFAULT_BASE = "python:3.11-slim-bookworm"
 ENGINE_TIMEOUT_S = 20.0  # an engine behind a dead TCP address would otherwise hang the CLI
 

@@ -1,4 +1,5 @@
-"""What runs inside each jail: the executor, its seccomp filter, and the typed value codec.
+"""What runs inside each jail: the executor, its seccomp filter, the typed value codec, and
+the runner of a request's test code.
 
 These files are copied into the sandbox image (or bound read-only into a bubblewrap jail)
 and run there as plain scripts, so they import the standard library and each other only.

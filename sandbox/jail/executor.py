@@ -17,6 +17,8 @@ Wire format: each frame is a 4-byte big-endian length and a UTF-8 JSON object.
 Jobs: {"op": "script", "program", "stdin", "limits"} runs the program as __main__;
 {"op": "calls", "program", "calls": [[name, [encoded args]], ...], "limits"} defines the
 program as a module and calls its functions, one result line per call on fd 3;
+{"op": "tests", "test", "known", "judge", "limits"} runs a round of a request's test code
+(`testcode.py`) in a child of its own, never the candidate's, and writes its answer on fd 3;
 {"op": "ping"} answers {"pong": pid}. Standard library only.
 """
 
@@ -39,6 +41,7 @@ import traceback
 import types
 
 import seccomp
+import testcode
 import values
 
 # Imported once here so that every forked child inherits them instead of importing them
@@ -123,6 +126,8 @@ def child_main(pipes: dict[str, tuple[int, int]], workdir: str) -> None:
     except BaseException:
         os.write(2, f"executor: child set-up failed\n{traceback.format_exc()}".encode())
         os._exit(125)
+    if job["op"] == "tests":
+        os._exit(answer_test_code(job, results))
     try:
         code = compile(job["program"], "program.py", "exec")
     except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError) as exc:
@@ -155,6 +160,22 @@ def child_main(pipes: dict[str, tuple[int, int]], workdir: str) -> None:
     except BaseException:
         status = status or 1
     os._exit(status)
+
+
+def answer_test_code(job: dict, results: io.FileIO) -> int:
+    """A round of a request's test code (`testcode.answer`): one answer line on fd 3."""
+    results.write(b'{"compiled":true}\n')
+    try:
+        line = json.dumps(testcode.answer(job), separators=(",", ":")).encode()
+    except MemoryError:
+        return EXIT_MEMORY
+    results.write(line + b"\n")
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        return 1
+    return 0
 
 
 def exit_status(code: object) -> int:
