@@ -243,7 +243,7 @@ def judge(test: dict, known: list) -> tuple[str, str]:
         raise
     except Exception as exc:
         if not count[0]:  # it never reached the candidate: the test is at fault
-            raise Broken(f"check() raised {type(exc).__name__} before it called the "
+            raise Broken(f"the test code raised {type(exc).__name__} before it called the "
                          f"candidate: {str(exc)[:200]}") from None
         return "fail", f"test code raised {type(exc).__name__}: {str(exc)[:200]}"
     return "pass", ""
