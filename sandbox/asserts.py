@@ -38,7 +38,8 @@ from sandbox.limits import Limits
 from sandbox.results import DEADLINE_PASSED, Execution, Status
 
 MAX_ROUNDS = 8
-FIRST_ROUND_CACHE = 4096  # distinct tests whose recorded calls are kept
+FIRST_ROUND_CACHE = 1024  # distinct tests whose recorded calls are kept...
+CACHED_TEST_BYTES = 64 * 1024  # ...when the test and the answer are at most this big
 STATES = ("pass", "fail", "error", "missing")
 
 
@@ -99,8 +100,10 @@ def test_code_round(send: Send, test: AssertTest, known: list[tuple[str, CallOut
         "judge": judging,
         "limits": limits.to_wire(),
     }
-    answer = _read_round(send(job))
-    if not judging and answer.kind in ("calls", "invalid"):
+    ex = send(job)
+    answer = _read_round(ex)
+    size = len(test.test_code) + len(test.prompt) + sum(len(line) for line in ex.results)
+    if not judging and answer.kind in ("calls", "invalid") and size <= CACHED_TEST_BYTES:
         with _lock:
             _first_rounds[test] = answer
             while len(_first_rounds) > FIRST_ROUND_CACHE:
