@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox.cases import AssertTest
+from sandbox.compare import brief
 from sandbox.jail import values
 from sandbox.limits import Limits
 from sandbox.results import DEADLINE_PASSED, Execution, Status
@@ -170,9 +171,9 @@ def expected_state(outcomes: list[CallOutcome], expect: tuple[dict, ...]) -> tup
                 expected = values.decode(want["eq"])
                 if value != expected:  # plain types: the inverse of ==
                     return "fail", (f"assertion failed at call {number}: expected "
-                                    f"{expected!r:.100}, got {value!r:.100}")
+                                    f"{brief(expected)}, got {brief(value)}")
             elif bool(value) is not want["truthy"]:
-                return "fail", f"assertion failed at call {number}: got {value!r:.100}"
+                return "fail", f"assertion failed at call {number}: got {brief(value)}"
         except values.DecodeError as exc:
             return "fail", f"call {number}: {exc}"
     return "pass", ""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 
 PROFILES = ("strict", "apps", "human_eval")
 REL_TOL = ABS_TOL = 1e-6
@@ -121,3 +122,23 @@ def _strict_equal(a: object, e: object) -> bool:
     if te in (set, frozenset):
         return ta in (set, frozenset) and a == e
     return ta is te and a == e
+
+
+class _Brief(reprlib.Repr):
+    """reprlib with a bound on ints too: repr() of an int over 4,300 digits raises
+    ValueError, and a big one costs quadratic time."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 1000:
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_BRIEF = _Brief()
+_BRIEF.maxstring = _BRIEF.maxother = 100
+
+
+def brief(value: object) -> str:
+    """A short repr of a decoded value for messages, at bounded cost whatever it holds."""
+    return _BRIEF.repr(value)
+

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from sandbox import asserts
 from sandbox.cases import AssertTest, CallTest, StdioTest
-from sandbox.compare import stdout_matches, value_matches
+from sandbox.compare import brief, stdout_matches, value_matches
 from sandbox.jail import values
 from sandbox.limits import Limits
 from sandbox.results import KEEP_TEXT, Execution, RunResult, Status, TestResult
@@ -146,7 +146,7 @@ def _call_group(
                 results.append(_test_result(ex, False, Status.RUNTIME_ERROR, str(exc)))
                 continue
             ok = value_matches(value, test.expected, profile)
-            why = "" if ok else f"expected {test.expected!r:.100}, got {value!r:.100}"
+            why = "" if ok else f"expected {brief(test.expected)}, got {brief(value)}"
             results.append(_test_result(ex, ok, Status.PASS if ok else Status.FAIL, why))
         elif outcome.kind == "unencodable":
             results.append(_test_result(ex, False, Status.FAIL, outcome.message))

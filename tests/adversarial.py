@@ -338,6 +338,9 @@ os.write(3, b'[' + b'[],' * 4_000_000 + b'[]]\\n')
 def add(a, b):
     return 0
 """)),
+    Hostile("huge_int_result_call", "call", "FAIL", "def add(a, b):\n    return 10 ** 5000\n"),
+    Hostile("huge_int_result_assert", "assert", "FAIL",
+            "def add(a, b):\n    return 10 ** 5000\n"),
     Hostile("fake_result_lines", "call", "RUNTIME_ERROR", _p("""
 import os
 os.write(3, b'{"ok":{"i":5},"cpu_s":0}\\n')

@@ -21,7 +21,7 @@ records its calls). `answer` returns one JSON object:
   bare or negated call), so its verdict is each result compared with a literal, in order,
   which the trusted side does on the typed values without another round here (85% of
   HumanEval's tests). Read from the syntax tree before any of the test's code runs, and
-  kept only when the recorded calls are exactly the ones it names.
+  kept only when recording ran check() to its end and made exactly the calls it names.
 - `{"state": "pass" | "fail" | "error" | "missing", "detail": text}`: `check` run for real
   against the known results; "error": the candidate raised, "missing": its job ended first.
 - `{"broken": why}`: the test code itself failed (it exited, or raised before it called the
@@ -247,8 +247,9 @@ def by_arguments(known: list) -> dict[str, deque]:
     return queues
 
 
-def record(test: dict, known: list) -> list[str]:
-    """The argument lists of every call check() makes, given the results known."""
+def record(test: dict, known: list) -> tuple[list[str], bool]:
+    """The argument lists of every call check() makes, given the results known, and whether
+    check() ran to its end (no placeholder or error stopped it)."""
     calls: list[str] = []
     queues = by_arguments(known)
 
@@ -266,8 +267,8 @@ def record(test: dict, known: list) -> list[str]:
     except Unsupported:
         raise
     except Exception:  # a placeholder broke the test code: we have the calls up to here
-        pass
-    return calls
+        return calls, False
+    return calls, True
 
 
 def judge(test: dict, known: list) -> tuple[str, str]:
@@ -314,14 +315,14 @@ def answer(job: dict) -> dict:
             if why:
                 return {"invalid": why}
             plan = expectations(test)  # before the test's own code can change anything
-            calls = record(test, known)
-            if plan is not None and calls == [key for key, _ in plan]:
+            calls, completed = record(test, known)
+            if plan is not None and completed and calls == [key for key, _ in plan]:
                 return {"calls": calls, "expect": [expect for _, expect in plan]}
             return {"calls": calls}
         state, detail = judge(test, known)
         if state != "more":
             return {"state": state, "detail": detail}
-        return {"calls": record(test, known)}
+        return {"calls": record(test, known)[0]}
     except Unsupported as exc:
         return {"invalid": str(exc)}
     except Broken as exc:
