@@ -10,7 +10,8 @@ crosses between them and this side, which executes nothing of the request:
 
 1. Record (a test-code job): check() with asserts made non-fatal and a stand-in candidate
    returns the argument lists of the calls it makes. The answer depends on the test alone,
-   so it is kept in a bounded cache: one record per distinct test, not per sample.
+   so it is kept in a bounded cache, and runs of the same test that arrive together wait
+   for one record: one record per distinct test, not per sample.
 2. Execute (a candidate job): the candidate is called with those arguments, in order, in one
    child, and each result comes back as typed JSON.
 3. Judge (a test-code job): the original check() against those results answers pass, fail,
@@ -30,6 +31,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from sandbox.cases import AssertTest
@@ -75,6 +77,7 @@ class Round:
 
 Send = Callable[[dict], Execution]
 _first_rounds: OrderedDict[AssertTest, Round] = OrderedDict()
+_recording: dict[AssertTest, Future] = {}  # first rounds in flight, shared by their waiters
 _lock = threading.Lock()
 
 
@@ -87,13 +90,46 @@ def clear_caches() -> None:
 def test_code_round(send: Send, test: AssertTest, known: list[tuple[str, CallOutcome]],
                     limits: Limits, *, judging: bool) -> Round:
     """One round of the test code in its jail: record (judging=False) or judge `known`."""
-    if not judging:
+    if judging:
+        return _read_round(send(_job(test, known, limits, judging=True)))
+    with _lock:
+        cached = _first_rounds.get(test)
+        if cached is not None:
+            _first_rounds.move_to_end(test)
+            return cached
+        waiting = _recording.get(test)
+        if waiting is None:
+            mine: Future = Future()
+            _recording[test] = mine
+    if waiting is not None:  # the same test is being recorded for another run: share it
+        try:
+            shared = waiting.result(limits.wall_limit_s)
+        except TimeoutError:  # concurrent.futures raises the builtin one
+            shared = None
+        if shared is not None:
+            return shared
+        return _read_round(send(_job(test, known, limits, judging=False)))  # on its own
+    answer = None
+    try:
+        ex = send(_job(test, known, limits, judging=False))
+        answer = _read_round(ex)
+        size = len(test.test_code) + len(test.prompt) + sum(len(line) for line in ex.results)
+        if answer.kind in ("calls", "invalid") and size <= CACHED_TEST_BYTES:
+            with _lock:
+                _first_rounds[test] = answer
+                while len(_first_rounds) > FIRST_ROUND_CACHE:
+                    _first_rounds.popitem(last=False)
+        return answer
+    finally:  # waiters share an answer that depends on the test alone, else run their own
+        mine.set_result(answer if answer is not None and answer.kind in ("calls", "invalid")
+                        else None)
         with _lock:
-            cached = _first_rounds.get(test)
-            if cached is not None:
-                _first_rounds.move_to_end(test)
-                return cached
-    job = {
+            _recording.pop(test, None)
+
+
+def _job(test: AssertTest, known: list[tuple[str, CallOutcome]], limits: Limits, *,
+         judging: bool) -> dict:
+    return {
         "op": "tests",
         "test": {"test_code": test.test_code, "entry_point": test.entry_point,
                  "prompt": test.prompt},
@@ -101,15 +137,6 @@ def test_code_round(send: Send, test: AssertTest, known: list[tuple[str, CallOut
         "judge": judging,
         "limits": limits.to_wire(),
     }
-    ex = send(job)
-    answer = _read_round(ex)
-    size = len(test.test_code) + len(test.prompt) + sum(len(line) for line in ex.results)
-    if not judging and answer.kind in ("calls", "invalid") and size <= CACHED_TEST_BYTES:
-        with _lock:
-            _first_rounds[test] = answer
-            while len(_first_rounds) > FIRST_ROUND_CACHE:
-                _first_rounds.popitem(last=False)
-    return answer
 
 
 def _read_round(ex: Execution) -> Round:
