@@ -207,6 +207,6 @@ def expected_state(outcomes: list[CallOutcome], expect: tuple[dict, ...]) -> tup
 
 
 def _text(value: object) -> str:
-    """A detail as printable text: bounded, and no lone surrogates (protobuf refuses them)."""
-    return str(value)[:1000].encode("utf-8", "replace").decode("utf-8")
+    """A detail from the test code, bounded (results.printable cleans what protobuf refuses)."""
+    return str(value)[:1000]
 

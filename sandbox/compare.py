@@ -108,7 +108,10 @@ def _strict_equal(a: object, e: object) -> bool:
     if te is float:
         if ta not in (int, float) or math.isnan(e):
             return False
-        return math.isclose(a, e, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+        try:
+            return math.isclose(a, e, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+        except OverflowError:  # an int beyond any float (10**400): not close to one
+            return False
     if te is int:
         return ta is int and a == e
     if te in (list, tuple):

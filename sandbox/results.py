@@ -69,6 +69,12 @@ class Execution:
         )
 
 
+def printable(text: str) -> str:
+    """`text` with lone surrogates replaced: a program's message can carry them (as escaped
+    JSON), and protobuf refuses to encode them, which would lose a whole batch."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class TestResult:
     passed: bool
@@ -82,6 +88,10 @@ class TestResult:
 
     __test__ = False  # not a pytest test class
 
+    def __post_init__(self) -> None:
+        for name in ("stdout", "stderr", "detail"):
+            object.__setattr__(self, name, printable(getattr(self, name)))
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -90,6 +100,9 @@ class RunResult:
     forgeable: bool = False  # True only for reference-compatible runs of the original check()
     detail: str = ""
     elapsed_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", printable(self.detail))
 
     @property
     def passed(self) -> bool:

@@ -338,6 +338,21 @@ os.write(3, b'[' + b'[],' * 4_000_000 + b'[]]\\n')
 def add(a, b):
     return 0
 """)),
+    # ---- from outside (found by a helper harvesting peers' trackers; each cites its source)
+    # CPython gh-89727: 3.11's shutil.rmtree recursed, so the clean-up after this job raised
+    # RecursionError and every retry burned a worker (SANDBOX_ERROR, not the verdict).
+    Hostile("deep_directory_tree", "stdio", "PASS", _p("""
+import os
+for _ in range(1100):
+    os.mkdir("d")
+    os.chdir("d")
+open("f", "w").write("x")
+print(42)
+""")),
+    # grpc/grpc#11442, BerriAI/litellm#3730: a lone surrogate in a message made protobuf
+    # raise while encoding the response, losing the batch.
+    Hostile("lone_surrogate_message", "call", "RUNTIME_ERROR",
+            "def add(a, b):\n    raise ValueError('\\ud800')\n"),
     Hostile("huge_int_result_call", "call", "FAIL", "def add(a, b):\n    return 10 ** 5000\n"),
     Hostile("huge_int_result_assert", "assert", "FAIL",
             "def add(a, b):\n    return 10 ** 5000\n"),
@@ -557,3 +572,33 @@ for path in writable_dirs():
                 print('VIOLATION: left behind', os.path.join(root, name))
 print('looked in', writable_dirs())
 """)
+
+# A job looks for what earlier jobs on its worker handled: `{prefix}` followed by 32 hex
+# digits, in every readable mapping of its own memory (live objects, freed buffers, stack
+# frames), and through its stack frames (the executor's locals `job`, `reply`, `raw_job`).
+# After METR's report of o3 reading the grader's answer off the call stack; this project's
+# executor forked each child from a process that held the previous job (found here by a
+# helper reading the executor as an attacker). The test fills in `prefix` with str.format.
+FIND_EARLIER_JOBS = _p("""
+import ctypes, re, sys
+pattern = re.compile(re.escape(b'{prefix}') + rb'[0-9a-f]{{32}}')
+found = set()
+for line in open('/proc/self/maps'):
+    fields = line.split()
+    span, perms = fields[0], fields[1]
+    if 'r' not in perms or (len(fields) > 5 and fields[5].startswith(('[vvar', '[vsys'))):
+        continue
+    start, end = (int(x, 16) for x in span.split('-'))
+    try:
+        found.update(pattern.findall(ctypes.string_at(start, end - start)))
+    except Exception:
+        pass
+frame = sys._getframe()
+while frame is not None:  # (child_main's own `job` is this job)
+    for name in ('job', 'reply', 'raw_job'):
+        if name in frame.f_locals and frame.f_code.co_name != 'child_main':
+            found.add(('frame', frame.f_code.co_name, name))
+    frame = frame.f_back
+print('VIOLATION', sorted(map(str, found)) if found else 'nothing found')
+""")
+

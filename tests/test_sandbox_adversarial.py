@@ -24,6 +24,7 @@ import pytest
 from sandbox import AssertTest, CallTest, Limits, Sandbox, StdioTest
 from tests.adversarial import (
     CORRECT_ADD,
+    FIND_EARLIER_JOBS,
     FIND_STATE,
     HOST_FILE,
     LEAVE_STATE,
@@ -35,6 +36,7 @@ from tests.adversarial import (
 )
 from tests.conftest import REPO
 
+PER_WORKER = 3  # executor processes of an idle worker (see executor_pids)
 FAST = Limits(cpu_s=1.0, wall_s=3.0, memory_mb=256)
 CHECK = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(1, 1) == 2\n"
 BACKENDS = [pytest.param("docker", marks=pytest.mark.docker, id="docker"),
@@ -61,7 +63,8 @@ def run_hostile(sb: Sandbox, hostile: Hostile):
 
 def executor_pids() -> list[int]:
     """Processes on this host running the sandbox executor (in any container or jail). An
-    idle worker has two: the executor and the child it prepared for the next job."""
+    idle worker has PER_WORKER: the executor, its zygote and the child prepared for the next
+    job."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -116,7 +119,7 @@ def host_secret():
 def one_worker(backend: str, host_secret):
     others = executor_processes()
     with Sandbox(backend=backend, workers=1, cache_size=0) as sb:
-        sb.expected_executors = others + 2 * sb.size
+        sb.expected_executors = others + PER_WORKER * sb.size
         yield sb
 
 
@@ -158,7 +161,7 @@ def test_hostile_programs_above_core_count(backend: str, host_secret) -> None:
         assert not wrong
         for _, texts in outcomes:
             assert not any(MARK in t or SECRET_VALUE in t for t in texts)
-        assert_pool_clean(sb, others + 2 * workers)
+        assert_pool_clean(sb, others + PER_WORKER * workers)
     # A closed pool leaves no executor behind (and the next test counts a settled host).
     assert wait_for_executors(others) == others
 
@@ -187,6 +190,23 @@ def test_no_state_crosses_runs(one_worker: Sandbox, daemon: bool) -> None:
     assert found.status == "PASS", found.stderr
     assert "looked in" in found.stdout and MARK not in found.stdout, found.stdout
     assert_pool_clean(one_worker, one_worker.expected_executors)
+
+
+def test_a_job_finds_nothing_of_earlier_jobs(one_worker: Sandbox) -> None:
+    """Earlier jobs on the same worker (a program, its stdin and output, test code with its
+    expected values, a judge round) leave nothing in the memory or the stack a later job
+    inherits."""
+    prefix = "restem-earlier-job-"
+    token = lambda: prefix + uuid.uuid4().hex  # noqa: E731
+    secret_stdin, secret_out, secret_test = token(), token(), token()
+    echo = f"print(input())\nprint({secret_out!r})"
+    assert one_worker.run(echo, [StdioTest(secret_stdin + "\n", "")], FAST).verdict == "FAIL"
+    test = (f"def check(candidate):\n    assert abs(candidate(2, 3) - 5) < 1\n"
+            f"    assert {secret_test!r} != candidate(1, 1)\n")
+    assert one_worker.run(CORRECT_ADD, [AssertTest(test, "add")], FAST).passed  # judge job
+    scan = one_worker.execute(FIND_EARLIER_JOBS.format(prefix=prefix), limits=FAST)
+    assert scan.status == "PASS", scan.stderr
+    assert scan.stdout.strip() == "VIOLATION nothing found", scan.stdout[:2000]
 
 
 UNPRIVILEGED_USER = "restem-test"
@@ -227,7 +247,7 @@ def test_as_an_unprivileged_user(backend: str) -> None:
     started by an ordinary user (bubblewrap then maps the jail onto that user's uid)."""
     env = {"PATH": os.environ["PATH"], "HOME": f"/home/{UNPRIVILEGED_USER}", "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "RESTEM_TEST_UNPRIVILEGED": "1"}
-    selected = "above_core_count or host_root or state_crosses"
+    selected = "above_core_count or host_root or state_crosses or earlier_jobs"
     command = unprivileged_command([
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-x", __file__,
         "-k", f"({selected}) and {'docker' if backend == 'docker' else 'bwrap'}"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import CallTest, Limits, Sandbox, StdioTest
-from tests.test_sandbox_adversarial import executor_processes
+from tests.test_sandbox_adversarial import PER_WORKER, executor_processes
 
 RUNS = 2000
 # A mix: right, wrong, crashing, a call-based run; every 100th leaves a child behind
@@ -69,7 +69,7 @@ def test_two_thousand_runs_leave_nothing_behind(backend: str) -> None:
         assert all(a["processes"] == 0 and a["scratch"] == [] for a in sb.inspect())
         assert open_fds() == fds
         assert rss_kb() - rss < 16 * 1024, "the scorer grew by more than 16 MiB"
-        assert executor_processes() == others + 2 * sb.size
+        assert executor_processes() == others + PER_WORKER * sb.size
         if backend == "docker":
             assert our_containers() == sb.size
     deadline = time.monotonic() + 10  # killed workers take a moment to be reaped

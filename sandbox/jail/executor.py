@@ -1,11 +1,14 @@
 """The in-jail executor: reads framed jobs on stdin, forks one child per job, answers on stdout.
 
 It runs inside each warm container (or bubblewrap jail), normally as PID 1 of its own pid
-namespace, and is the only long-lived process there. The child for the next job is forked
-and prepared ahead (`Standby`): a new session, a parent-death signal, the working
-directory, pipes for stdin/stdout/stderr (and fd 3 for results), every other descriptor
-closed, the fixed environment, and the seccomp filter installed last. When the job arrives
-on its pipe, the child sets the job's rlimits and runs the untrusted program. The parent
+namespace. The child for the next job is forked and prepared ahead (`Standby`): a new
+session, a parent-death signal, the working directory, pipes for stdin/stdout/stderr (and
+fd 3 for results), every other descriptor closed, the fixed environment, and the seccomp
+filter installed last. Children are forked by the `Zygote`, a copy of the executor made
+before it read any job, never by the executor itself: a child inherits its parent's whole
+memory (the stack frames, and freed buffers too), and the executor's holds earlier jobs:
+other requests' programs, their test code and its expected values, their output. When the
+job arrives on its pipe, the child sets the job's rlimits and runs the untrusted program. The parent
 enforces the deadlines from outside (CPU time from /proc, a wall limit against sleepers),
 drains the pipes with a cap, and when the child is gone kills everything the job left.
 
@@ -33,8 +36,8 @@ import json
 import os
 import resource
 import select
-import shutil
 import signal
+import socket
 import struct
 import sys
 import time
@@ -65,7 +68,7 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
-SECCOMP: seccomp.Filter  # built in main() for this executor's pid
+SECCOMP: seccomp.Filter  # built in the zygote: no job may signal it or the executor
 BASE_ADDRESS_SPACE = 0  # the executor's own size after the imports; memory limits add to it
 
 
@@ -98,12 +101,17 @@ def write_frame(fd: int, message: dict) -> None:
 # ---------------------------------------------------------------- the child
 
 
-def child_main(pipes: dict[str, tuple[int, int]], workdir: str) -> None:
+def child_main(pipes: dict[str, tuple[int, int]], workdir: str, executor: int,
+               middle: int) -> None:
     """Runs in the forked child: prepares, waits for its job on fd 4, runs it; never returns."""
     try:
         os.setsid()
-        if os.getppid() != 1:  # as PID 1, our death ends the whole namespace anyway
+        while os.getppid() == middle:  # it is exiting, and then we are the executor's
+            os.sched_yield()
+        if executor != 1:  # as PID 1, its death ends the whole namespace anyway
             _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != executor:  # it died before it could adopt us
+            os._exit(125)
         os.chdir(workdir)
         os.dup2(pipes["stdin"][0], 0)
         os.dup2(pipes["stdout"][1], 1)
@@ -235,52 +243,113 @@ def own_address_space() -> int:
 # ---------------------------------------------------------------- the parent
 
 
+PIPES = ("stdin", "stdout", "stderr", "results", "job")
+PARENT_ENDS = {"stdin": 1, "stdout": 0, "stderr": 0, "results": 0, "job": 1}  # pipe index
+
+
 class Standby:
     """A child forked and prepared before its job arrives, so that the fork and the set-up
-    overlap with the scorer's turnaround instead of adding to every job's latency."""
+    overlap with the scorer's turnaround instead of adding to every job's latency. Our
+    child (the zygote's fork, handed to us), with the parent ends of its pipes."""
 
-    def __init__(self) -> None:
-        names = ("stdin", "stdout", "stderr", "results", "job")
-        self.pipes = {name: os.pipe() for name in names}
-        gc.freeze()  # the heap so far is never traced again: fewer copy-on-write faults
-        self.pid = os.fork()
-        if self.pid == 0:
-            child_main(self.pipes, os.path.join(WORK_ROOT, "job"))
-        for name, (r, w) in self.pipes.items():
-            os.close(w if name not in ("stdin", "job") else r)
+    def __init__(self, pid: int, ends: dict[str, int]) -> None:
+        self.pid, self.ends = pid, ends
 
     def start(self, raw_job: bytes) -> None:
         """Hand over the job; the child starts as soon as the pipe closes."""
-        job_fd = self.pipes["job"][1]
+        job_fd = self.ends.pop("job")
         view = memoryview(raw_job)
         while view:
             view = view[os.write(job_fd, view) :]
         os.close(job_fd)
 
     def close_parent_ends(self) -> None:
-        for name, (r, w) in self.pipes.items():
+        for fd in self.ends.values():
             with contextlib.suppress(OSError):
-                os.close(w if name in ("stdin", "job") else r)
+                os.close(fd)
 
 
-def run_job(job: dict, raw_job: bytes, standby: Standby) -> dict:
+class Zygote:
+    """The process that forks every job's child, made before any job was read (see the
+    module docstring). It forks twice, so that the middle process exits and the child is
+    reparented to us (PID 1, or a subreaper): we wait for it, read its CPU time and kill it
+    as before. Only a pid and pipe ends cross from it, over a socket."""
+
+    def __init__(self) -> None:
+        self.channel, theirs = socket.socketpair()
+        gc.freeze()  # the heap so far is never traced again: fewer copy-on-write faults
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.channel.close()
+            zygote_main(theirs)
+        theirs.close()
+
+    def standby(self) -> Standby:
+        self.channel.sendall(b"f")
+        message, fds, _, _ = socket.recv_fds(self.channel, 8, len(PIPES))
+        if len(message) != 8 or len(fds) != len(PIPES):
+            for fd in fds:
+                os.close(fd)
+            raise OSError("the zygote did not hand over a child")
+        return Standby(struct.unpack("q", message)[0], dict(zip(PIPES, fds, strict=True)))
+
+
+def zygote_main(channel: socket.socket) -> None:
+    """Fork a prepared child for each request on `channel`; never returns."""
+    global SECCOMP
+    try:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        executor = os.getppid()
+        SECCOMP = seccomp.Filter((executor, os.getpid()))
+        keep = channel.fileno()
+        os.closerange(3, keep)  # the control channel above all
+        os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        workdir = os.path.join(WORK_ROOT, "job")
+        while channel.recv(1):
+            pipes = {name: os.pipe() for name in PIPES}
+            report_r, report_w = os.pipe()
+            middle = os.fork()
+            if middle == 0:
+                os.close(report_r)
+                me = os.getpid()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(report_w)
+                    child_main(pipes, workdir, executor, me)
+                os.write(report_w, struct.pack("q", pid))
+                os._exit(0)
+            os.close(report_w)
+            report = read_exact(report_r, 8)
+            os.close(report_r)
+            os.waitpid(middle, 0)  # when it is gone, the child is the executor's
+            ends = [pipes[name][PARENT_ENDS[name]] for name in PIPES]
+            socket.send_fds(channel, [report or b""], ends)
+            for r, w in pipes.values():
+                os.close(r)
+                os.close(w)
+    except BaseException:
+        traceback.print_exc()
+    os._exit(0)
+
+
+def run_job(job: dict, raw_job: bytes, standby: Standby, zygote: int) -> dict:
     # The standby spent CPU on its set-up before the job existed; that is not the job's.
     setup_cpu = setup_cpu_seconds(standby.pid)
     start = time.monotonic()
     try:
         standby.start(raw_job)
-        observed = supervise(standby.pid, job, job["limits"], standby.pipes, start, setup_cpu)
+        observed = supervise(standby.pid, job, job["limits"], standby.ends, start, setup_cpu)
     finally:
         standby.close_parent_ends()
-    observed["leftovers"] = kill_leftovers()
+    observed["leftovers"] = kill_leftovers(zygote)
     reset_scratch(os.path.join(WORK_ROOT, "job"))
     return observed
 
 
-def supervise(pid: int, job: dict, limits: dict, pipes: dict, start: float,
+def supervise(pid: int, job: dict, limits: dict, ends: dict, start: float,
               setup_cpu: float) -> dict:
-    stdin_fd = pipes["stdin"][1]
-    streams = {pipes[n][0]: n for n in ("stdout", "stderr", "results")}
+    stdin_fd = ends.pop("stdin")
+    streams = {ends[n]: n for n in ("stdout", "stderr", "results")}
     readers = dict(streams)  # those not at EOF yet
     caps = {"stdout": limits["output_bytes"], "stderr": STDERR_KEEP, "results": RESULTS_CAP}
     data = {n: bytearray() for n in readers.values()}
@@ -419,17 +488,17 @@ def kill_job(pid: int) -> None:
             target()
 
 
-def kill_leftovers() -> int:
-    """Kill and reap every process the job left; returns how many there were."""
+def kill_leftovers(zygote: int) -> int:
+    """Kill and reap every process the job left; returns how many there were. As PID 1 or
+    subreaper we are the parent of every orphan, so killing our children (but the zygote)
+    until none is left reaches them all: each round's grandchildren are the next round's
+    children."""
     found = 0
     for _ in range(100):
-        pids = descendants()
+        pids = descendants(zygote)
         if not pids:
             return found
         found = max(found, len(pids))
-        if os.getpid() == 1:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(-1, signal.SIGKILL)  # as PID 1: everything else in this namespace
         for p in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
@@ -437,21 +506,23 @@ def kill_leftovers() -> int:
     return found
 
 
-def descendants() -> list[int]:
-    """Our remaining children (as PID 1 or subreaper, orphans of a job become children)."""
+def descendants(zygote: int) -> list[int]:
+    """Our remaining children but the zygote (as PID 1 or subreaper, orphans of a job become
+    our children)."""
     reap(block=False)
     me = os.getpid()
     kids = []
     for task in os.listdir(f"/proc/{me}/task"):
         try:
             with open(f"/proc/{me}/task/{task}/children") as f:
-                kids += [int(p) for p in f.read().split()]
+                kids += [int(p) for p in f.read().split() if int(p) != zygote]
         except OSError:
             pass
     return kids
 
 
 def reap(block: bool) -> None:
+    """Collect exited children (never the zygote: it only exits with us)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
@@ -471,33 +542,53 @@ def reset_scratch(workdir: str) -> None:
     if os.listdir(WORK_ROOT) == ["job"] and not os.listdir(workdir):
         os.chmod(workdir, 0o700)
         return  # the common case: nothing written (cheaper than rmdir and mkdir each job)
-
-    def make_writable(_func, target, _exc) -> None:
-        for p in (os.path.dirname(target), target):
-            with contextlib.suppress(OSError):
-                os.chmod(p, 0o700)
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target)
-
     for name in os.listdir(WORK_ROOT):
         target = os.path.join(WORK_ROOT, name)
         if os.path.isdir(target) and not os.path.islink(target):
-            os.chmod(target, 0o700)
-            shutil.rmtree(target, onerror=make_writable)
+            remove_tree(target)
         else:
             os.unlink(target)
     os.mkdir(workdir, 0o700)
+
+
+def remove_tree(path: str) -> None:
+    """Remove the directory `path` and all under it, whatever a job made of it: any depth
+    (3.11's shutil.rmtree recurses, so 1,000 nested directories raised RecursionError), paths
+    longer than PATH_MAX (we descend with chdir and relative names), any modes. No job runs
+    while this does: its processes are gone."""
+    home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.chmod(path, 0o700)
+        os.chdir(path)
+        below: list[str] = []  # the names we descended through
+        while True:
+            os.chmod(".", 0o700)
+            subdir = None
+            for entry in list(os.scandir(".")):
+                if entry.is_dir(follow_symlinks=False):
+                    subdir = entry.name
+                    break
+                os.unlink(entry.name)
+            if subdir is not None:
+                os.chmod(subdir, 0o700)
+                os.chdir(subdir)
+                below.append(subdir)
+            elif below:
+                os.chdir("..")
+                os.rmdir(below.pop())
+            else:
+                break
+    finally:
+        os.fchdir(home)
+        os.close(home)
+    os.rmdir(path)
 
 
 # ---------------------------------------------------------------- main loop
 
 
 def main() -> None:
-    global WORK_ROOT, SECCOMP, BASE_ADDRESS_SPACE
-    SECCOMP = seccomp.Filter(os.getpid())
+    global WORK_ROOT, BASE_ADDRESS_SPACE
     if len(sys.argv) > 1:
         WORK_ROOT = sys.argv[1]
     for name in PRELOAD:
@@ -520,8 +611,9 @@ def main() -> None:
     for fd in (0, 1):
         os.dup2(devnull, fd)
     os.close(devnull)
+    zygote = Zygote()  # before any job is read
     write_frame(control_out, {"ready": os.getpid(), "python": sys.version.split()[0]})
-    standby = Standby()
+    standby = zygote.standby()
     while True:
         raw_job = read_raw_frame(control_in)
         if raw_job is None:
@@ -531,21 +623,22 @@ def main() -> None:
             scratch = sorted(os.listdir(WORK_ROOT))
             if scratch == ["job"]:
                 scratch = os.listdir(os.path.join(WORK_ROOT, "job"))
-            others = [p for p in descendants() if p != standby.pid]
+            others = [p for p in descendants(zygote.pid) if p != standby.pid]
             write_frame(control_out, {"pong": os.getpid(), "processes": len(others),
                                       "scratch": scratch})
             continue
         try:
-            reply = run_job(job, raw_job, standby)
+            reply = run_job(job, raw_job, standby, zygote.pid)
         except Exception:
             reply = {"status": "SANDBOX_ERROR", "error": traceback.format_exc()[-2000:]}
-            kill_leftovers()
+            kill_leftovers(zygote.pid)
         write_frame(control_out, reply)
+        del job, raw_job, reply  # (the children never see them: they are the zygote's)
         try:
-            standby = Standby()
-        except OSError:  # out of processes or memory: report it on the next job
-            kill_leftovers()
-            standby = Standby()
+            standby = zygote.standby()
+        except OSError:  # out of processes or memory: try once more, else the worker ends
+            kill_leftovers(zygote.pid)
+            standby = zygote.standby()
 
 
 if __name__ == "__main__":

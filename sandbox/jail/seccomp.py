@@ -8,7 +8,7 @@ the worker's IPC namespace, where the next job could read them). `clone` is refu
 asks for a new namespace; `clone3` answers ENOSYS so the C library falls back to `clone`,
 whose flags the filter can read.
 `kill`, `tkill` and `tgkill` are refused for negative pids (-1 is everyone; a job signals
-its own group with pid 0) and for the executor itself.
+its own group with pid 0) and for the executor and its zygote.
 
 fork stays allowed (os.fork, multiprocessing.Process; not multiprocessing's locks and pools,
 which need a /dev/shm that no backend gives a job), and the pids cgroup (Docker's
@@ -107,7 +107,7 @@ def _arg_low(n: int) -> int:
     return 16 + 8 * n  # offsetof(struct seccomp_data, args[n]), low 32 bits (little endian)
 
 
-def build_filter(executor_pid: int) -> list[bytes]:
+def build_filter(protected: tuple[int, ...]) -> list[bytes]:
     """The BPF program as a list of sock_filter records, for this machine's architecture."""
     arch, denied, special = _ARCHES[platform.machine()]
     errno_eperm = _SECCOMP_RET_ERRNO | _EPERM
@@ -143,19 +143,21 @@ def build_filter(executor_pid: int) -> list[bytes]:
     ]
     # kill(pid) and tkill(tid): pid in args[0]; tgkill(tgid, ...): tgid in args[0] too.
     for name in ("kill", "tkill", "tgkill"):
-        prog += _signal_guard(special[name], executor_pid, errno_eperm)
+        prog += _signal_guard(special[name], protected, errno_eperm)
     prog.append(_stmt(_RET_K, _SECCOMP_RET_ALLOW))
     return prog
 
 
-def _signal_guard(nr: int, executor_pid: int, deny: int) -> list[bytes]:
-    """Allow pid 0 and positive pids except the executor's; refuse the rest."""
-    body = [
-        _stmt(_LD_W_ABS, _arg_low(0)),  # 0: the pid (pid_t, low word)
-        _jump(_JEQ_K, executor_pid, 1, 0),  # 1: the executor -> 3 deny
-        _jump(_JSET_K, 0x80000000, 0, 1),  # 2: negative -> 3 deny, else 4 allow
-        _stmt(_RET_K, deny),  # 3
-        _stmt(_RET_K, _SECCOMP_RET_ALLOW),  # 4
+def _signal_guard(nr: int, protected: tuple[int, ...], deny: int) -> list[bytes]:
+    """Allow pid 0 and positive pids except the protected ones; refuse the rest."""
+    count = len(protected)
+    body = [_stmt(_LD_W_ABS, _arg_low(0))]  # the pid (pid_t, low word)
+    for i, pid in enumerate(protected):  # a protected pid -> deny, count - i steps ahead
+        body.append(_jump(_JEQ_K, pid, count - i, 0))
+    body += [
+        _jump(_JSET_K, 0x80000000, 0, 1),  # negative -> deny, else allow
+        _stmt(_RET_K, deny),
+        _stmt(_RET_K, _SECCOMP_RET_ALLOW),
     ]
     return [_jump(_JEQ_K, nr, 0, len(body)), *body]
 
@@ -167,8 +169,9 @@ class _SockFprog(ctypes.Structure):
 class Filter:
     """A filter built once (in the executor) and installed cheaply in each forked child."""
 
-    def __init__(self, executor_pid: int) -> None:
-        program = b"".join(build_filter(executor_pid))
+    def __init__(self, protected: tuple[int, ...]) -> None:
+        """`protected`: the pids no job may signal (the executor, its zygote)."""
+        program = b"".join(build_filter(protected))
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._buffer = ctypes.create_string_buffer(program, len(program))
         self._fprog = _SockFprog(len(program) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))

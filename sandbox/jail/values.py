@@ -103,12 +103,14 @@ def decode(data: object) -> object:
             if type(body) is list:
                 if tag == "t":
                     return tuple(dec(v, depth + 1) for v in body)
-                if tag == "s":
-                    return {dec(v, depth + 1) for v in body}
-                if tag == "z":
-                    return frozenset(dec(v, depth + 1) for v in body)
+                if tag in ("s", "z"):
+                    items = [dec(v, depth + 1) for v in body]
+                    _few_collisions(items)
+                    return set(items) if tag == "s" else frozenset(items)
                 if tag == "d":
-                    return {dec(k, depth + 1): dec(v, depth + 1) for k, v in body}
+                    pairs = [(dec(k, depth + 1), dec(v, depth + 1)) for k, v in body]
+                    _few_collisions([k for k, _ in pairs])
+                    return dict(pairs)
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"bad {tag!r} value: {exc}") from None
         raise DecodeError(f"unknown tag {tag!r}")
@@ -126,6 +128,17 @@ def parse(text: str) -> object:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise DecodeError(f"not JSON: {str(exc)[:200]}") from None
+
+
+MAX_COLLISIONS = 64
+
+
+def _few_collisions(keys: list) -> None:
+    """Int, float and tuple hashes are not randomized: keys built to share one hash (multiples
+    of 2**61 - 1) would make a set or dict of n items cost n**2. More than MAX_COLLISIONS
+    keys sharing hashes is a DecodeError, found in linear time before anything is built."""
+    if len(keys) > MAX_COLLISIONS and len(keys) - len(set(map(hash, keys))) > MAX_COLLISIONS:
+        raise DecodeError(f"more than {MAX_COLLISIONS} set or dict keys share a hash")
 
 
 def loads(text: str) -> object:
