@@ -17,12 +17,16 @@ tree (sampled every 20 ms), the ratio, and on a GPU the model FLOPs utilization 
 
 Check (`--check`, what bench/gpu_check.sh runs): on every visible GPU, with nothing from the
 network, it builds a Llama 3.2 1B shape with random weights and a byte-level tokenizer made
-in code, and runs the fine-tuning script on synthetic SFT data several times: bf16 with
-micro-batches of 8 (MFU, loss falling, checkpoint reloaded by transformers in bf16, greedy
-generation), the same with activation checkpointing (same losses, less GPU memory), with
-4 micro-batches of 2 (same losses), with micro-batches of 16 (MFU), and fp32 for two steps.
-It prints one JSON summary (also written to `--summary`) and exits 1 if a check fails.
+in code, and runs the fine-tuning script on synthetic SFT data (265 to 1007 tokens a sample)
+several times: bf16 with micro-batches of 8 (MFU, loss falling, checkpoint reloaded by
+transformers in bf16, greedy generation), the same with activation checkpointing (same
+losses, less GPU memory), with 4 micro-batches of 2 (same losses), with micro-batches of 16
+(MFU), and fp32 for two steps. Every run is tried, whatever happened to the others, and the
+check always ends with one JSON summary (also written to `--summary`): a run that failed or
+ran out of the time limit (`--time-limit`, 450 s) has its error line and the steps it
+logged, and every check that needs it is false. Exit 1 if a run or a check failed.
 `--cpu-smoke` runs the same plan with a tiny shape in bf16 on the CPU, in one process.
+`--runs a,b` runs only some of the plan; `--keys RUN:key=value` adds a key to one run.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -51,6 +56,16 @@ TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}
 # Dense bf16 peak TFLOP/s by device name (the first key the name contains).
 PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
+# Words per prompt (and per completion) of the GPU check's synthetic SFT data. The byte
+# tokenizer makes about 12.3 tokens of a word (about 6.2 bytes a word in the prompt and again
+# in the reversed completion), plus 17. So 20 to 80 words are 265 to 1007 tokens, and a
+# micro-batch of 16 pads to at most 16,112 positions. Without activation checkpointing, the
+# 1B shape keeps 1.7 MiB per position for the backward pass (106 to 113 KiB per layer,
+# measured in bf16). That is about 27 GiB at micro 16, on top of the 13.8 GiB of fp32
+# weights and AdamW state: the footprint of micro 8 on the old data, which ran on an H100.
+# The old data (40 to 160 words, 549 to 2005 tokens) put 29,648 positions in a micro-batch of
+# 16: about 51 GiB of activations, out of memory at 66 GiB allocated on the first H100 check.
+CHECK_WORDS = (20, 80)
 WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda",
          "sigma", "omega", "river", "stone", "cloud", "field", "light", "north", "south",
          "seven", "eight", "ninety", "apple", "orange", "purple", "silver")
@@ -70,6 +85,11 @@ def make_model(out: Path, shape: dict[str, int], tokenizer: Any, device: str) ->
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    del model
+    if torch.device(device).type == "cuda":
+        # Give the GPU memory back: the runs that follow are other processes, and the 1B
+        # shape's 2.5 GB, cached here, was missing to them (the first H100 check).
+        torch.cuda.empty_cache()
     return out
 
 
@@ -287,18 +307,64 @@ def compare(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- check
 
 
-def run_finetune(model: Path, data: Path, out: Path, nproc: int, keys: list[str]
-                 ) -> dict[str, Any]:
-    """One run of the script; its step log and summary, or an error with its stderr."""
+def run_finetune(model: Path, data: Path, out: Path, nproc: int, keys: list[str],
+                 timeout: float | None = None) -> dict[str, Any]:
+    """One run of the script: its step log, its summary and its wall time. A run that fails
+    or passes `timeout` seconds also has `error`, the one line that says why, and keeps the
+    steps it logged; its summary is None."""
+    import signal
+
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m",
            "restem_client.finetune", f"model={model}", f"data={data}", f"out={out}", *keys]
     started = time.perf_counter()
-    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if run.returncode:
-        raise RuntimeError(f"finetune {' '.join(keys)} failed:\n{run.stderr[-3000:]}")
-    return {"log": [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()],
-            "summary": json.loads((out / "train_summary.json").read_text()),
-            "wall_s": round(time.perf_counter() - started, 1)}
+    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    error = None
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # torchrun ends its workers on SIGTERM (they run in sessions of their own).
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        error = f"stopped after {timeout:.0f} s, the time left to the check"
+    if error is None and process.returncode:
+        error = error_line(stderr) or f"exit status {process.returncode}"
+    log_path, summary_path = out / "train_log.jsonl", out / "train_summary.json"
+    log = ([json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
+           if log_path.exists() else [])
+    summary = None
+    if error is None:
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError) as exc:
+            error = f"no train_summary.json: {exc}"
+    result = {"log": log, "summary": summary,
+              "wall_s": round(time.perf_counter() - started, 1)}
+    return {**result, "error": error} if error else result
+
+
+# The line of a traceback that names the exception: `torch.OutOfMemoryError: CUDA out of ...`
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt)\b(?::.*)?$")
+# What torchrun says about a failed worker, which names no cause.
+LAUNCHER_ERRORS = ("ChildFailedError",)
+
+
+def error_line(stderr: str, limit: int = 600) -> str | None:
+    """The one line of a failed run's stderr that says why: the last exception line of a
+    traceback (a worker's `[rankN]: ` prefix removed, torchrun's own error skipped), else the
+    script's last `finetune: ` line (its errors), else the last line."""
+    lines = [re.sub(r"^\[(?:default)?rank\d+\]:\s?", "", x).strip()
+             for x in stderr.splitlines()]
+    lines = [x for x in lines if x]
+    found = (next((x for x in reversed(lines) if EXCEPTION_LINE.match(x)
+                   and not any(name in x.split(":")[0] for name in LAUNCHER_ERRORS)), None)
+             or next((x for x in reversed(lines) if x.startswith("finetune: ")), None)
+             or (lines[-1] if lines else None))
+    return found if found is None or len(found) <= limit else found[:limit - 3] + "..."
 
 
 def max_relative_gap(a: list[dict], b: list[dict]) -> float:
@@ -319,7 +385,28 @@ def reload_and_generate(out: Path, device: str) -> dict[str, Any]:
             "new_tokens": output.shape[1] - prompt["input_ids"].shape[1]}
 
 
+# Seconds kept back from the check's time limit for the reload and the summary, and the
+# least time worth starting a run in.
+RESERVE_S, MIN_RUN_S = 30.0, 20.0
+
+
+def check_plan(nproc: int) -> dict[str, list[str]]:
+    """The check's runs: name -> keys; the first four in bf16 (the GPU default)."""
+    return {
+        "bf16_micro8": ["micro_batch_size=8", f"global_batch_size={8 * nproc}"],
+        "activation_checkpointing": ["micro_batch_size=8", f"global_batch_size={8 * nproc}",
+                                     "activation_checkpointing=true"],
+        "accumulation_4x2": ["micro_batch_size=2", f"global_batch_size={8 * nproc}"],
+        "bf16_micro16": ["micro_batch_size=16", f"global_batch_size={16 * nproc}"],
+        "fp32": ["micro_batch_size=2", f"global_batch_size={2 * nproc}", "max_steps=2",
+                 "mixed_precision=fp32"],
+    }
+
+
 def check(args: argparse.Namespace) -> int:
+    """The GPU check. It always ends with its JSON summary (printed, and written to
+    --summary): a run that fails is recorded with its error and the steps it logged, the
+    other runs still run, and every check that needs a failed run is false."""
     import torch
 
     smoke = args.cpu_smoke
@@ -328,78 +415,130 @@ def check(args: argparse.Namespace) -> int:
               "bench/gpu_check.sh --cpu-smoke", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    device = "cpu" if smoke else "cuda"
     nproc = 1 if smoke else torch.cuda.device_count()
     name = "cpu" if smoke else torch.cuda.get_device_name()
-    peak = args.peak_tflops or (None if smoke else peak_tflops(name))
-    steps = 4 if smoke else args.steps
-    with tempfile.TemporaryDirectory() as tmp:
-        model = make_model(Path(tmp, "base"), TINY if smoke else LLAMA_1B, byte_tokenizer(),
-                           device)
-        data = synthetic_sft(Path(tmp, "sft.jsonl"), steps * 16 * nproc,
-                             (3, 12) if smoke else (40, 160))
-        params, flops = step_flops(model)
-        common = [f"max_steps={steps}", "lr=3e-4", "warmup_steps=2", "schedule=constant",
-                  *(["mixed_precision=bf16"] if smoke else [])]
-        plan = {  # name: keys; the first four in bf16 (the GPU default)
-            "bf16_micro8": ["micro_batch_size=8", f"global_batch_size={8 * nproc}"],
-            "activation_checkpointing": ["micro_batch_size=8", f"global_batch_size={8 * nproc}",
-                                         "activation_checkpointing=true"],
-            "accumulation_4x2": ["micro_batch_size=2", f"global_batch_size={8 * nproc}"],
-            "bf16_micro16": ["micro_batch_size=16", f"global_batch_size={16 * nproc}"],
-            "fp32": ["micro_batch_size=2", f"global_batch_size={2 * nproc}", "max_steps=2",
-                     "mixed_precision=fp32"],
-        }
-        runs = {}
-        for label, keys in plan.items():
-            runs[label] = run_finetune(model, data, Path(tmp, label), nproc, [*common, *keys])
-            print(f"gpu_check: {label} done in {runs[label]['wall_s']} s", file=sys.stderr)
-        reload = reload_and_generate(Path(tmp, "bf16_micro8"), device)
-
-    def figures(label: str) -> dict[str, Any]:
-        log, summary = runs[label]["log"], runs[label]["summary"]
-        tokens, flop_rate = rate(log, 1, flops) if len(log) > 1 else (None, None)
-        return {"tokens_per_s": tokens and round(tokens),
-                "tflops_per_s": flop_rate and round(flop_rate / 1e12, 2),
-                "mfu": (round(flop_rate / (peak * 1e12 * nproc), 3)
-                        if flop_rate and peak else None),
-                "losses": [round(e["loss"], 4) for e in log],
-                "peak_gpu_gib": summary["peak_gpu_gib"],
-                "peak_host_gib": summary["peak_host_gib"], "precision": summary["precision"],
-                "accumulation": summary["accumulation"], "wall_s": runs[label]["wall_s"]}
-
-    base = runs["bf16_micro8"]["log"]
-    memory = {label: runs[label]["summary"]["peak_gpu_gib"]
-              for label in ("bf16_micro8", "activation_checkpointing")}
-    checks = {
-        "loss_decreases": base[-1]["loss"] < base[0]["loss"],
-        "activation_checkpointing_same_losses":
-            max_relative_gap(runs["activation_checkpointing"]["log"], base) < 0.02,
-        "activation_checkpointing_less_memory": (
-            None if smoke else max(memory["activation_checkpointing"])
-            < max(memory["bf16_micro8"])),
-        "accumulation_same_losses": max_relative_gap(runs["accumulation_4x2"]["log"], base)
-        < 0.02,
-        "saved_in_base_dtype": runs["bf16_micro8"]["summary"]["saved_dtype"] == "bfloat16"
-        and reload["dtype"] == "bfloat16",
-        "reload_generates": reload["new_tokens"] > 0,
-        "fp32_trains": all(e["loss"] == e["loss"] for e in runs["fp32"]["log"]),  # not NaN
-    }
-    summary = {
+    summary: dict[str, Any] = {
         "device": name, "processes": nproc, "mode": "cpu-smoke" if smoke else "gpu",
-        "peak_tflops_per_device": peak,
-        "model": {"shape": "tiny" if smoke else "llama-3.2-1b", "parameters": params},
-        "runs": {label: figures(label) for label in runs},
-        "loss_gaps": {label: round(max_relative_gap(runs[label]["log"], base), 5)
-                      for label in ("activation_checkpointing", "accumulation_4x2")},
-        "reload": reload, "checks": checks,
-        "ok": all(v is not False for v in checks.values()),
-        "seconds": round(time.perf_counter() - started, 1)}
+        "peak_tflops_per_device": args.peak_tflops or (None if smoke else peak_tflops(name))}
+    try:
+        plan = check_plan(nproc)
+        for item in args.keys:
+            label, _, key = item.partition(":")
+            if label not in plan or "=" not in key:
+                raise ValueError(f"--keys {item!r}: want RUN:key=value, RUN one of "
+                                 f"{', '.join(plan)}")
+            plan[label].append(key)
+        chosen = args.runs.split(",") if args.runs else list(plan)
+        if unknown := [label for label in chosen if label not in plan]:
+            raise ValueError(f"--runs: no run {unknown[0]!r} (runs: {', '.join(plan)})")
+        _check(args, {label: plan[label] for label in chosen}, summary,
+               started + args.time_limit)
+    except Exception as exc:  # whatever broke, the summary says what and comes out
+        summary.update(error=f"{type(exc).__name__}: {exc}", ok=False)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.summary:
         Path(args.summary).write_text(text + "\n")
     return 0 if summary["ok"] else 1
+
+
+def _check(args: argparse.Namespace, plan: dict[str, list[str]], summary: dict[str, Any],
+           deadline: float) -> None:
+    """Run `plan` and fill `summary` with the runs' figures, the checks and `ok`."""
+    smoke, nproc = args.cpu_smoke, summary["processes"]
+    device, peak = "cpu" if smoke else "cuda", summary["peak_tflops_per_device"]
+    steps = 4 if smoke else args.steps
+    runs: dict[str, dict[str, Any]] = {}
+    reload: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        model = make_model(Path(tmp, "base"), TINY if smoke else LLAMA_1B, byte_tokenizer(),
+                           device)
+        data = synthetic_sft(Path(tmp, "sft.jsonl"), steps * 16 * nproc,
+                             (3, 12) if smoke else CHECK_WORDS)
+        params, flops = step_flops(model)
+        summary["model"] = {"shape": "tiny" if smoke else "llama-3.2-1b", "parameters": params}
+        common = [f"max_steps={steps}", "lr=3e-4", "warmup_steps=2", "schedule=constant",
+                  *(["mixed_precision=bf16"] if smoke else [])]
+        for label, keys in plan.items():
+            left = deadline - time.perf_counter() - RESERVE_S
+            if left < MIN_RUN_S:
+                runs[label] = {"log": [], "summary": None, "wall_s": 0.0,
+                               "error": "not run: the check's time limit was spent"}
+            else:
+                runs[label] = run_finetune(model, data, Path(tmp, label), nproc,
+                                           [*common, *keys], timeout=left)
+            outcome = runs[label].get("error") or f"done in {runs[label]['wall_s']} s"
+            print(f"gpu_check: {label} {outcome}", file=sys.stderr)
+        if "bf16_micro8" in runs and "error" not in runs["bf16_micro8"]:
+            try:
+                reload = reload_and_generate(Path(tmp, "bf16_micro8"), device)
+            except Exception as exc:  # recorded; the checks on it fail
+                reload = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"}
+
+    def figures(label: str) -> dict[str, Any]:
+        run = runs[label]
+        log, result = run["log"], run["summary"] or {}
+        tokens, flop_rate = rate(log, 1, flops) if len(log) > 1 else (None, None)
+        return {**({"error": run["error"]} if "error" in run else {}),
+                "tokens_per_s": tokens and round(tokens),
+                "tflops_per_s": flop_rate and round(flop_rate / 1e12, 2),
+                "mfu": (round(flop_rate / (peak * 1e12 * nproc), 3)
+                        if flop_rate and peak else None),
+                "losses": [round(e["loss"], 4) for e in log],
+                "peak_gpu_gib": result.get("peak_gpu_gib"),
+                "peak_host_gib": result.get("peak_host_gib"),
+                "precision": result.get("precision"),
+                "accumulation": result.get("accumulation"), "wall_s": run["wall_s"]}
+
+    def passed(labels: tuple[str, ...], test: Any) -> bool | None:
+        """False where a run the check needs failed (a check passes only on the figures of
+        runs that finished), else None where one is not in this plan (--runs)."""
+        if any("error" in runs.get(label, {}) for label in labels):
+            return False
+        if any(label not in runs for label in labels):
+            return None
+        return bool(test())
+
+    def log(label: str) -> list[dict[str, Any]]:
+        return runs[label]["log"]
+
+    def gap(label: str) -> float:
+        return max_relative_gap(log(label), log("bf16_micro8"))
+
+    def peak_gpu(label: str) -> float:
+        return max(runs[label]["summary"]["peak_gpu_gib"])
+
+    reloaded = reload if reload and "error" not in reload else None
+    checks = {
+        "loss_decreases": passed(("bf16_micro8",), lambda: len(log("bf16_micro8")) > 1
+                                 and log("bf16_micro8")[-1]["loss"]
+                                 < log("bf16_micro8")[0]["loss"]),
+        "activation_checkpointing_same_losses": passed(
+            ("activation_checkpointing", "bf16_micro8"),
+            lambda: gap("activation_checkpointing") < 0.02),
+        "activation_checkpointing_less_memory": None if smoke else passed(
+            ("activation_checkpointing", "bf16_micro8"),
+            lambda: peak_gpu("activation_checkpointing") < peak_gpu("bf16_micro8")),
+        "accumulation_same_losses": passed(("accumulation_4x2", "bf16_micro8"),
+                                           lambda: gap("accumulation_4x2") < 0.02),
+        "saved_in_base_dtype": passed(
+            ("bf16_micro8",), lambda: reloaded is not None
+            and runs["bf16_micro8"]["summary"]["saved_dtype"] == "bfloat16"
+            and reloaded["dtype"] == "bfloat16"),
+        "reload_generates": passed(("bf16_micro8",), lambda: reloaded is not None
+                                   and reloaded["new_tokens"] > 0),
+        "fp32_trains": passed(("fp32",), lambda: bool(log("fp32"))  # and no loss is NaN
+                              and all(e["loss"] == e["loss"] for e in log("fp32"))),
+    }
+    failed = [label for label, run in runs.items() if "error" in run]
+    summary.update(
+        runs={label: figures(label) for label in runs}, failed=failed,
+        loss_gaps={label: round(gap(label), 5) if passed((label, "bf16_micro8"), lambda: True)
+                   else None for label in ("activation_checkpointing", "accumulation_4x2")
+                   if label in runs},
+        reload=reload, checks=checks,
+        ok=not failed and all(v is not False for v in checks.values()))
 
 
 def main() -> int:
@@ -417,6 +556,12 @@ def main() -> int:
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="with --check: a tiny model on the CPU")
     parser.add_argument("--summary", help="with --check: also write the JSON summary here")
+    parser.add_argument("--runs", help="with --check: only these runs (comma-separated names)")
+    parser.add_argument("--keys", action="append", default=[], metavar="RUN:KEY=VALUE",
+                        help="with --check: one more finetune key for one run (repeatable)")
+    parser.add_argument("--time-limit", type=float, default=450.0,
+                        help="with --check: seconds for the whole check; a run still going "
+                        "when they are spent is stopped and recorded as failed")
     args = parser.parse_args()
     return check(args) if args.check else compare(args)
 

@@ -3,11 +3,13 @@
 # bf16 FSDP steps on a randomly initialized Llama 3.2 1B shape (no downloads, no network,
 # no vLLM; only torch and transformers), save, reload and greedy generation, fp32 for two
 # steps, activation checkpointing on and off, accumulation 4 x 2 against 1 x 8, and MFU
-# at two micro-batch sizes, on every visible GPU. Prints one JSON summary; exit 0 when every
-# check passed, 1 when one failed, 2 when the machine cannot run it.
+# at two micro-batch sizes, on every visible GPU. Every run is tried even when another
+# failed, and it always prints one JSON summary (a failed run with its error line); exit 0
+# when every run and check passed, 1 when one failed, 2 when the machine cannot run it.
 #
 #   bench/gpu_check.sh [--summary FILE] [--steps 12] [--peak-tflops 989]
 #   bench/gpu_check.sh --cpu-smoke      # the same plan, tiny model, bf16 on the CPU
+#   bench/gpu_check.sh --runs bf16_micro8,fp32 --keys fp32:lr=1e-4   # part of the plan
 #
 # Python: $PYTHON, else the repository's .venv, else python3. The repository need not be
 # installed: it runs from the checkout.
@@ -43,8 +45,10 @@ if ! "$py" -c 'import importlib.metadata as m; m.version("restem")' 2>/dev/null;
     export PYTHONPATH="$PYTHONPATH:$meta"
 fi
 
+# The check stops a run that would pass its 450 s, so that its summary comes out before
+# the hard stop at 480 s.
 status=0
-timeout 480 "$py" bench/finetune.py --check "$@" || status=$?
+timeout 480 "$py" bench/finetune.py --check --time-limit 450 "$@" || status=$?
 if [[ $status -eq 124 ]]; then
     echo "gpu_check: stopped after its 8 minutes" >&2
 fi
