@@ -21,6 +21,8 @@ number picked out of prose in MATH mode.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from dataclasses import dataclass
 
@@ -30,7 +32,12 @@ MAX_BARE_CHARS = 120
 STOP_MARKERS = ("\nProblem:", "\n\nProblem:", "<|im_end|>", "<|im_start|>", "<|endoftext|>",
                 "<|eot_id|>", "</s>", "<|end|>", "\nQuestion:")
 
-_MINERVA = re.compile(r"final answer is\s*(.+?)\.?\s*I hope it is correct", re.I | re.S)
+# The Minerva phrase, r"final answer is\s*(.+?)\.?\s*I hope it is correct" (re.I | re.S), is
+# found by `_minerva` from these literals (the expression backtracks quadratically on
+# crafted text).
+_FINAL_IS = re.compile(r"final answer is", re.I)
+_HOPE_PHRASE = re.compile(r"I hope it is correct", re.I)
+_SPACES = re.compile(r"\s*")
 _ANSWER_IS = re.compile(r"(?:the (?:final |correct )?answer is|(?:la )?réponse (?:finale )?est"
                         r"|(?:la )?respuesta (?:final )?es|(?:die )?antwort ist)[:\s]*", re.I)
 _HASHES = re.compile(r"####\s*([^\n]+)")
@@ -39,13 +46,15 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _LABEL = re.compile(r"(?P<line>(?:^|\n)[ \t#*]*)?(?<![a-z])(?:final\s+answer|answer|réponse"
                     r"|respuesta|antwort|答案|答)(?![a-z])\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?"
                     r"\s*(?:\*\*)?", re.I)
-_MATH = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$", re.S)
+# Math spans are what r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$" (re.S)
+# finds; `_math_matches` finds them in linear time (the expression is quadratic on openers
+# that never close, such as `\[` repeated).
+_MATH_OPENER = re.compile(r"\$|\\[\[(]")
 # What may sit between boxes that form one answer list: "$\\boxed{1}$ \\quad \\text{and} \\quad".
 # Also one word before "and": "\\boxed{1} papers and \\boxed{2} bins",
 # "\\text{ for part (a) and }".
 _JOINERS = (r"\s|,|\$|\\[()\[\]]|\\q?quad|\\[,;:!]|\\text\{[^{}]{0,24}?\band\s*\}"
             r"|\\text\{\s*,?\s*\}|(?:\b[a-z]+\s+)?\band\b")
-_HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.I)
 _CHOICE = re.compile(r"^\s*\(?([A-E])\)?(?:[.。:)]|\s*$|(?=[^\x00-\x7f]))")
 _VALUE_START = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:\s*(?:/|\\%|%)\s*\d*)?")
 _VERB = re.compile(r"\b(?:is|are|equals|was|be|becomes|it's|est)\b")
@@ -57,7 +66,10 @@ _PHRASE_CHOICE = re.compile(r"^(?:[a-z]+\s+){0,3}\(?([A-E])\)?(?=$|[,.;:]|\s+[a-
 # A closing sentence that concludes: "Therefore, she has 12 apples." "Donc, il a 79 g."
 _CONCLUDES = re.compile(r"^\W*(?:therefore|thus|hence|so|in conclusion|in total|donc|ainsi"
                         r"|alors|por lo tanto|entonces|also|daher|insgesamt)\b", re.I)
-_TRAILING = re.compile(r"[\s.!;:,*]+$")
+# Whitespace as str.strip and the `\s` of a str pattern read it (every such character is
+# below U+3001); with the punctuation, what r"[\s.!;:,*]+$" removes from the end.
+WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+_TRAILING_CHARS = WHITESPACE + ".!;:,*"
 # Where a sentence ends: a full stop (or a display formula) before a capital, a line break,
 # or a CJK full stop.
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=\$\$)|(?<=\\\]))\s+(?=[A-Z])|\n+"
@@ -71,26 +83,30 @@ class Extraction:
     rule: str
 
 
-def _last_box(text: str) -> tuple[int, int, str] | None:
+_BOXED_TOKEN = re.compile(r"\s*([^\s$]+)")
+_BRACE = re.compile(r"[{}]")
+MAX_JOINER_CHARS = 256  # text between two boxes of one answer list is short
+
+
+def _last_box(text: str, end: int | None = None) -> tuple[int, int, str] | None:
     """(start, end, content) of the last \\boxed{...} / \\fbox{...} with balanced braces
-    (also `\\boxed 5`), or None."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    (also `\\boxed 5`) in text[:end], or None."""
+    end = len(text) if end is None else end
+    boxed, fbox = text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end)
+    start = max(boxed, fbox)
     if start < 0:
         return None
-    i = start + len("\\boxed" if text.startswith("\\boxed", start) else "\\fbox")
-    if text.startswith(" ", i):  # `\boxed 5`: the next token up to whitespace or `$`
-        match = re.match(r"\s*([^\s$]+)", text[i:])
-        return (start, i + match.end(), match.group(1)) if match else None
-    if i >= len(text) or text[i] != "{":
+    i = start + len("\\boxed" if start == boxed else "\\fbox")
+    if text.startswith(" ", i, end):  # `\boxed 5`: the next token up to whitespace or `$`
+        match = _BOXED_TOKEN.match(text, i, end)
+        return (start, match.end(), match.group(1)) if match else None
+    if i >= end or text[i] != "{":
         return None
     depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return start, j + 1, text[i + 1 : j]
+    for brace in _BRACE.finditer(text, i, end):
+        depth += 1 if brace.group() == "{" else -1
+        if depth == 0:
+            return start, brace.end(), text[i + 1 : brace.start()]
     return None  # unbalanced
 
 
@@ -117,44 +133,159 @@ def cut_reasoning(text: str) -> str:
 def boxes(text: str) -> str | None:
     """The last box's content; with boxes right before it (only commas, "and", spaces or math
     delimiters between), all of them as one comma-separated list."""
-    found: list[str] = []
+    found: list[str] = []  # last box first
     end = len(text)
-    while (box := _last_box(text[:end])) is not None:
+    while (box := _last_box(text, end)) is not None:
         start, stop, content = box
-        if found and re.sub(_JOINERS, "", text[stop:end]):
+        if found and (end - stop > MAX_JOINER_CHARS or re.sub(_JOINERS, "", text[stop:end])):
             break
-        found.insert(0, content.strip())
+        found.append(content.strip())
         end = start
-    found = [f for f in found if f]
+    found = [f for f in reversed(found) if f]
     return ", ".join(found) if found else None
 
 
-def _inside(match: re.Match) -> str:
-    """What a math span holds, without its delimiters."""
-    return next(g for g in match.groups() if g is not None).strip()
+@functools.lru_cache(maxsize=16)  # the same text is scanned by several rules
+def _math_matches(text: str) -> tuple[tuple[int, int, int, int], ...]:
+    """(start, end, content start, content end) of each math span, as the expression above
+    finds them (leftmost first, `$$` before `$`, the shortest content of at least one
+    character), in linear time: a closer that is not found from one place is not looked
+    for again further on."""
+    out: list[tuple[int, int, int, int]] = []
+    absent: dict[str, int] = {}  # closer -> a position from which it does not occur
+
+    def find(closer: str, start: int) -> int:
+        if absent.get(closer, len(text) + 1) <= start:
+            return -1
+        if closer == "$":  # a dollar not preceded by a backslash
+            at = text.find("$", start)
+            while at > 0 and text[at - 1] == "\\":
+                at = text.find("$", at + 1)
+        else:
+            at = text.find(closer, start)
+        if at < 0:
+            absent[closer] = start
+        return at
+
+    pos = 0
+    while (opener := _MATH_OPENER.search(text, pos)) is not None:
+        i = opener.start()
+        if text.startswith("$$", i) and (j := find("$$", i + 3)) >= 0:
+            out.append((i, j + 2, i + 2, j))
+            pos = j + 2
+        elif text[i] == "\\":
+            closer = "\\]" if text[i + 1] == "[" else "\\)"
+            if (j := find(closer, i + 3)) >= 0:
+                out.append((i, j + 2, i + 2, j))
+                pos = j + 2
+            else:
+                pos = i + 1
+        elif (i == 0 or text[i - 1] != "\\") and (j := find("$", i + 2)) >= 0:
+            out.append((i, j + 1, i + 1, j))
+            pos = j + 1
+        else:
+            pos = i + 1
+    return tuple(out)
+
+
+def _replace_math(text: str, replace) -> str:
+    """The text with each math span replaced by replace(span, content)."""
+    out, pos = [], 0
+    for start, end, inner_start, inner_end in _math_matches(text):
+        out.append(text[pos:start])
+        out.append(replace(text[start:end], text[inner_start:inner_end]))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def math_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, content) of every display and inline math span, in order."""
-    return [(m.start(), m.end(), _inside(m)) for m in _MATH.finditer(text)]
+    return [(start, end, text[i:j].strip()) for start, end, i, j in _math_matches(text)]
 
 
 def strip_math(text: str) -> str:
     """The text with math delimiters removed, their contents kept."""
-    return _MATH.sub(_inside, text)
+    return _replace_math(text, lambda span, content: content.strip())
 
 
 def _mask_math(text: str) -> str:
     """The text with every math span blanked out (same length), so that words inside math
     are not read as prose."""
-    return _MATH.sub(lambda m: "\0" * len(m.group(0)), text)
+    return _replace_math(text, lambda span, content: "\0" * len(span))
+
+
+def _blank_math(text: str) -> str:
+    """The text with every math span replaced by one space."""
+    return _replace_math(text, lambda span, content: " ")
+
+
+def _drop_trailing(text: str) -> str:
+    """The text without its trailing whitespace and .!;:,* (r"[\\s.!;:,*]+$" removed)."""
+    return text.rstrip(_TRAILING_CHARS)
+
+
+def _drop_hope(text: str) -> str:
+    """The text without a closing "I hope it is correct." and the whitespace around it
+    (r"\\s*I hope it is correct\\.?\\s*$", re.I, removed)."""
+    body = text.rstrip()
+    if body.endswith("."):
+        body = body[:-1]
+    at = len(body) - len("I hope it is correct")
+    if at >= 0 and _HOPE_PHRASE.fullmatch(body, at):
+        return body[:at].rstrip()
+    return text
+
+
+def _minerva(text: str) -> tuple[int, str] | None:
+    """(start, answer) of the last Minerva phrase, as the last match of
+    r"final answer is\\s*(.+?)\\.?\\s*I hope it is correct" (re.I | re.S) would give them,
+    in linear time. After "final answer is" and its spaces, the answer runs to the first
+    "I hope it is correct" at least one character on, less the full stop and the spaces
+    before it; a phrase right after the spaces leaves one space as the answer."""
+    hopes = [m.start() for m in _HOPE_PHRASE.finditer(text)]
+    if not hopes:
+        return None
+    last, pos, phrase = None, 0, len("I hope it is correct")
+    for final in _FINAL_IS.finditer(text):
+        if final.start() < pos:
+            continue
+        after = final.end()
+        spaced = _space_end(text, after)
+        k = bisect.bisect_left(hopes, spaced + 1)
+        if k < len(hopes):
+            hope = hopes[k]
+            begin = _space_start(text, hope)  # the answer ends at a full stop before the spaces
+            if begin > spaced + 1 and text[begin - 1] == ".":
+                begin -= 1
+            last = (final.start(), text[spaced : max(begin, spaced + 1)])
+            pos = hope + phrase
+        elif spaced > after and spaced in hopes[-1:]:  # the phrase right after the spaces
+            last = (final.start(), text[spaced - 1 : spaced])
+            pos = spaced + phrase
+        else:
+            break  # no phrase after this one: none after any later one either
+    return last
+
+
+def _space_end(text: str, at: int) -> int:
+    """Where the run of whitespace starting at `at` ends."""
+    return _SPACES.match(text, at).end()
+
+
+def _space_start(text: str, at: int) -> int:
+    """Where the run of whitespace ending at `at` starts."""
+    start = at
+    while start > 0 and text[start - 1].isspace():
+        start -= 1
+    return start
 
 
 def foreign(text: str) -> bool:
     """Written in a script whose words we do not read (Chinese, Arabic, Hindi, ...): more
     letters outside the Latin alphabet than Latin words (a name such as "Haley" inside a
     Chinese sentence does not make it English; "réponse" is a Latin word)."""
-    latin = re.sub(r"\\[a-zA-Z]+", " ", _MATH.sub(" ", text))  # LaTeX commands are not words
+    latin = re.sub(r"\\[a-zA-Z]+", " ", _blank_math(text))  # LaTeX commands are not words
     others = re.findall(r"[^\x00-\x7f\W\d_]", re.sub(r"[A-Za-z\u00c0-\u024f]+", " ", latin))
     return len(others) > len(re.findall(r"[A-Za-z\u00c0-\u024f]{2,}", latin))
 
@@ -173,7 +304,7 @@ def last_value(text: str) -> str | None:
 def answer_in_phrase(phrase: str) -> str:
     """The answer a phrase states: "The largest $n$ is $34$." -> "34", "$x = 5$" -> "x = 5";
     a verb inside math does not count."""
-    phrase = _TRAILING.sub("", phrase.strip().lstrip("*").strip())
+    phrase = _drop_trailing(phrase.strip().lstrip("*").strip())
     if foreign(phrase):
         return last_value(phrase) or ""
     verbs = list(_VERB.finditer(_mask_math(phrase)))
@@ -185,11 +316,11 @@ def answer_in_phrase(phrase: str) -> str:
             return spans[0][2]
         if (number := _VALUE_START.match(phrase)) and _words(phrase[number.end():]) > 3:
             return number.group(0).strip()
-    return _TRAILING.sub("", strip_math(phrase).strip())
+    return _drop_trailing(strip_math(phrase).strip())
 
 
 def _words(text: str) -> int:
-    return len(re.findall(r"[A-Za-z]{2,}", _MATH.sub(" ", text)))
+    return len(re.findall(r"[A-Za-z]{2,}", _blank_math(text)))
 
 
 def _sentence_after(text: str, start: int) -> str:
@@ -202,7 +333,7 @@ def _sentence_after(text: str, start: int) -> str:
 def _after_label(text: str, start: int) -> str | None:
     """What a "Final Answer:" / "Answer:" label introduces: its line, or when the line is
     empty, the next paragraph (a display formula under the label)."""
-    rest = _HOPE.sub("", text[start:]).lstrip(" \t")
+    rest = _drop_hope(text[start:]).lstrip(" \t")
     line = rest.split("\n", 1)[0].strip()
     if not line.strip("*").strip() or len(math_spans(line)) < line.count("$$") + line.count(
             "\\[") + line.count("\\("):  # empty, or math that goes on past the line
@@ -245,11 +376,11 @@ def _stated_choice(phrase: str) -> str | None:
 def extract_answer(text: str, mode: str = "math") -> Extraction | None:
     """The final answer of a completion and the rule that found it, or None."""
     text = cut_reasoning(cut_at_stop_markers(text[-MAX_COMPLETION_CHARS:]))
-    minerva = list(_MINERVA.finditer(text))
+    minerva = _minerva(text)
     boxed = boxes(text)
     box_at = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if minerva and (boxed is None or minerva[-1].start() > box_at):  # the later statement
-        return Extraction(minerva[-1].group(1).strip(), "minerva")
+    if minerva and (boxed is None or minerva[0] > box_at):  # the later statement
+        return Extraction(minerva[1].strip(), "minerva")
     if boxed is not None:
         return Extraction(boxed, "boxed")
     hashes = _HASHES.findall(text)  # an explicit end marker: before any phrase
@@ -272,7 +403,7 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
         answer = closing_statement(text)
         return Extraction(answer, "closing_statement") if answer else None
     bare = text.strip()
-    outside_math = _MATH.sub(" ", bare)
+    outside_math = _blank_math(bare)
     prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z\u00c0-\u024f]{3,}", outside_math))
     sentences = re.search(r"[.!?]\s+[A-Z]", outside_math)
     if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and not sentences and (
@@ -291,8 +422,8 @@ def closing_statement(text: str) -> str | None:
     In a script whose verbs we do not read (Chinese, Arabic, Hindi), the closing sentence's
     last value; a concluding sentence with one number and no formula ("Therefore, she has 12
     apples left.", "Donc, il a déjà 79 g de cire."), that number."""
-    text = _HOPE.sub("", text.strip())
-    sentences = [x for x in _SENTENCE_END.split(_TRAILING.sub("", text).rstrip("。")) if x.strip()]
+    text = _drop_hope(text.strip())
+    sentences = [x for x in _SENTENCE_END.split(_drop_trailing(text).rstrip("。")) if x.strip()]
     last = sentences[-1] if sentences else ""
     if foreign(last):
         return last_value(last)

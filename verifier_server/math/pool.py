@@ -1,15 +1,20 @@
-"""A pool of worker processes for the symbolic comparison, with a wall-clock timeout per
-call that works from any thread and from asyncio (no `signal.alarm`).
+"""A pool of worker processes for the symbolic comparison (and for reading completions too
+long to read inline), with a wall-clock timeout per call that works from any thread and from
+asyncio (no `signal.alarm`).
 
 Each worker is a plain child process (`python -m verifier_server.math.pool`) that imports
 sympy once, caps its own address space, says it is ready, then serves one job at a time over
 its stdin/stdout with length-prefixed pickles (our own trusted messages; model text is only
 data inside them). Every wait is bounded: `run` waits for a free worker and for its answer
-only until the call's own deadline. A job that overruns gets its worker killed and the caller
+only until the call's own deadline (or, given `wait_s`, for a worker that long and then
+`timeout_s` for the answer). A job that overruns gets its worker killed and the caller
 gets `TimeoutError`; when no worker is free in time the caller gets `NoWorkerAvailable` (also
 a `TimeoutError`). A lost worker is replaced in the background, off the caller's path; a
 worker that fails to start is retried with backoff (each failure logged with its cause) until
-one starts or the pool closes, so a slot is never lost for good. Plain subprocesses, not
+one starts or the pool closes, so a slot is never lost for good. Free workers go to waiting
+callers in turn by `flow` (the server passes one per client connection): a client with many
+slow jobs queued delays another client's job by at most one job per client ahead of it, not
+by its whole queue. Plain subprocesses, not
 multiprocessing: nothing re-imports the caller's `__main__`, and starting one from a threaded
 parent (a gRPC server) is safe.
 """
@@ -20,7 +25,6 @@ import atexit
 import logging
 import os
 import pickle
-import queue
 import resource
 import select
 import struct
@@ -29,7 +33,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Sequence
 from typing import IO, Any
 
 log = logging.getLogger(__name__)
@@ -134,10 +139,20 @@ class _Worker:
             stream.close()
 
 
+class _Ticket:
+    """A caller waiting for a worker; `worker` is set when one is handed to it."""
+
+    __slots__ = ("worker",)
+
+    def __init__(self) -> None:
+        self.worker: _Worker | None = None
+
+
 class WorkerPool:
     """`run(gold, answer, timeout_s)` -> bool, within about timeout_s; raises TimeoutError
     (the comparison overran; `NoWorkerAvailable` when no worker was free in time),
-    WorkerDied, or RuntimeError when sympy failed on the input. `command` starts one worker
+    WorkerDied, or RuntimeError when sympy failed on the input. `check(...)` reads and
+    decides a whole (completion, gold) pair in a worker. `command` starts one worker
     (default: this module under the running Python)."""
 
     def __init__(self, workers: int | None = None, command: Sequence[str] = COMMAND):
@@ -145,9 +160,11 @@ class WorkerPool:
             raise ValueError(f"command: the worker's argv as a non-empty list, not {command!r}")
         self.size = workers or max(1, min(4, os.cpu_count() or 1))
         self.command = tuple(command)
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._idle: list[_Worker] = []
+        self._waiting: OrderedDict[Hashable, deque[_Ticket]] = OrderedDict()  # by flow, in turn
         self._live: set[_Worker] = set()
         self._lock = threading.Lock()
+        self._turn = threading.Condition(self._lock)
         self._closed = threading.Event()
         self._last_failure = ""
         # Servers start the pool before serving: wait for each slot's first try (a slot
@@ -182,7 +199,7 @@ class WorkerPool:
                         worker.kill()
                         return
                     self._live.add(worker)
-                self._idle.put(worker)
+                self._give(worker)
                 if failures:
                     log.warning("math worker started after %d failed attempt(s)", failures)
                 return
@@ -202,38 +219,87 @@ class WorkerPool:
 
         threading.Thread(target=renew, name=FILL_THREAD, daemon=True).start()
 
-    def _take(self, deadline: float, timeout_s: float) -> _Worker:
+    def _give(self, worker: _Worker) -> None:
+        """A free worker: to the next waiting flow in turn, else idle."""
+        with self._turn:
+            self._idle.append(worker)
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Give idle workers to waiting callers, one flow after another (lock held)."""
+        while self._idle and self._waiting:
+            flow, tickets = next(iter(self._waiting.items()))
+            tickets.popleft().worker = self._idle.pop()
+            if tickets:
+                self._waiting.move_to_end(flow)  # the next one of this flow waits its turn
+            else:
+                del self._waiting[flow]
+            self._turn.notify_all()
+
+    def _take(self, deadline: float, waited_s: float, flow: Hashable) -> _Worker:
         """An idle, running worker, waiting for one at most until the deadline."""
-        while not self._closed.is_set():
-            try:
-                worker = self._idle.get(timeout=max(deadline - time.monotonic(), 0.0))
-            except queue.Empty:
-                with self._lock:
-                    running = len(self._live)
-                failure = f"; last start failure: {self._last_failure}" \
-                    if running < self.size and self._last_failure else ""
-                raise NoWorkerAvailable(f"no math worker free within {timeout_s:g} s ({running} "
-                                        f"of {self.size} running{failure})") from None
+        while True:
+            with self._turn:
+                if self._closed.is_set():
+                    raise NoWorkerAvailable("the math worker pool is closed")
+                ticket = _Ticket()
+                self._waiting.setdefault(flow, deque()).append(ticket)
+                self._hand_out()
+                while ticket.worker is None:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._closed.is_set():
+                        self._forget(flow, ticket)
+                        if self._closed.is_set():
+                            raise NoWorkerAvailable("the math worker pool is closed")
+                        running = len(self._live)
+                        failure = f"; last start failure: {self._last_failure}" \
+                            if running < self.size and self._last_failure else ""
+                        raise NoWorkerAvailable(f"no math worker free within {waited_s:g} s "
+                                                f"({running} of {self.size} running{failure})")
+                    self._turn.wait(left)
+                worker = ticket.worker
             if worker.process.poll() is None:
                 return worker
-            self._replace(worker)  # died while idle (killed, out of memory): try the next
-        raise NoWorkerAvailable("the math worker pool is closed")
+            self._replace(worker)  # died while idle (killed, out of memory): wait again
 
-    def run(self, gold: Any, answer: Any, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        worker = self._take(deadline, timeout_s)
+    def _forget(self, flow: Hashable, ticket: _Ticket) -> None:
+        """Take a waiting ticket back (lock held)."""
+        tickets = self._waiting.get(flow)
+        if tickets is not None and ticket in tickets:
+            tickets.remove(ticket)
+            if not tickets:
+                del self._waiting[flow]
+
+    def _call(self, job: tuple, timeout_s: float, wait_s: float | None, flow: Hashable) -> Any:
+        started = time.monotonic()
+        waited_s = timeout_s if wait_s is None else wait_s
+        worker = self._take(started + waited_s, waited_s, flow)
+        deadline = started + timeout_s if wait_s is None else time.monotonic() + timeout_s
         try:
-            status, result = worker.ask((gold, answer), deadline)
+            status, result = worker.ask(job, deadline)
         except TimeoutError:
             self._replace(worker)
             raise TimeoutError(f"symbolic comparison exceeded {timeout_s:g} s") from None
         except (EOFError, OSError, pickle.UnpicklingError) as exc:  # died, e.g. out of memory
             self._replace(worker)
             raise WorkerDied(f"math worker died: {exc!r}") from exc
-        self._idle.put(worker)
+        self._give(worker)
         if status != "ok":
             raise RuntimeError(result)
-        return bool(result)
+        return result
+
+    def run(self, gold: Any, answer: Any, timeout_s: float, *, wait_s: float | None = None,
+            flow: Hashable = None) -> bool:
+        """Is `answer` equal to `gold` (two parsed values)? `wait_s`: how long to wait for a
+        free worker, apart from the `timeout_s` the comparison may take (None: both within
+        timeout_s); `flow`: whose turn this call takes (one per client)."""
+        return bool(self._call(("decide", gold, answer), timeout_s, wait_s, flow))
+
+    def check(self, completion: str, gold: str, extract: bool, mode: str, timeout_s: float, *,
+              wait_s: float | None = None, flow: Hashable = None) -> tuple:
+        """The fields of a MathVerdict (verdict name, extracted, canonical, rule, detail) of
+        a whole pair, read and decided in a worker; `wait_s` and `flow` as for `run`."""
+        return self._call(("check", completion, gold, extract, mode), timeout_s, wait_s, flow)
 
     def worker_pids(self) -> list[int]:
         """The process ids of the running workers (for monitoring and tests)."""
@@ -241,9 +307,11 @@ class WorkerPool:
             return [worker.process.pid for worker in self._live]
 
     def close(self) -> None:
-        with self._lock:
+        with self._turn:
             self._closed.set()
             workers, self._live = list(self._live), set()
+            self._idle.clear()
+            self._turn.notify_all()
         for worker in workers:
             worker.kill()
 
@@ -270,6 +338,7 @@ def default_pool() -> WorkerPool:
 
 def _serve() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+    from verifier_server.math.check import check_here
     from verifier_server.math.symbolic import decide
 
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # started: stderr mattered only until now
@@ -277,11 +346,11 @@ def _serve() -> None:
     _write(stdout, "ready")
     while True:
         try:
-            gold, answer = _receive(stdin, None)
+            kind, *job = _receive(stdin, None)
         except EOFError:
             return
         try:
-            _write(stdout, ("ok", decide(gold, answer)))
+            _write(stdout, ("ok", decide(*job) if kind == "decide" else check_here(*job)))
         except Exception as exc:  # sympy raises a zoo of exceptions on odd input
             _write(stdout, ("error", f"{type(exc).__name__}: {exc}"))
 

@@ -38,6 +38,7 @@ from verifier_server.math.values import Based, Expr, Matrix, Number, Relation, S
 MAX_LATEX_CHARS = 1_000
 MAX_RESULT_DIGITS = 2_000   # refuse powers whose value would have more digits
 MAX_FACTORIAL = 1_000
+MAX_SYMBOLIC_DEGREE = 1_000  # (x^{199})^{199}: an exponent of 39,601 stalls every probe
 REL_TOL = sympy.Float("1e-12", 40)
 PROBE_POINTS = 6
 
@@ -337,7 +338,9 @@ class _Parser:
 
 
 def guarded_pow(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
-    """base**exponent, refusing results too large to compute safely."""
+    """base**exponent, refusing results too large to compute safely: a number of more than
+    MAX_RESULT_DIGITS digits, a symbolic power of degree over MAX_SYMBOLIC_DEGREE (exponents
+    multiply when powers nest), or a tower of variable exponents (x^{x^{x^{x}}})."""
     if isinstance(base, sympy.MatrixBase) or isinstance(exponent, sympy.MatrixBase):
         raise Unparseable("a power of a matrix")
     if base.is_number and exponent.is_number:
@@ -347,8 +350,17 @@ def guarded_pow(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
             raise Unparseable("power too large to evaluate") from exc
         if size > MAX_RESULT_DIGITS:
             raise Unparseable("power too large to evaluate")
-    elif exponent.is_number and abs(complex(exponent)) > 200:
-        raise Unparseable("symbolic power too large")
+    elif exponent.is_number:
+        try:
+            inner = max((abs(complex(p.exp)) for p in base.atoms(sympy.Pow) if p.exp.is_number),
+                        default=1.0)
+            degree = abs(complex(exponent)) * max(inner, 1.0)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise Unparseable("symbolic power too large") from exc
+        if abs(complex(exponent)) > 200 or degree > MAX_SYMBOLIC_DEGREE:
+            raise Unparseable("symbolic power too large")
+    elif any(not p.exp.is_number for p in exponent.atoms(sympy.Pow)):
+        raise Unparseable("a tower of variable exponents")
     return base**exponent
 
 

@@ -16,6 +16,12 @@ from fractions import Fraction
 from verifier_server.math.normalize import normalize
 
 MAX_DIGITS = 400  # longer number literals are left to the symbolic path (which guards them)
+# Bounds on what an answer may build (MATH's golds reach 8 items, one \\pm and 3 levels):
+# beyond them the text stays one expression, so that a crafted answer (`(((...)))` 900 deep,
+# `\\pm` 40 times: 2**40 readings) costs nothing and never exhausts the stack.
+MAX_NESTING = 24
+MAX_ITEMS = 64
+MAX_SIGNS = 4
 
 
 @dataclass(frozen=True)
@@ -103,10 +109,13 @@ def split_top_level(s: str, separators: tuple[str, ...]) -> tuple[list[str], lis
     a letter must not run into one (\\le is not \\left). Returns the parts and the
     separators found between them."""
     parts, found, depth, start, i = [], [], 0, 0, 0
+    firsts = {t[0] for t in separators}  # no separator holds a bracket
     while i < len(s):
-        depth += (s[i] in "([{") - (s[i] in ")]}")
-        sep = next((t for t in separators if depth == 0 and s.startswith(t, i) and not (
-            t[-1].isalpha() and s[i + len(t):i + len(t) + 1].isalpha())), None)
+        char = s[i]
+        depth += (char in "([{") - (char in ")]}")
+        sep = None if depth or char not in firsts else next((
+            t for t in separators if s.startswith(t, i) and not (
+                t[-1].isalpha() and s[i + len(t):i + len(t) + 1].isalpha())), None)
         if sep is None:
             i += 1
             continue
@@ -133,8 +142,10 @@ def _matching_close(s: str, open_at: int) -> int:
 def parse_number(s: str) -> Number | None:
     """Exact value of a plain number written as an integer, decimal, fraction, mixed number
     or in scientific notation; None for anything else."""
-    if s.endswith("%"):
-        number = parse_number(s[:-1].strip())
+    if s.endswith("%"):  # one or more percent signs, spaces between
+        while s.endswith("%"):
+            s = s[:-1].strip()
+        number = parse_number(s)
         return None if number is None else Number(number.value, number.decimals,
                                                   number.significant, percent=True)
     s = s.replace(" ", "") if not _MIXED.match(s) else s
@@ -228,27 +239,40 @@ def parse_scalar(s: str) -> Value:
     return Expr(s)
 
 
-def parse_value(s: str) -> Value:
-    """Parse a normalized answer string."""
+def parse_value(s: str, depth: int = 0) -> Value:
+    """Parse a normalized answer string (`depth`: how deep inside another answer it sits)."""
     s = s.strip()
     if not s:
         return Text("")
+    if depth > MAX_NESTING or s.count("\\pm") + s.count("\\mp") > MAX_SIGNS:
+        return Expr(s)
+
+    def parse(part: str) -> Value:
+        return parse_value(part, depth + 1)
+
+    def many(parts: list[str]) -> tuple[Value, ...] | None:
+        return None if len(parts) > MAX_ITEMS else tuple(parse(p) for p in parts if p)
+
     if m := _MATRIX.fullmatch(s):  # \begin{pmatrix}, or an array in brackets
-        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
-        return Matrix(tuple(tuple(parse_value(c) for c in r.split("&")) for r in rows))
+        rows = [r.split("&") for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+        if sum(len(r) for r in rows) > MAX_ITEMS:
+            return Expr(s)
+        return Matrix(tuple(tuple(parse(c) for c in r) for r in rows))
     for sign in ("\\pm", "\\mp"):
         if sign in s:
             plus, minus = s.replace(sign, "+", 1), s.replace(sign, "-", 1)
-            return SetOf((parse_value(plus), parse_value(minus)))
+            return SetOf((parse(plus), parse(minus)))
     union, _ = split_top_level(s, ("\\cup",))
     if len(union) > 1:
-        return SetOf(tuple(parse_value(p) for p in union))
+        return SetOf(items) if (items := many(union)) is not None else Expr(s)
     if (number := parse_number(s)) is not None:  # "1,22" (a decimal comma) before lists
         return number
     listed, _ = split_top_level(s, (",", ";"))
     labelled = [_split_relations(i) for i in listed]
+    if len(listed) > MAX_ITEMS:
+        return Expr(s)
     if len(listed) > 1 and all(ops == ["="] and _is_label(parts[0]) for parts, ops in labelled):
-        return SetOf(tuple(parse_value(parts[1]) for parts, _ in labelled))  # AB = 4, CD = 5
+        return SetOf(tuple(parse(parts[1]) for parts, _ in labelled))  # AB = 4, CD = 5
     parts, ops = _split_relations(s)
     if ops and all(op == "=" for op in ops):
         chain = len(parts) > 2 and not has_variables(parts[-1])
@@ -257,11 +281,11 @@ def parse_value(s: str) -> Value:
         if computation or (chain and parse_number(parts[-1])) or (
                 _is_label(parts[0]) and (chain or _LABEL.match(parts[0]))):
             # its result: "35 + 70 = 105", "x = 5 + 6 = 11", "(p, q) = (3, 2)"
-            return parse_value(parts[-1])
+            return parse(parts[-1])
         if all(NAME.match(p) for p in parts[:-1]):
             if len(parts) == 2 and has_variables(parts[1]):
                 return Relation("=", Expr(parts[0]), Expr(parts[1]))  # "y = 2x + 3"
-            return parse_value(parts[-1])  # "x = 5", "a = b = 5"
+            return parse(parts[-1])  # "x = 5", "a = b = 5"
     if ops:
         if interval := _interval_from_inequality(parts, ops):
             return interval
@@ -277,14 +301,16 @@ def parse_value(s: str) -> Value:
             items, _ = split_top_level(inner, (",",))
             if len(items) == 1:  # "(0;-2;6)": semicolons where commas would be
                 items, _ = split_top_level(inner, (";",))
+            if len(items) > MAX_ITEMS:
+                return Expr(s)
             if opener == "\\{" or (opener == "{" and len(items) >= 2):  # {1, 2}: a set too
-                return SetOf(tuple(parse_value(i) for i in items if i))
+                return SetOf(tuple(parse(i) for i in items if i))
             if len(items) >= 2:
-                return Seq(opener, s[-1], tuple(parse_value(i) for i in items))
+                return Seq(opener, s[-1], tuple(parse(i) for i in items))
             if opener in "({":
-                return parse_value(inner)
+                return parse(inner)
     if len(listed) > 1:
-        return SetOf(tuple(parse_value(i) for i in listed if i))
+        return SetOf(many(listed))
     return parse_scalar(s)
 
 
