@@ -18,6 +18,8 @@ from evals.checks import Verdict
 _ANSWER_IS = re.compile(r"the answer is", re.IGNORECASE)
 _OPTION = re.compile(r"^\(?([A-R])\)?(?:$|[\s.:,)])")
 _TARGET_OPTION = re.compile(r"^\(([A-R])\)$")
+# Whitespace as str.strip reads it (every such character is below U+3001), with "." and "*".
+_TRAILING = "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + ".*"
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,15 @@ def extract(completion: str) -> str | None:
     matches = list(_ANSWER_IS.finditer(completion))
     if not matches:
         return None
-    answer = completion[matches[-1].end() :].split("\n", 1)[0].lstrip(" :").strip()
-    while answer.endswith((".", "*")) and len(answer) > 1:  # "(B)." and markdown bold
-        answer = answer[:-1].rstrip()
+    start = matches[-1].end()
+    line_end = completion.find("\n", start)
+    answer = completion[start : line_end if line_end >= 0 else len(completion)]
+    answer = answer.lstrip(" :").strip()
+    # Full stops and markdown bold off the end ("(B).", "**B**."), spaces between, keeping
+    # at least the first character: one rstrip, not a loop that copies the rest each time
+    # (quadratic on "the answer is" and a million dots).
+    body = answer.rstrip(_TRAILING)
+    answer = body if body else answer[:1]
     return answer.strip("*").strip()
 
 

@@ -64,7 +64,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--sandbox-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--math-workers", type=int, help="sympy worker processes (default: up to 4)")
     p.add_argument("--threads", type=int, default=0,
-                   help="request threads (default 2 x sandbox workers; more only adds GIL "
+                   help="code jobs run at once (default 2 x sandbox workers; more only adds GIL "
                    "contention)")
     p.add_argument("--max-queue", type=int, default=4096, help="requests admitted at once")
     p.add_argument("--token-file", type=Path, help="file holding the bearer token clients send")
@@ -197,7 +197,7 @@ async def serve(args: argparse.Namespace, verifier: Verifier, token: str | None)
     while service.in_flight and loop.time() < deadline:
         await asyncio.sleep(0.05)
     await server.stop(max(1.0, deadline - loop.time()))
-    service.executor.shutdown(wait=True, cancel_futures=True)
+    service.shutdown()
 
 
 def main(args: argparse.Namespace) -> int:

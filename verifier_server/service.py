@@ -10,6 +10,13 @@
   Math and exact items that arrive together are checked as one batch; code items run one
   by one on the sandbox pool. When the client goes away, queued work is cancelled.
 - Deadlines: the RPC deadline and each request's timeout_s flow into the sandbox kill timers.
+- Hostile load: code jobs and math/exact batches run on separate thread pools (a flood of
+  programs that spin never delays an answer that needs no sandbox), and each pool is entered
+  in turn by client connection (`FairGate`), as is the symbolic math pool, so one client's
+  queue delays another's request by at most one job per client ahead of it. A stream stops
+  reading while its finished answers are not being read (a client that sends faster than it
+  reads holds a bounded buffer), and an answer message stays under the message limit.
+  A request that breaks something inside is answered SANDBOX_ERROR; the stream goes on.
 - `BearerToken`: an interceptor that answers UNAUTHENTICATED without the right
   `authorization: Bearer <token>` metadata (health checks stay open for probes).
 - `Metrics`: Prometheus counters per kind and verdict, latency histograms, queue depth and
@@ -20,7 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
+from collections import OrderedDict, deque
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -29,10 +39,58 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
-from verifier_server.core import InvalidRequest, Job, Verifier, validate
+from verifier_server.core import InvalidRequest, Job, Verifier, internal_error, validate
+
+log = logging.getLogger(__name__)
 
 BATCH = 256  # math/exact items checked together when they arrive together
 COALESCE_S = 0.002  # responses finishing this close together share a message
+CHECK_THREADS = 64  # math/exact batches at once: they mostly wait on the math worker pool
+STREAM_WINDOW = 2048  # requests a stream may have admitted and not yet answered
+STREAM_BUFFER_BYTES = 32 << 20  # finished answers a stream holds while its client reads none
+GROUP_BYTES = 8 << 20  # answers put in one stream message at most (the limit is 64 MiB)
+
+
+class FairGate:
+    """At most `slots` holders at once; waiters are let in one flow (client) at a time, in
+    turn, so a flow with many waiters delays another flow's waiter by at most one entry per
+    flow ahead of it. For asyncio; not thread-safe."""
+
+    def __init__(self, slots: int) -> None:
+        self.free = slots
+        self._waiting: OrderedDict[Hashable, deque[asyncio.Future]] = OrderedDict()
+
+    async def acquire(self, flow: Hashable) -> None:
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(flow, deque()).append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # let in just as it was cancelled: pass the slot on
+            else:
+                waiting = self._waiting.get(flow)
+                if waiting is not None and future in waiting:
+                    waiting.remove(future)
+                    if not waiting:
+                        del self._waiting[flow]
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            flow, waiting = next(iter(self._waiting.items()))
+            future = waiting.popleft()
+            if waiting:
+                self._waiting.move_to_end(flow)
+            else:
+                del self._waiting[flow]
+            if not future.done():
+                future.set_result(None)
+                return
+        self.free += 1
 
 
 class Metrics:
@@ -68,14 +126,24 @@ class Metrics:
 
 
 class VerifierService(pb_grpc.VerifierServicer):
-    def __init__(self, verifier: Verifier, threads: int, max_queue: int) -> None:
+    """`threads`: code jobs at once (they block a thread while their program runs)."""
+
+    def __init__(self, verifier: Verifier, threads: int, max_queue: int,
+                 check_threads: int = CHECK_THREADS) -> None:
         self.verifier = verifier
         self.max_queue = max_queue
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify")
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verify-code")
+        self.check_executor = ThreadPoolExecutor(max_workers=check_threads,
+                                                 thread_name_prefix="verify")
+        self._gates = {"code": FairGate(threads), "check": FairGate(check_threads)}
         self.in_flight = 0
         self.draining = False  # set on SIGTERM
         self._capacity: asyncio.Condition | None = None
         self.metrics = Metrics(verifier, lambda: self.in_flight)
+
+    def shutdown(self) -> None:
+        for executor in (self.executor, self.check_executor):
+            executor.shutdown(wait=True, cancel_futures=True)
 
     def _condition(self) -> asyncio.Condition:
         if self._capacity is None:
@@ -88,15 +156,27 @@ class VerifierService(pb_grpc.VerifierServicer):
             self._condition().notify_all()
 
     async def _run(self, requests: list[pb.VerifyRequest], deadline: float | None,
-                   admitted: float, job: Job | None = None) -> list[pb.VerifyResponse]:
-        """Verify `requests` on the thread pool; `job`: the one request, validated already."""
+                   admitted: float, flow: Hashable, job: Job | None = None
+                   ) -> list[pb.VerifyResponse]:
+        """Verify `requests` on a thread pool, entered in turn by `flow`; `job`: the one
+        request, validated already. Never raises for what the requests hold: a failure
+        inside answers each request SANDBOX_ERROR."""
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
+        code = requests[0].WhichOneof("task") == "code"
+        gate = self._gates["code" if code else "check"]
         if job is None:
-            work = partial(self.verifier.verify_many, requests, deadline)
+            work = partial(self.verifier.verify_many, requests, deadline, flow)
         else:
-            work = partial(self.verifier.run, [job], deadline)
-        responses = await loop.run_in_executor(self.executor, work)
+            work = partial(self.verifier.run, [job], deadline, flow)
+        await gate.acquire(flow)
+        try:
+            started = time.monotonic()
+            responses = await loop.run_in_executor(
+                self.executor if code else self.check_executor, work)
+        except Exception as exc:  # a bug on some input: answered, never a lost stream
+            responses = [internal_error(r, exc) for r in requests]
+        finally:
+            gate.release()
         done = time.monotonic()
         for request, resp in zip(requests, responses, strict=True):
             resp.queue_ms = (started - admitted) * 1000
@@ -114,17 +194,24 @@ class VerifierService(pb_grpc.VerifierServicer):
 
     async def Verify(self, request, context):
         await self._refuse_when_draining(context)
-        try:
-            job = validate(request, self.verifier.max_processes)
-        except InvalidRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         async with self._condition():
             if self.in_flight >= self.max_queue:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                     f"the verifier queue is full ({self.max_queue} requests)")
             self.in_flight += 1
         try:
-            (resp,) = await self._run([request], self._deadline(context), time.monotonic(), job)
+            # Off the event loop: reading call tests parses JSON (bounded, not free).
+            job = await asyncio.get_running_loop().run_in_executor(
+                self.check_executor, validate, request, self.verifier.max_processes)
+        except InvalidRequest as exc:
+            await self._release(1)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception as exc:
+            await self._release(1)
+            return internal_error(request, exc)
+        try:
+            (resp,) = await self._run([request], self._deadline(context), time.monotonic(),
+                                      context.peer(), job)
             return resp
         finally:
             await self._release(1)
@@ -155,9 +242,14 @@ class VerifierService(pb_grpc.VerifierServicer):
         items: asyncio costs tens of microseconds per queue operation."""
         out: asyncio.Queue = asyncio.Queue()  # lists of responses; None at the end
         deadline = self._deadline(context)
+        flow = context.peer()
         tasks: set[asyncio.Task] = set()
         pending: asyncio.Queue = asyncio.Queue()  # lists of math and exact requests
         batches = asyncio.Semaphore(2)  # math/exact batches running at once, per stream
+        # This stream's requests admitted and not yet handed to gRPC, and the bytes of its
+        # finished answers waiting: reading stops while either is at its limit.
+        window = {"open": 0, "bytes": 0}
+        moved = asyncio.Condition()
 
         def spawn(coroutine) -> None:
             task = asyncio.create_task(coroutine)
@@ -166,7 +258,9 @@ class VerifierService(pb_grpc.VerifierServicer):
 
         async def work(batch: list[pb.VerifyRequest], admitted: float, slot: bool) -> None:
             try:
-                out.put_nowait(await self._run(batch, deadline, admitted))
+                responses = await self._run(batch, deadline, admitted, flow)
+                window["bytes"] += sum(r.ByteSize() for r in responses)
+                out.put_nowait(responses)
             finally:
                 await self._release(len(batch))
                 if slot:
@@ -174,6 +268,10 @@ class VerifierService(pb_grpc.VerifierServicer):
 
         async def read() -> None:
             async for requests in incoming:
+                async with moved:  # this client reads its answers, or it is not read
+                    await moved.wait_for(lambda: window["open"] < STREAM_WINDOW
+                                         and window["bytes"] < STREAM_BUFFER_BYTES)
+                    window["open"] += len(requests)
                 async with self._condition():  # backpressure, not an unbounded queue
                     await self._condition().wait_for(lambda: self.in_flight < self.max_queue)
                     self.in_flight += len(requests)  # may pass max_queue by one message
@@ -217,9 +315,11 @@ class VerifierService(pb_grpc.VerifierServicer):
                 group = await out.get()
                 if group is None:
                     break
+                size = sum(r.ByteSize() for r in group)
                 # Coalesce what finishes in the next few milliseconds into the same message.
                 until = time.monotonic() + COALESCE_S
-                while len(group) < BATCH and (left := until - time.monotonic()) > 0:
+                while (len(group) < BATCH and size < GROUP_BYTES
+                       and (left := until - time.monotonic()) > 0):
                     try:
                         more = await asyncio.wait_for(out.get(), left)
                     except TimeoutError:
@@ -228,7 +328,13 @@ class VerifierService(pb_grpc.VerifierServicer):
                         finished = True
                         break
                     group = group + more
-                yield group
+                    size += sum(r.ByteSize() for r in more)
+                for part in _parts(group):
+                    yield part
+                async with moved:
+                    window["open"] -= len(group)
+                    window["bytes"] -= size
+                    moved.notify_all()
             await read_done  # surfaces a reading error
         finally:
             read_done.cancel()
@@ -269,3 +375,18 @@ class BearerToken(grpc.aio.ServerInterceptor):
         if hmac.compare_digest(str(given).encode(), self._expected):
             return await continuation(details)
         return self._deny_stream if details.method in self.STREAMING else self._deny_unary
+
+
+def _parts(group: list[pb.VerifyResponse]) -> list[list[pb.VerifyResponse]]:
+    """The group in pieces of at most GROUP_BYTES (one answer alone may be larger)."""
+    parts, part, size = [], [], 0
+    for resp in group:
+        n = resp.ByteSize()
+        if part and size + n > GROUP_BYTES:
+            parts.append(part)
+            part, size = [], 0
+        part.append(resp)
+        size += n
+    if part:
+        parts.append(part)
+    return parts
