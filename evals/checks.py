@@ -12,13 +12,17 @@ verdicts to and from the wire, `evals.score` reads input lines into records.
 
 A record checks its fields when it is built: `InvalidCheck` names the field that is wrong,
 as `restem score` reports it for a line. What only the verifier can judge (an empty gold,
-tests that are not JSON) comes back as an INVALID_REQUEST result instead. Standard library
-only, so that `evals` stays a leaf.
+tests that are not JSON) comes back as an INVALID_REQUEST result instead. Every check is
+cheap and bounded, and what a record holds can always be sent: strings are Unicode text (a
+lone surrogate, which JSON's `\\ud800` escape makes and UTF-8 cannot carry, is refused),
+call test values are plain JSON values at most MAX_VALUE_DEPTH deep with integers JSON can
+print, and limits fit the wire. Standard library only, so that `evals` stays a leaf.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -47,9 +51,55 @@ PROFILES = ("strict", "apps", "human_eval")  # how code output is compared (see 
 TEST_KINDS = ("stdio", "call", "asserts")
 
 
+MAX_VALUE_DEPTH = 64  # nesting of a call test's values (the sandbox's own limit)
+MAX_VALUE_ITEMS = 1_000_000  # values in one call test's arguments or expected value
+MAX_MEMORY_MB = 2**43 - 1  # memory_mb * 2**20 must fit the wire's int64
+
+
 def _string(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise InvalidCheck(f"field {name!r} must be a string")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidCheck(f"field {name!r} holds a lone surrogate "
+                               f"({value[exc.start]!a} at character {exc.start}), which "
+                               "is not Unicode text") from None
+
+
+def _json_value(name: str, value: Any) -> None:
+    """A plain JSON value (None, bool, int, float, str, list, tuple, dict with string
+    keys), at most MAX_VALUE_DEPTH deep and MAX_VALUE_ITEMS big, checked without
+    recursion."""
+    stack, items = [(value, 0)], 0
+    digits = sys.get_int_max_str_digits() or 0
+    while stack:
+        x, depth = stack.pop()
+        items += 1
+        if items > MAX_VALUE_ITEMS:
+            raise InvalidCheck(f"field {name!r} holds more than {MAX_VALUE_ITEMS:,} values")
+        if depth > MAX_VALUE_DEPTH:
+            raise InvalidCheck(f"field {name!r} is nested deeper than {MAX_VALUE_DEPTH}")
+        if x is None or isinstance(x, bool | float):
+            continue
+        if isinstance(x, int):
+            if digits and x.bit_length() > digits * 3.3219280948873626:  # log2(10)
+                raise InvalidCheck(f"field {name!r} holds an integer of more than {digits} "
+                                   "digits")
+        elif isinstance(x, str):
+            _string(name, x)
+        elif isinstance(x, list | tuple):
+            stack.extend((v, depth + 1) for v in x)
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                if not isinstance(k, str):
+                    raise InvalidCheck(f"field {name!r} holds a dict key that is not a "
+                                       f"string ({type(k).__name__})")
+                _string(name, k)
+                stack.append((v, depth + 1))
+        else:
+            raise InvalidCheck(f"field {name!r} holds a {type(x).__name__}, not a JSON value")
 
 
 def _flag(name: str, value: Any) -> None:
@@ -122,10 +172,12 @@ class CallTests:
     def __post_init__(self) -> None:
         _string("tests.call.fn_name", self.fn_name)
         _pairs("tests.call.cases", self.cases)
-        for i, (args, _) in enumerate(self.cases):
+        for i, (args, expected) in enumerate(self.cases):
             if not isinstance(args, list | tuple):
                 raise InvalidCheck(f"field 'tests.call.cases[{i}][0]' must be a list of "
                                    "arguments")
+            _json_value(f"tests.call.cases[{i}][0]", args)
+            _json_value(f"tests.call.cases[{i}][1]", expected)
 
 
 @dataclass(frozen=True)
@@ -162,8 +214,9 @@ class CodeCheck:
                 and self.cpu_s >= 0):
             raise InvalidCheck("field 'cpu_s' must be a number of seconds >= 0")
         if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, int) \
-                or self.memory_mb < 0:
-            raise InvalidCheck("field 'memory_mb' must be a whole number >= 0")
+                or not 0 <= self.memory_mb <= MAX_MEMORY_MB:
+            raise InvalidCheck(f"field 'memory_mb' must be a whole number from 0 to "
+                               f"{MAX_MEMORY_MB}")
         _one_of("profile", self.profile, PROFILES)
         _flag("run_all", self.run_all)
 

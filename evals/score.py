@@ -13,7 +13,11 @@ generation as `completion` (or `solution`, as evalplus writes it), read into one
 
 Each output line is the input plus `passed`, `verdict`, `extracted`, `canonical` and `rule`.
 A malformed line is reported with its line number and written as an `INVALID_REQUEST` record,
-so nothing is lost and the other lines are still scored. The summary adds pass@K (unbiased,
+so nothing is lost and the other lines are still scored: bytes that are not UTF-8, a line
+longer than MAX_LINE_BYTES (skipped without being held in memory), JSON that is not an
+object, nested past Python's recursion limit or holding an integer past its digit limit, a
+field of the wrong type. The file is read as bytes, a line ends at `\n`, and a UTF-8 byte
+order mark at its start is ignored. The summary adds pass@K (unbiased,
 averaged over tasks, for each K in 1, 10, 100 that every task's sample count allows) and
 maj@K over the canonical answers. Written against the small `BatchVerifier` protocol
 (records in, `CheckResult`s out), which every `restem_client` verifier implements.
@@ -46,6 +50,9 @@ from evals.problem import Problem
 from evals.report import format_summary
 
 CHUNK = 512
+CHUNK_BYTES = 64 << 20  # a chunk of lines holds at most this much text (and one more line)
+MAX_LINE_BYTES = 16 << 20  # a longer line is reported, not read (requests fit a message)
+MAX_DEPTH = 100  # nesting of a line's JSON (deeper cannot be written back by json.dumps)
 # Breakdowns: MATH level and subject, APPS difficulty, BIG-Bench Hard task. The group comes
 # from the dataset (--dataset) or from the same field on the input line.
 GROUPS = ("level", "subject", "difficulty", "task")
@@ -87,7 +94,7 @@ class Summary:
     def of_results(cls, path: Path, problems: dict[str, Problem] | None = None) -> Summary:
         """The summary of a results file `score_file` wrote, without verifying again."""
         summary = cls()
-        with path.open() as f:
+        with path.open(encoding="utf-8") as f:
             for line in f:
                 if line.strip():
                     summary.count_result(json.loads(line), problems)
@@ -158,8 +165,14 @@ def parse_line(text: str, problems: dict[str, Problem] | None = None
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidCheck(f"not JSON ({exc.msg} at column {exc.colno})") from exc
+    except RecursionError:
+        raise InvalidCheck("not JSON that can be read (nested too deeply)") from None
+    except ValueError as exc:  # an integer past the digit limit
+        raise InvalidCheck(f"not JSON that can be read ({str(exc)[:120]})") from None
     if not isinstance(record, dict):
         raise InvalidCheck("not a JSON object")
+    if _deeper_than(record, MAX_DEPTH):
+        raise InvalidCheck(f"nested deeper than {MAX_DEPTH}")
     if "task_id" not in record:
         raise InvalidCheck("missing field 'task_id'")
     key = "completion" if "completion" in record else "solution"
@@ -190,6 +203,18 @@ def parse_line(text: str, problems: dict[str, Problem] | None = None
     return record, CodeCheck(program, parse_tests(problem.tests))
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON containers nest deeper than `limit` (without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        x, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = x.values() if isinstance(x, dict) else x
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list) and c)
+    return False
+
+
 def result_fields(result: CheckResult) -> dict[str, Any]:
     """What a results line adds to its input line, in this order (`message` only when
     there is one)."""
@@ -208,14 +233,45 @@ def _groups(record: dict[str, Any], problems: dict[str, Problem] | None) -> dict
             not in (None, "")}
 
 
-def _chunks(lines: IO[str]) -> Iterator[list[tuple[int, str]]]:
+class _BadLine(str):
+    """A line that cannot be read as text (the reason, in place of its text)."""
+
+
+def _lines(src: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """(number, text) of each line of a binary file; a line that is not UTF-8 or is longer
+    than MAX_LINE_BYTES comes as a _BadLine saying so (the rest of a long line is skipped in
+    pieces, never held)."""
+    number = 0
+    while raw := src.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            size = len(raw)
+            while rest := src.readline(1 << 20):
+                size += len(rest)
+                if rest.endswith(b"\n"):
+                    break
+            yield number, _BadLine(f"longer than {MAX_LINE_BYTES:,} bytes ({size:,}); "
+                                   "not read")
+            continue
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte order mark
+            raw = raw[3:]
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, _BadLine(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                                   f"{exc.start + 1} of the line)")
+
+
+def _chunks(lines: Iterator[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
     chunk: list[tuple[int, str]] = []
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
+    size = 0
+    for number, line in lines:
+        if isinstance(line, _BadLine) or line.strip():
             chunk.append((number, line))
-        if len(chunk) >= CHUNK:
+            size += len(line)
+        if len(chunk) >= CHUNK or size >= CHUNK_BYTES:
             yield chunk
-            chunk = []
+            chunk, size = [], 0
     if chunk:
         yield chunk
 
@@ -236,10 +292,16 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
     summary = Summary()
     progress = tqdm(desc="scoring", unit="line", disable=not log.isatty(), file=log)
     partial = output_path.with_name(output_path.name + ".partial")
-    with input_path.open() as src, partial.open("w") as out:
-        for chunk in _chunks(src):
+    # Strings a line held that UTF-8 cannot carry (lone surrogates, from `\ud800` escapes)
+    # are written back as the same JSON escapes.
+    with input_path.open("rb") as src, partial.open("w", encoding="utf-8",
+                                                    errors="backslashreplace") as out:
+        for chunk in _chunks(_lines(src)):
             parsed: list[tuple[int, dict | None, Check | str]] = []
             for number, line in chunk:
+                if isinstance(line, _BadLine):
+                    parsed.append((number, None, str(line)))
+                    continue
                 try:
                     record, check = parse_line(line, problems)
                     parsed.append((number, record, check))

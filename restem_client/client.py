@@ -13,7 +13,10 @@ Nothing is lost or answered twice: `verify_many` sends each request with a batch
 keeps the ones not answered yet, and after UNAVAILABLE or RESOURCE_EXHAUSTED (only those)
 reconnects with exponential backoff and sends just those again. Answers that arrive twice
 (a request the server finished just before the connection broke) are dropped by id. At
-most `max_in_flight` requests are outstanding at once.
+most `max_in_flight` requests are outstanding at once. A stream message holds at most PACK
+requests and half the message limit in bytes; a request that is itself larger than the limit
+is never sent: `verify_many` answers it INVALID_REQUEST with a message saying so, and the
+other requests go on.
 
 Nothing waits silently: calls fail fast, and after UNAVAILABLE the client probes the server
 (GetInfo) until one answers, for at most `connect_timeout_s` (default 30 s, or
@@ -227,23 +230,36 @@ def _connect(api, target: str | list[str], token: str | None, tls: Tls | bool | 
     return channel, pb_grpc.VerifierStub(channel), metadata
 
 
+def _request_limit(max_message_bytes: int) -> int:
+    """The largest request a stream message can carry (the message wraps it in a few bytes)."""
+    return max_message_bytes - 1024
+
+
 def _backoff_s(base: float, attempt: int) -> float:
     return min(base * 2**attempt, 10.0)
 
 
 class _Batch:
-    """The bookkeeping of one verify_many: wire ids, answers, what is still missing."""
+    """The bookkeeping of one verify_many: wire ids, answers, what is still missing.
+    `max_bytes`: a request larger than this is answered here, INVALID_REQUEST, never sent."""
 
-    def __init__(self, requests: list[pb.VerifyRequest]) -> None:
+    def __init__(self, requests: list[pb.VerifyRequest], max_bytes: int = 2**62) -> None:
         prefix = uuid.uuid4().hex[:12]
         self.wire: list[pb.VerifyRequest] = []
+        self.sizes: list[int] = []
+        self.caller_ids = [r.request_id for r in requests]
+        self.answers: list[pb.VerifyResponse | None] = [None] * len(requests)
         for i, request in enumerate(requests):
             copy = pb.VerifyRequest()
             copy.CopyFrom(request)
             copy.request_id = f"{prefix}:{i}"
             self.wire.append(copy)
-        self.caller_ids = [r.request_id for r in requests]
-        self.answers: list[pb.VerifyResponse | None] = [None] * len(requests)
+            self.sizes.append(size := copy.ByteSize())
+            if size > max_bytes:
+                self.answers[i] = pb.VerifyResponse(
+                    request_id=request.request_id, verdict=pb.INVALID_REQUEST,
+                    message=f"not sent: the request is {size:,} bytes, more than the "
+                    f"{max_bytes:,} a message may hold")
         self.duplicates = 0  # answers dropped: an unknown id, or one answered already
 
     def backoff_after_short_stream(self, attempt: int, retries: int, backoff_s: float) -> float:
@@ -284,6 +300,7 @@ class VerifierClient(Verifier):
                                                           max_message_mb)
         self.target = _describe(target)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
+        self.max_message_bytes = max_message_mb * 2**20
 
     def _wait_for_server(self, cause: grpc.RpcError, clock: _CallClock) -> None:
         """Return once a server answers a GetInfo probe (with any status but UNAVAILABLE or
@@ -338,7 +355,7 @@ class VerifierClient(Verifier):
     def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
                     timeout_s: float | None = None) -> list[pb.VerifyResponse]:
         """Every request answered once, in input order."""
-        batch = _Batch(list(requests))
+        batch = _Batch(list(requests), _request_limit(self.max_message_bytes))
         clock = _CallClock(timeout_s)
         with tqdm(total=len(batch.wire), disable=not progress, unit="req",
                   desc="verify") as bar:
@@ -360,6 +377,8 @@ class VerifierClient(Verifier):
         slots = threading.Semaphore(self.max_in_flight)
         done = threading.Event()
 
+        pack_bytes = self.max_message_bytes // 2
+
         def outgoing() -> Iterator[pb.VerifyBatch]:
             position = 0
             while position < len(indices):
@@ -367,10 +386,13 @@ class VerifierClient(Verifier):
                     if done.is_set():
                         return
                 group = [batch.wire[indices[position]]]
+                size = batch.sizes[indices[position]]
                 position += 1
                 while (position < len(indices) and len(group) < PACK
+                       and size + batch.sizes[indices[position]] <= pack_bytes
                        and slots.acquire(blocking=False)):  # and take what else is free
                     group.append(batch.wire[indices[position]])
+                    size += batch.sizes[indices[position]]
                     position += 1
                 yield pb.VerifyBatch(requests=group)
 
@@ -401,6 +423,7 @@ class AsyncVerifierClient:
                                                           max_message_mb)
         self.target = _describe(target)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
+        self.max_message_bytes = max_message_mb * 2**20
 
     async def _wait_for_server(self, cause: grpc.aio.AioRpcError, clock: _CallClock) -> None:
         wait = _Wait(self.target, self.connect_timeout_s, cause, clock)
@@ -435,7 +458,7 @@ class AsyncVerifierClient:
 
     async def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
                           timeout_s: float | None = None) -> list[pb.VerifyResponse]:
-        batch = _Batch(list(requests))
+        batch = _Batch(list(requests), _request_limit(self.max_message_bytes))
         clock = _CallClock(timeout_s)
         with tqdm(total=len(batch.wire), disable=not progress, unit="req",
                   desc="verify") as bar:
@@ -456,16 +479,20 @@ class AsyncVerifierClient:
     async def _stream(self, batch: _Batch, indices: list[int], bar: tqdm,
                       timeout_s: float | None) -> None:
         slots = asyncio.Semaphore(self.max_in_flight)
+        pack_bytes = self.max_message_bytes // 2
 
         async def outgoing():
             position = 0
             while position < len(indices):
                 await slots.acquire()
                 group = [batch.wire[indices[position]]]
+                size = batch.sizes[indices[position]]
                 position += 1
-                while position < len(indices) and len(group) < PACK and not slots.locked():
+                while (position < len(indices) and len(group) < PACK and not slots.locked()
+                       and size + batch.sizes[indices[position]] <= pack_bytes):
                     await slots.acquire()  # free: returns at once
                     group.append(batch.wire[indices[position]])
+                    size += batch.sizes[indices[position]]
                     position += 1
                 yield pb.VerifyBatch(requests=group)
 
