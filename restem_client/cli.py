@@ -147,6 +147,10 @@ def score(args: argparse.Namespace) -> int:
     output = args.output or default_output(args.input)
     try:
         summary = score_file(args.input, output, verifier, problems=problems)
+    except OSError as exc:  # the input cannot be read or the results written: one line
+        print(f"restem score: {exc.filename or args.input}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     finally:
         verifier.close()
     print(f"wrote {output}", file=sys.stderr)

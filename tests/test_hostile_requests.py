@@ -106,6 +106,11 @@ CRAFTED = {
     "two tower": "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
     "factorial": "\\boxed{1000000!}",
     "huge literal": "\\boxed{" + "9" * 100_000 + "}",
+    # sympy: a symbolic tower, and nested powers whose exponents multiply (each held a
+    # worker until its timeout)
+    "variable tower": "\\boxed{x^{x^{x^{x}}}}",
+    "nested powers": "\\boxed{((x^{199})^{199})^{199}}",
+    "a quotient to a power": "\\boxed{\\frac{x^{199}}{y^{199}}^{199}}",
     # text that is not what a regular expression expects
     "NULs": fill("\0", after="\\boxed{5}"),
     "combining marks": "\\boxed{a" + "\u0301" * 100_000 + "}",
