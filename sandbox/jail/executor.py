@@ -43,6 +43,7 @@ import sys
 import time
 import traceback
 import types
+import typing
 
 import seccomp
 import testcode
@@ -101,17 +102,11 @@ def write_frame(fd: int, message: dict) -> None:
 # ---------------------------------------------------------------- the child
 
 
-def child_main(pipes: dict[str, tuple[int, int]], workdir: str, executor: int,
-               middle: int) -> None:
+def child_main(pipes: dict[str, tuple[int, int]], workdir: str) -> None:
     """Runs in the forked child: prepares, waits for its job on fd 4, runs it; never returns."""
     try:
         os.setsid()
-        while os.getppid() == middle:  # it is exiting, and then we are the executor's
-            os.sched_yield()
-        if executor != 1:  # as PID 1, its death ends the whole namespace anyway
-            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != executor:  # it died before it could adopt us
-            os._exit(125)
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the zygote dies with us
         os.chdir(workdir)
         os.dup2(pipes["stdin"][0], 0)
         os.dup2(pipes["stdout"][1], 1)
@@ -271,9 +266,9 @@ class Standby:
 
 class Zygote:
     """The process that forks every job's child, made before any job was read (see the
-    module docstring). It forks twice, so that the middle process exits and the child is
-    reparented to us (PID 1, or a subreaper): we wait for it, read its CPU time and kill it
-    as before. Only a pid and pipe ends cross from it, over a socket."""
+    module docstring). The child is its child: we watch it through a pidfd and /proc, kill
+    its group, and ask the zygote to reap it (`reap`); its orphans still come to us (PID 1,
+    or a subreaper). Only pids, pipe ends and wait statuses cross, over a socket."""
 
     def __init__(self) -> None:
         self.channel, theirs = socket.socketpair()
@@ -285,7 +280,7 @@ class Zygote:
         theirs.close()
 
     def standby(self) -> Standby:
-        self.channel.sendall(b"f")
+        self.channel.sendall(b"f" + bytes(8))
         message, fds, _, _ = socket.recv_fds(self.channel, 8, len(PIPES))
         if len(message) != 8 or len(fds) != len(PIPES):
             for fd in fds:
@@ -293,37 +288,51 @@ class Zygote:
             raise OSError("the zygote did not hand over a child")
         return Standby(struct.unpack("q", message)[0], dict(zip(PIPES, fds, strict=True)))
 
+    def reap(self, pid: int) -> tuple[int, Usage]:
+        """Wait for the zygote's child `pid` to end: its wait status and resource usage."""
+        self.channel.sendall(b"r" + struct.pack("q", pid))
+        answer = read_exact(self.channel.fileno(), REAPED.size)
+        if answer is None:
+            raise OSError("the zygote did not reap a child")
+        status, utime, stime, maxrss = REAPED.unpack(answer)
+        return status, Usage(utime, stime, maxrss)
+
+
+class Usage(typing.NamedTuple):
+    ru_utime: float
+    ru_stime: float
+    ru_maxrss: int
+
+
+REAPED = struct.Struct("qddq")  # wait status, user and system seconds, peak RSS (KiB)
+
 
 def zygote_main(channel: socket.socket) -> None:
-    """Fork a prepared child for each request on `channel`; never returns."""
+    """Fork a prepared child for each "f" request on `channel`, reap one for each "r";
+    never returns."""
     global SECCOMP
     try:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        executor = os.getppid()
-        SECCOMP = seccomp.Filter((executor, os.getpid()))
+        SECCOMP = seccomp.Filter((os.getppid(), os.getpid()))
         keep = channel.fileno()
         os.closerange(3, keep)  # the control channel above all
         os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         workdir = os.path.join(WORK_ROOT, "job")
-        while channel.recv(1):
+        while request := read_exact(keep, 9):
+            if request[:1] == b"r":
+                try:
+                    _, status, usage = os.wait4(struct.unpack("q", request[1:])[0], 0)
+                    reaped = (status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss)
+                except ChildProcessError:  # reaped already: an internal error upstream
+                    reaped = (-1, 0.0, 0.0, 0)
+                channel.sendall(REAPED.pack(*reaped))
+                continue
             pipes = {name: os.pipe() for name in PIPES}
-            report_r, report_w = os.pipe()
-            middle = os.fork()
-            if middle == 0:
-                os.close(report_r)
-                me = os.getpid()
-                pid = os.fork()
-                if pid == 0:
-                    os.close(report_w)
-                    child_main(pipes, workdir, executor, me)
-                os.write(report_w, struct.pack("q", pid))
-                os._exit(0)
-            os.close(report_w)
-            report = read_exact(report_r, 8)
-            os.close(report_r)
-            os.waitpid(middle, 0)  # when it is gone, the child is the executor's
+            pid = os.fork()
+            if pid == 0:
+                child_main(pipes, workdir)
             ends = [pipes[name][PARENT_ENDS[name]] for name in PIPES]
-            socket.send_fds(channel, [report or b""], ends)
+            socket.send_fds(channel, [struct.pack("q", pid)], ends)
             for r, w in pipes.values():
                 os.close(r)
                 os.close(w)
@@ -332,22 +341,23 @@ def zygote_main(channel: socket.socket) -> None:
     os._exit(0)
 
 
-def run_job(job: dict, raw_job: bytes, standby: Standby, zygote: int) -> dict:
+def run_job(job: dict, raw_job: bytes, standby: Standby, zygote: Zygote) -> dict:
     # The standby spent CPU on its set-up before the job existed; that is not the job's.
     setup_cpu = setup_cpu_seconds(standby.pid)
     start = time.monotonic()
     try:
         standby.start(raw_job)
-        observed = supervise(standby.pid, job, job["limits"], standby.ends, start, setup_cpu)
+        observed = supervise(standby.pid, job, job["limits"], standby.ends, start, setup_cpu,
+                             zygote)
     finally:
         standby.close_parent_ends()
-    observed["leftovers"] = kill_leftovers(zygote)
+    observed["leftovers"] = kill_leftovers(zygote.pid)
     reset_scratch(os.path.join(WORK_ROOT, "job"))
     return observed
 
 
 def supervise(pid: int, job: dict, limits: dict, ends: dict, start: float,
-              setup_cpu: float) -> dict:
+              setup_cpu: float, zygote: Zygote) -> dict:
     stdin_fd = ends.pop("stdin")
     streams = {ends[n]: n for n in ("stdout", "stderr", "results")}
     readers = dict(streams)  # those not at EOF yet
@@ -383,7 +393,7 @@ def supervise(pid: int, job: dict, limits: dict, ends: dict, start: float,
                     elif state == "over":
                         verdict = verdict or "OUTPUT_LIMIT"
             if pidfd in ready_r:
-                _, wait_status, rusage = os.wait4(pid, 0)
+                wait_status, rusage = zygote.reap(pid)
                 break
             if verdict:
                 break
@@ -397,7 +407,7 @@ def supervise(pid: int, job: dict, limits: dict, ends: dict, start: float,
             os.close(stdin_fd)
     if wait_status is None:  # we stopped it
         kill_job(pid)
-        _, wait_status, rusage = os.wait4(pid, 0)
+        wait_status, rusage = zygote.reap(pid)
     wall = time.monotonic() - start
     for fd, name in readers.items():  # whatever is already buffered; never wait for EOF
         drain(fd, name, data, caps)
@@ -623,17 +633,19 @@ def main() -> None:
             scratch = sorted(os.listdir(WORK_ROOT))
             if scratch == ["job"]:
                 scratch = os.listdir(os.path.join(WORK_ROOT, "job"))
-            others = [p for p in descendants(zygote.pid) if p != standby.pid]
+            others = descendants(zygote.pid)  # (the standby is the zygote's child)
             write_frame(control_out, {"pong": os.getpid(), "processes": len(others),
                                       "scratch": scratch})
             continue
         try:
-            reply = run_job(job, raw_job, standby, zygote.pid)
+            reply = run_job(job, raw_job, standby, zygote)
         except Exception:
             reply = {"status": "SANDBOX_ERROR", "error": traceback.format_exc()[-2000:]}
+            kill_job(standby.pid)  # the job's child, if it still runs, and its group
+            with contextlib.suppress(OSError):
+                zygote.reap(standby.pid)
             kill_leftovers(zygote.pid)
         write_frame(control_out, reply)
-        del job, raw_job, reply  # (the children never see them: they are the zygote's)
         try:
             standby = zygote.standby()
         except OSError:  # out of processes or memory: try once more, else the worker ends
