@@ -137,9 +137,9 @@ def _check_in_worker(completion: str, gold: str, extract: bool, mode: str, pool:
     sent = (completion[-MAX_COMPLETION_CHARS:] if extract
             else completion.strip()[:MAX_COMPLETION_CHARS])
     try:
-        verdict, extracted, canonical_, rule, detail = pool.check(
-            sent, gold[-MAX_COMPLETION_CHARS:], extract, mode, timeout_s, wait_s=wait_s,
-            flow=flow)
+        verdict, extracted, canonical_, rule, detail = pool.call(
+            check_here, (sent, gold[-MAX_COMPLETION_CHARS:], extract, mode), timeout_s,
+            wait_s=wait_s, flow=flow)
         verdict = Verdict(verdict)
     except (TimeoutError, WorkerDied) as exc:
         verdict, extracted, canonical_, rule, detail = Verdict.TIMEOUT, None, None, None, str(exc)

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import IO, Any
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,8 @@ class _Ticket:
 class WorkerPool:
     """`run(gold, answer, timeout_s)` -> bool, within about timeout_s; raises TimeoutError
     (the comparison overran; `NoWorkerAvailable` when no worker was free in time),
-    WorkerDied, or RuntimeError when sympy failed on the input. `check(...)` reads and
-    decides a whole (completion, gold) pair in a worker. `command` starts one worker
+    WorkerDied, or RuntimeError when sympy failed on the input. `call(...)` runs any job,
+    such as reading a whole (completion, gold) pair, in a worker. `command` starts one worker
     (default: this module under the running Python)."""
 
     def __init__(self, workers: int | None = None, command: Sequence[str] = COMMAND):
@@ -295,11 +295,12 @@ class WorkerPool:
         timeout_s); `flow`: whose turn this call takes (one per client)."""
         return bool(self._call(("decide", gold, answer), timeout_s, wait_s, flow))
 
-    def check(self, completion: str, gold: str, extract: bool, mode: str, timeout_s: float, *,
-              wait_s: float | None = None, flow: Hashable = None) -> tuple:
-        """The fields of a MathVerdict (verdict name, extracted, canonical, rule, detail) of
-        a whole pair, read and decided in a worker; `wait_s` and `flow` as for `run`."""
-        return self._call(("check", completion, gold, extract, mode), timeout_s, wait_s, flow)
+    def call(self, function: Callable[..., Any], args: tuple, timeout_s: float, *,
+             wait_s: float | None = None, flow: Hashable = None) -> Any:
+        """function(*args) in a worker: a module-level function (pickled by name, so the
+        worker imports its module), such as reading a whole completion; `wait_s` and `flow`
+        as for `run`."""
+        return self._call((function, *args), timeout_s, wait_s, flow)
 
     def worker_pids(self) -> list[int]:
         """The process ids of the running workers (for monitoring and tests)."""
@@ -338,7 +339,6 @@ def default_pool() -> WorkerPool:
 
 def _serve() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
-    from verifier_server.math.check import check_here
     from verifier_server.math.symbolic import decide
 
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # started: stderr mattered only until now
@@ -350,7 +350,7 @@ def _serve() -> None:
         except EOFError:
             return
         try:
-            _write(stdout, ("ok", decide(*job) if kind == "decide" else check_here(*job)))
+            _write(stdout, ("ok", decide(*job) if kind == "decide" else kind(*job)))
         except Exception as exc:  # sympy raises a zoo of exceptions on odd input
             _write(stdout, ("error", f"{type(exc).__name__}: {exc}"))
 
