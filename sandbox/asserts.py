@@ -32,7 +32,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sandbox.cases import AssertTest
 from sandbox.compare import brief
@@ -115,8 +115,8 @@ def test_code_round(send: Send, test: AssertTest, known: list[tuple[str, CallOut
         answer = _read_round(ex)
         size = len(test.test_code) + len(test.prompt) + sum(len(line) for line in ex.results)
         if answer.kind in ("calls", "invalid") and size <= CACHED_TEST_BYTES:
-            with _lock:
-                _first_rounds[test] = answer
+            with _lock:  # without the job's observation: its output may be megabytes
+                _first_rounds[test] = replace(answer, job=None)
                 while len(_first_rounds) > FIRST_ROUND_CACHE:
                     _first_rounds.popitem(last=False)
         return answer
