@@ -87,11 +87,15 @@ def clear_caches() -> None:
         _first_rounds.clear()
 
 
-def test_code_round(send: Send, test: AssertTest, known: list[tuple[str, CallOutcome]],
-                    limits: Limits, *, judging: bool) -> Round:
-    """One round of the test code in its jail: record (judging=False) or judge `known`."""
-    if judging:
-        return _read_round(send(_job(test, known, limits, judging=True)))
+def judge_round(send: Send, test: AssertTest, known: list[tuple[str, CallOutcome]],
+                limits: Limits) -> Round:
+    """The test code's check() against the `known` results, in its jail."""
+    return _read_round(send(_job(test, known, limits, judging=True)))
+
+
+def record_round(send: Send, test: AssertTest, limits: Limits) -> Round:
+    """The calls the test code's check() makes, from the cache, from a record of the same
+    test in flight, or from a job of its own."""
     with _lock:
         cached = _first_rounds.get(test)
         if cached is not None:
@@ -106,12 +110,10 @@ def test_code_round(send: Send, test: AssertTest, known: list[tuple[str, CallOut
             shared = waiting.result(limits.wall_limit_s)
         except TimeoutError:  # concurrent.futures raises the builtin one
             shared = None
-        if shared is not None:
-            return shared
-        return _read_round(send(_job(test, known, limits, judging=False)))  # on its own
+        return shared or _read_round(send(_job(test, [], limits, judging=False)))
     answer = None
     try:
-        ex = send(_job(test, known, limits, judging=False))
+        ex = send(_job(test, [], limits, judging=False))
         answer = _read_round(ex)
         size = len(test.test_code) + len(test.prompt) + sum(len(line) for line in ex.results)
         if answer.kind in ("calls", "invalid") and size <= CACHED_TEST_BYTES:
@@ -151,28 +153,36 @@ def _read_round(ex: Execution) -> Round:
         return Round("broken", detail=f"{why}: {last}" if last else why, job=ex)
     try:
         answer = values.parse(ex.results[-1]) if ex.results else None
-        if isinstance(answer, dict) and isinstance(answer.get("calls"), list):
-            keys = tuple(answer["calls"])
-            args = tuple(values.parse(key) for key in keys)  # TypeError: a key not text
-            expect = answer.get("expect")
-            if expect is not None and not _expectations(expect, len(keys)):
-                answer = None
-            elif all(isinstance(a, list) for a in args):
-                return Round("calls", calls=keys, args=args,
-                             expect=None if expect is None else tuple(expect), job=ex)
-            else:
-                answer = None
-    except (ValueError, TypeError):  # values.DecodeError is a ValueError
+    except values.DecodeError:
         answer = None
     if not isinstance(answer, dict):
         return Round("broken", detail="the test code ended without an answer (it exited, or "
                      "wrote on the results descriptor itself)", job=ex)
+    if "calls" in answer:
+        return _calls_round(answer, ex)
     if answer.get("state") in STATES:
         return Round("state", state=answer["state"], detail=_text(answer.get("detail")), job=ex)
     for kind in ("invalid", "broken"):
         if kind in answer:
             return Round(kind, detail=_text(answer[kind]), job=ex)
     return Round("broken", detail="the test code's answer is not one of ours", job=ex)
+
+
+def _calls_round(answer: dict, ex: Execution) -> Round:
+    """A record's answer: the calls, each an argument list as JSON text, and the literal
+    expectations when there are any. Anything else in their place is a broken test."""
+    keys, expect = answer["calls"], answer.get("expect")
+    args = None
+    if isinstance(keys, list) and all(isinstance(key, str) for key in keys):
+        try:
+            args = tuple(values.parse(key) for key in keys)
+        except values.DecodeError:
+            args = None
+    if (args is None or not all(isinstance(a, list) for a in args)
+            or (expect is not None and not _expectations(expect, len(keys)))):
+        return Round("broken", detail="the test code's list of calls is malformed", job=ex)
+    return Round("calls", calls=tuple(keys), args=args,
+                 expect=None if expect is None else tuple(expect), job=ex)
 
 
 def _expectations(expect: object, count: int) -> bool:

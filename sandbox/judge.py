@@ -164,8 +164,7 @@ def _assert_test(
     """The rounds of `sandbox.asserts`: test code and candidate in jobs of their own."""
     if profile == "human_eval":
         return _reference_check(send, program, test, limits)
-    known: list[tuple[str, asserts.CallOutcome]] = []
-    step = asserts.test_code_round(send, test, known, limits, judging=False)
+    step = asserts.record_round(send, test, limits)
     for _ in range(asserts.MAX_ROUNDS):
         if step.kind != "calls":
             break
@@ -174,42 +173,35 @@ def _assert_test(
         if ex.status is Status.COMPILE_ERROR:
             return _test_result(ex, False, Status.COMPILE_ERROR)
         if step.expect is not None:  # literal asserts: judged here on the typed values
-            state, why = asserts.expected_state(outcomes, step.expect)
-            return _judged(ex, asserts.Round("state", state=state, detail=why))
+            return _judged(ex, *asserts.expected_state(outcomes, step.expect))
         known = list(zip(step.calls, outcomes, strict=True))
-        step = asserts.test_code_round(send, test, known, limits, judging=True)
+        step = asserts.judge_round(send, test, known, limits)
         if step.kind == "state":
-            return _judged(ex, step)
-    if step.kind == "calls":
-        return _test_code_failed(step, Status.INVALID_REQUEST, (
-            f"broken test: the test code for {test.entry_point} did not replay the same "
-            f"calls in {asserts.MAX_ROUNDS} rounds (is it deterministic?)"))
+            return _judged(ex, step.state, step.detail)
     if step.kind == "sandbox_error":
         raise SandboxFailure(step.detail)
+    # The test code could not judge: the observation reported is its own job's.
+    job = step.job or Execution(Status.INVALID_REQUEST)
     if step.kind == "timeout":
-        return _test_code_failed(step, Status.TIMEOUT, step.detail)
-    prefix = "invalid test: " if step.kind == "invalid" else "broken test: "
-    return _test_code_failed(step, Status.INVALID_REQUEST, prefix + step.detail)
+        return _test_result(job, False, Status.TIMEOUT, step.detail)
+    if step.kind == "calls":
+        why = (f"broken test: the test code for {test.entry_point} did not replay the same "
+               f"calls in {asserts.MAX_ROUNDS} rounds (is it deterministic?)")
+    else:
+        why = ("invalid test: " if step.kind == "invalid" else "broken test: ") + step.detail
+    return _test_result(job, False, Status.INVALID_REQUEST, why)
 
 
-def _judged(ex: Execution, step: asserts.Round) -> TestResult:
-    """The candidate's observation `ex` with the test code's judgement of it."""
-    if step.state == "pass":
+def _judged(ex: Execution, state: str, detail: str) -> TestResult:
+    """The candidate's observation `ex` with the judgement of its results."""
+    if state == "pass":
         return _test_result(ex, True, Status.PASS)
-    if step.state == "fail":
-        return _test_result(ex, False, Status.FAIL, step.detail)
-    if step.state == "error":
-        return _test_result(ex, False, Status.RUNTIME_ERROR, step.detail)
+    if state == "fail":
+        return _test_result(ex, False, Status.FAIL, detail)
+    if state == "error":
+        return _test_result(ex, False, Status.RUNTIME_ERROR, detail)
     status, why = _missing_status(ex)
     return _test_result(ex, False, status, why)
-
-
-def _test_code_failed(step: asserts.Round, status: Status, detail: str) -> TestResult:
-    """A test whose own code could not judge: the observation is the test-code job's."""
-    job = step.job or Execution(status)
-    return TestResult(passed=False, status=status, stdout=job.stdout[:KEEP_TEXT],
-                      stderr=job.stderr[-KEEP_TEXT:], cpu_s=job.cpu_s, wall_s=job.wall_s,
-                      detail=detail)
 
 
 def _reference_check(send: Send, program: str, test: AssertTest, limits: Limits) -> TestResult:

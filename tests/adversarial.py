@@ -38,6 +38,16 @@ def _p(text: str) -> str:
     return text.strip("\n") + "\n"
 
 
+# A grandchild in a session of its own that sleeps on after its parent exited.
+START_DAEMON = _p("""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(1000)
+    os._exit(0)
+""")
+
 # Every directory the job can create a file in: each read-write mount is walked (without
 # crossing into other mounts, and skipping subtrees on read-only ones), /proc's pid entries
 # excepted. Shared by the hostile programs below and the no-state-crosses-runs test.
@@ -125,15 +135,7 @@ import threading, time
 threading.Thread(target=lambda: time.sleep(1000)).start()
 print(42)
 """)),
-    Hostile("daemon_child_outlives", "stdio", "PASS", _p("""
-import os, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        time.sleep(1000)
-    os._exit(0)
-print(42)
-""")),
+    Hostile("daemon_child_outlives", "stdio", "PASS", START_DAEMON + "print(42)\n"),
     Hostile("spinning_grandchild_holds_stdout", "stdio", "PASS", _p("""
 import os, sys
 sys.stdout.write("42\\n")
@@ -458,16 +460,17 @@ def check(candidate):
         assert False, "VIOLATION: network"
     assert candidate(2, 3) == 5
 """)),
-    Hostile("test_code_starts_daemon", "test_code", "PASS", _p("""
-import os, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        time.sleep(1000)
-    os._exit(0)
+    Hostile("test_code_starts_daemon", "test_code", "PASS", START_DAEMON + _p("""
 os.wait()
 def check(candidate):
     assert candidate(2, 3) == 5
+""")),
+    Hostile("test_code_forges_calls_of_wrong_type", "test_code", "INVALID_REQUEST", _p("""
+import os
+os.write(3, b'{"calls":[1, null]}\\n')
+os._exit(0)
+def check(candidate):
+    pass
 """)),
     Hostile("test_code_os_exit", "test_code", "INVALID_REQUEST",
             "import os\nos._exit(0)\ndef check(candidate):\n    pass\n"),
