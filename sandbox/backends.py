@@ -34,7 +34,9 @@ LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
 DEVICES = ("null", "zero", "full", "random", "urandom")
 JOB_UID = 65534  # the host uid (and gid) a job runs as: `nobody`, never root
 BACKENDS = ("docker", "namespace", "local")
-EXECUTOR_ARGS = ["-E", "-s", "-B"]  # ignore PYTHON* variables and user site; no .pyc writes
+# No PYTHON* variables, no site (the standard library only: no .pth code of the host runs in
+# a jail, and a program sees the same modules on every backend), no .pyc writes.
+EXECUTOR_ARGS = ["-E", "-S", "-B"]
 
 
 @dataclass

@@ -3,9 +3,10 @@
 It runs inside each warm container (or bubblewrap jail), normally as PID 1 of its own pid
 namespace. The child for the next job is forked and prepared ahead (`Standby`): a new
 session, a parent-death signal, the working directory, pipes for stdin/stdout/stderr (and
-fd 3 for results), every other descriptor closed, the fixed environment, and the seccomp
-filter installed last. Children are forked by the `Zygote`, a copy of the executor made
-before it read any job, never by the executor itself: a child inherits its parent's whole
+fd 3 for results), every other descriptor closed. Children are forked by the `Zygote`, a
+copy of the executor made before it read any job, never by the executor itself; what is the
+same for every child is done once there (the fixed environment, the standard streams'
+objects, the seccomp filter, which every child inherits). A child inherits its parent's whole
 memory (the stack frames, and freed buffers too), and the executor's holds earlier jobs:
 other requests' programs, their test code and its expected values, their output. When the
 job arrives on its pipe, the child sets the job's rlimits and runs the untrusted program. The parent
@@ -37,6 +38,7 @@ import os
 import resource
 import select
 import signal
+import site
 import socket
 import struct
 import sys
@@ -69,7 +71,6 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
-SECCOMP: seccomp.Filter  # built in the zygote: no job may signal it or the executor
 BASE_ADDRESS_SPACE = 0  # the executor's own size after the imports; memory limits add to it
 
 
@@ -115,15 +116,8 @@ def child_main(pipes: dict[str, tuple[int, int]], workdir: str) -> None:
         os.dup2(pipes["job"][0], 4)
         os.closerange(5, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # a file over the size limit ends the job
-        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r")), encoding="utf-8")
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w")), encoding="utf-8")
-        sys.stderr = io.TextIOWrapper(
-            io.BufferedWriter(io.FileIO(2, "w")), encoding="utf-8", errors="backslashreplace",
-            line_buffering=True,
-        )
         sys.argv = ["program"]
         results = io.FileIO(3, "w", closefd=False)
-        SECCOMP.install()
         with io.FileIO(4, "r") as job_pipe:
             job = json.loads(job_pipe.readall())
         set_limits(job["limits"])
@@ -310,13 +304,14 @@ REAPED = struct.Struct("qddq")  # wait status, user and system seconds, peak RSS
 def zygote_main(channel: socket.socket) -> None:
     """Fork a prepared child for each "f" request on `channel`, reap one for each "r";
     never returns."""
-    global SECCOMP
     try:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        SECCOMP = seccomp.Filter((os.getppid(), os.getpid()))
         keep = channel.fileno()
         os.closerange(3, keep)  # the control channel above all
         os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        standard_streams()
+        # Once here rather than in every child: each child inherits the filter.
+        seccomp.install((os.getppid(), os.getpid()))
         workdir = os.path.join(WORK_ROOT, "job")
         while request := read_exact(keep, 9):
             if request[:1] == b"r":
@@ -339,6 +334,23 @@ def zygote_main(channel: socket.socket) -> None:
     except BaseException:
         traceback.print_exc()
     os._exit(0)
+
+
+def standard_streams() -> None:
+    """sys.stdin, sys.stdout and sys.stderr on fds 0, 1 and 2, made once for every child to
+    inherit (each child puts its job's pipes on those fds). Made on a pipe, as a job's are,
+    so that they do not take themselves for seekable; nothing is ever written to them here."""
+    read_end, write_end = os.pipe()
+    os.dup2(read_end, 0)
+    os.dup2(write_end, 1)
+    os.close(read_end)
+    os.close(write_end)
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r")), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w")), encoding="utf-8")
+    sys.stderr = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w")), encoding="utf-8", errors="backslashreplace",
+        line_buffering=True,
+    )
 
 
 def run_job(job: dict, raw_job: bytes, standby: Standby, zygote: Zygote) -> dict:
@@ -601,6 +613,11 @@ def main() -> None:
     global WORK_ROOT, BASE_ADDRESS_SPACE
     if len(sys.argv) > 1:
         WORK_ROOT = sys.argv[1]
+    # Started without site (-S): the builtins it adds (exit, quit, help, ...) still exist for
+    # programs, without the site-packages and .pth files of the machine.
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)

@@ -1,4 +1,6 @@
-"""A seccomp filter for one job, built with ctypes and installed last in the forked child.
+"""The jobs' seccomp filter, built with ctypes and installed once in the zygote, whose every
+forked child inherits it (the kernel copies a process's filters to its children, and no
+process can remove one).
 
 Denied (the call fails with EPERM, so the program sees an ordinary OSError): exec, ptrace
 and cross-process memory access, namespace, mount and root changes, bpf, perf, keyrings,
@@ -166,22 +168,16 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-class Filter:
-    """A filter built once (in the executor) and installed cheaply in each forked child."""
-
-    def __init__(self, protected: tuple[int, ...]) -> None:
-        """`protected`: the pids no job may signal (the executor, its zygote)."""
-        program = b"".join(build_filter(protected))
-        self._libc = ctypes.CDLL(None, use_errno=True)
-        self._buffer = ctypes.create_string_buffer(program, len(program))
-        self._fprog = _SockFprog(len(program) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))
-
-        # Docker's no-new-privileges and bubblewrap set it already: skip the extra prctl.
-        self._need_no_new_privs = self._libc.prctl(_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1
-
-    def install(self) -> None:
-        """Set no_new_privs if needed and install the filter on the calling (only) thread."""
-        if self._need_no_new_privs and self._libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-        if self._libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0):
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+def install(protected: tuple[int, ...]) -> None:
+    """Install the filter on the calling process (its only thread), which passes it on to every
+    process it forks; `protected`: the pids no job may signal (the executor, its zygote)."""
+    program = b"".join(build_filter(protected))
+    libc = ctypes.CDLL(None, use_errno=True)
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    # Docker's no-new-privileges and bubblewrap set it already; unprivileged filters need it.
+    if libc.prctl(_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1 and libc.prctl(
+            _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0):
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
