@@ -1,10 +1,13 @@
-"""How each backend starts one worker: a process whose stdin/stdout speak the executor protocol.
+"""How each backend starts one worker: a process that speaks the executor protocol on its
+stdin/stdout, or (docker) on a unix socket it connects to (`ControlSocket`).
 
 - `docker`: `docker run -i` of the sandbox image, hardened: no network, read-only root, a
   size- and inode-limited noexec tmpfs at /tmp (the only writable place: Docker's
   world-writable /dev/mqueue is covered read-only), every capability dropped,
   no-new-privileges, the default seccomp profile, pids/memory(=swap)/CPU limits, no core
-  files, IPC off, no logs, uid 65534. The executor is PID 1 and reaps.
+  files, IPC off, no logs, uid 65534. The executor is PID 1 and reaps. The control channel
+  is a unix socket in a directory mounted read-only, which is empty once the executor has
+  connected (stdio through Docker's relay when the engine cannot see that directory).
 - `namespace`: bubblewrap with every namespace unshared, the executor as PID 1, a read-only
   view of /usr and the Python prefix, a private size-limited /tmp (the only writable place:
   the jail's root and /dev are remounted read-only, /proc/sys is covered by an empty
@@ -19,12 +22,18 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hmac
 import json
 import os
+import secrets
+import select
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +42,7 @@ JAIL_DIR = Path(__file__).resolve().parent / "jail"
 LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
 DEVICES = ("null", "zero", "full", "random", "urandom")
 JOB_UID = 65534  # the host uid (and gid) a job runs as: `nobody`, never root
+CONTROL_MOUNT = "/run/restem-control"  # where a docker worker sees its control socket
 BACKENDS = ("docker", "namespace", "local")
 # No PYTHON* variables, no site (the standard library only: no .pth code of the host runs in
 # a jail, and a program sees the same modules on every backend), no .pyc writes.
@@ -52,15 +62,90 @@ class WorkerSpec:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+class ControlSocket:
+    """A unix socket, in a directory of its own, where one executor connects (the docker
+    backend's control channel, which skips Docker's stdio relay). The executor proves itself
+    by sending `nonce` first, which only the engine and the container know; once it has, the
+    listener is closed and its file removed, so nothing connects after it."""
+
+    def __init__(self, parent: str | None) -> None:
+        self.directory = tempfile.mkdtemp(prefix="restem-control-", dir=parent)
+        os.chmod(self.directory, 0o711)  # the container's uid may reach the socket, not list
+        self.path = os.path.join(self.directory, "socket")
+        self.nonce = secrets.token_hex(16)
+        self.listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        os.chmod(self.path, 0o666)  # anyone may connect; only the nonce is let in
+        self.listener.listen(4)
+
+    def accept(self, deadline: float, fallback_fd: int) -> socket.socket | None:
+        """The executor's connection, or None when it answered on `fallback_fd` (its stdout:
+        an engine that cannot see our directory) or `deadline` passed."""
+        while self.listener is not None:
+            left = deadline - time.monotonic()
+            ready = select.select([self.listener, fallback_fd], [], [], max(left, 0))[0]
+            if self.listener not in ready:
+                self.close()
+                return None
+            connection, _ = self.listener.accept()
+            connection.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                proof = connection.recv(len(self.nonce), socket.MSG_WAITALL)
+            except OSError:
+                proof = b""
+            if hmac.compare_digest(proof, self.nonce.encode()):
+                connection.settimeout(None)
+                self.close()
+                return connection
+            connection.close()
+        return None
+
+    def close(self) -> None:
+        """Stop listening and remove the socket and its directory (idempotent)."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.directory)
+
+
+def control_directory() -> str | None:
+    """Where the docker backend makes its control sockets: RESTEM_SANDBOX_CONTROL_DIR (a
+    directory the engine sees at the same path: for a server in a container that drives the
+    host's engine, mount one there at the same path), else the temporary directory when the
+    engine runs on this machine; None (stdio through Docker's relay) when it does not."""
+    if os.environ.get("RESTEM_SANDBOX_CONTROL_DIR"):
+        return os.environ["RESTEM_SANDBOX_CONTROL_DIR"]
+    return tempfile.gettempdir() if _engine_is_here() else None
+
+
+@functools.cache
+def _engine_is_here() -> bool:
+    """Whether the Docker engine runs on this machine, so that it sees our directories:
+    its host name is ours (a server in a container, or a remote engine, has another)."""
+    try:
+        answer = subprocess.run(["docker", "info", "--format", "{{.Name}}"],
+                                capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return answer.returncode == 0 and answer.stdout.strip() == socket.gethostname()
+
+
 @dataclass
 class Launch:
-    """A started worker process and what must be undone when it goes."""
+    """A started worker process and what must be undone when it goes; `control`: where the
+    executor may connect instead of answering on stdout (the docker backend)."""
 
     process: subprocess.Popen
     name: str
     cleanup: list = field(default_factory=list)
+    control: ControlSocket | None = None
 
     def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
         if self.process.poll() is None:
             self.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -121,13 +206,25 @@ def _docker(spec: WorkerSpec, name: str) -> Launch:
         "--hostname", "sandbox",
         "--user", "65534:65534",
         "--pull", "never",
-        spec.image,
     ]
-    process = _popen(argv)
+    parent = control_directory()
+    control = ControlSocket(parent) if parent is not None else None
+    if control is not None:
+        argv += ["-v", f"{control.directory}:{CONTROL_MOUNT}:ro",
+                 "-e", f"RESTEM_CONTROL_NONCE={control.nonce}"]
+    argv.append(spec.image)
+    if control is not None:
+        argv.append(f"{CONTROL_MOUNT}/socket")  # after the image's own arguments
+    try:
+        process = _popen(argv)
+    except OSError:
+        if control is not None:
+            control.close()
+        raise
     remove = lambda: subprocess.run(  # noqa: E731
         ["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False
     )
-    return Launch(process, name, [remove])
+    return Launch(process, name, [remove], control)
 
 
 def _namespace(spec: WorkerSpec, name: str) -> Launch:

@@ -1,4 +1,5 @@
-"""One warm worker: a started backend process and the framed channel to its executor.
+"""One warm worker: a started backend process and the framed channel to its executor (its
+stdin and stdout, or the control socket it connected to).
 
 Every reply is awaited with a deadline (the job's wall limit plus slack). A worker that
 misses it, closes its pipe, or answers something that is not a frame is broken: the caller
@@ -32,8 +33,14 @@ class Worker:
         self.dirty = False  # replace before the next job
         self._in = self.launch.process.stdin.fileno()
         self._out = self.launch.process.stdout.fileno()
+        self._channel = None  # the control socket, when the executor connected to one
+        deadline = time.monotonic() + START_TIMEOUT_S
         try:
-            hello = self._read(time.monotonic() + START_TIMEOUT_S)
+            if self.launch.control is not None:
+                self._channel = self.launch.control.accept(deadline, self._out)
+                if self._channel is not None:
+                    self._in = self._out = self._channel.fileno()
+            hello = self._read(deadline)
         except WorkerError:
             self.close()
             raise
@@ -89,4 +96,6 @@ class Worker:
         return f": {text}" if text else f" (exit {process.returncode})"
 
     def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
         self.launch.close()

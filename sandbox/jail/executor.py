@@ -1,4 +1,4 @@
-"""The in-jail executor: reads framed jobs on stdin, forks one child per job, answers on stdout.
+"""The in-jail executor: reads framed jobs, forks one child per job, answers each with a frame.
 
 It runs inside each warm container (or bubblewrap jail), normally as PID 1 of its own pid
 namespace. The child for the next job is forked and prepared ahead (`Standby`): a new
@@ -17,7 +17,8 @@ The executor judges nothing: it reports raw observations (status, exit code or s
 and wall time, peak memory, capped output, and for call jobs the typed JSON lines the child
 wrote). Expected outputs never come in here.
 
-Wire format: each frame is a 4-byte big-endian length and a UTF-8 JSON object.
+Wire format: each frame is a 4-byte big-endian length and a UTF-8 JSON object, on stdin and
+stdout, or on a unix socket (`open_control`).
 Jobs: {"op": "script", "program", "stdin", "limits"} runs the program as __main__;
 {"op": "calls", "program", "calls": [[name, [encoded args]], ...], "limits"} defines the
 program as a module and calls its functions, one result line per call on fd 3;
@@ -609,10 +610,33 @@ def remove_tree(path: str) -> None:
 # ---------------------------------------------------------------- main loop
 
 
+def open_control() -> tuple[int, int]:
+    """The control channel's (read, write) descriptors, at 64 or above and close-on-exec.
+    When started with a socket path (argv[2]) and a nonce (the docker backend), a unix
+    socket the host listens on, proven ours by sending the nonce first: it skips Docker's
+    stdio relay (the CLI, the daemon and the shim, both ways, on every job). When the socket
+    cannot be reached (an engine that does not see the host's directory), stdin and stdout,
+    as for the other backends."""
+    path = sys.argv[2] if len(sys.argv) > 2 else ""
+    nonce = os.environ.get("RESTEM_CONTROL_NONCE", "")
+    if path and nonce:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(path)
+                sock.sendall(nonce.encode())
+                fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 64)
+            return fd, fd
+        except OSError:
+            pass
+    return fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 64), fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 64)
+
+
 def main() -> None:
     global WORK_ROOT, BASE_ADDRESS_SPACE
     if len(sys.argv) > 1:
         WORK_ROOT = sys.argv[1]
+    # Moved out of the way of the jobs' descriptors; jobs never see it (fds >= 5 are closed).
+    control_in, control_out = open_control()
     # Started without site (-S): the builtins it adds (exit, quit, help, ...) still exist for
     # programs, without the site-packages and .pth files of the machine.
     site.setquit()
@@ -632,8 +656,6 @@ def main() -> None:
         _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    # The control channel moves out of the way; jobs never see it (fds >= 4 are closed).
-    control_in, control_out = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in (0, 1))
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(devnull, fd)

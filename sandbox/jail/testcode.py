@@ -167,10 +167,10 @@ def free_globals(module: symtable.SymbolTable) -> set[str]:
 # ---------------------------------------------------------------- expectations
 
 
-def expectations(test: dict) -> list[tuple[str, dict]] | None:
-    """(encoded arguments, expectation) per assert when check() is only literal asserts on
-    the candidate's results (see the module docstring); None otherwise."""
-    tree = ast.parse(test["test_code"])
+def expectations(tree: ast.Module) -> list[tuple[str, dict]] | None:
+    """(encoded arguments, expectation) per assert when check() (in the test code's syntax
+    tree) is only literal asserts on the candidate's results (see the module docstring);
+    None otherwise."""
     checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     rebinds = [n for n in ast.walk(tree) if isinstance(n, ast.Global | ast.Nonlocal)
                or (isinstance(n, ast.Name) and n.id == "check" and not isinstance(n.ctx, ast.Load))]
@@ -217,16 +217,21 @@ def expectations(test: dict) -> list[tuple[str, dict]] | None:
 # ---------------------------------------------------------------- the passes
 
 
-def run_check(test: dict, soft: bool, candidate) -> None:
-    """The prompt, then the test code, then check(candidate), from a fixed random seed."""
+def run_check(test: dict, code: str | ast.Module, candidate) -> None:
+    """The prompt, then the test code (as given, or its soft-assert tree), then
+    check(candidate), from a fixed random seed."""
     namespace: dict = {"__name__": "__restem_tests__"}
     random.seed(0)
     if test["prompt"]:
         exec(compile(test["prompt"], "<prompt>", "exec"), namespace)
-    code = SoftAsserts().visit(ast.parse(test["test_code"])) if soft else test["test_code"]
     exec(compile(code, "<test code>", "exec"), namespace)
     namespace[test["entry_point"]] = candidate
     namespace["check"](candidate)
+
+
+def soft_asserts(tree: ast.Module) -> ast.Module:
+    """The test code's tree with every assert made non-fatal (changes `tree` in place)."""
+    return SoftAsserts().visit(tree)
 
 
 def args_key(args: tuple, kwargs: dict) -> str:
@@ -247,9 +252,10 @@ def by_arguments(known: list) -> dict[str, deque]:
     return queues
 
 
-def record(test: dict, known: list) -> tuple[list[str], bool]:
-    """The argument lists of every call check() makes, given the results known, and whether
-    check() ran to its end (no placeholder or error stopped it)."""
+def record(test: dict, soft: ast.Module, known: list) -> tuple[list[str], bool]:
+    """The argument lists of every call check() makes (`soft`: the test code's tree from
+    `soft_asserts`), given the results known, and whether check() ran to its end (no
+    placeholder or error stopped it)."""
     calls: list[str] = []
     queues = by_arguments(known)
 
@@ -263,7 +269,7 @@ def record(test: dict, known: list) -> tuple[list[str], bool]:
         return Placeholder()
 
     try:
-        run_check(test, soft=True, candidate=candidate)
+        run_check(test, soft, candidate)
     except Unsupported:
         raise
     except Exception:  # a placeholder broke the test code: we have the calls up to here
@@ -289,7 +295,7 @@ def judge(test: dict, known: list) -> tuple[str, str]:
         return values.decode(outcome["value"])  # a fresh copy per call
 
     try:
-        run_check(test, soft=False, candidate=candidate)
+        run_check(test, test["test_code"], candidate)
     except NeedMoreCalls:
         return "more", ""
     except CandidateError as exc:
@@ -314,15 +320,16 @@ def answer(job: dict) -> dict:
             why = problem(test)
             if why:
                 return {"invalid": why}
-            plan = expectations(test)  # before the test's own code can change anything
-            calls, completed = record(test, known)
+            tree = ast.parse(test["test_code"])  # valid: problem() compiled it
+            plan = expectations(tree)  # before the test's own code can change anything
+            calls, completed = record(test, soft_asserts(tree), known)
             if plan is not None and completed and calls == [key for key, _ in plan]:
                 return {"calls": calls, "expect": [expect for _, expect in plan]}
             return {"calls": calls}
         state, detail = judge(test, known)
         if state != "more":
             return {"state": state, "detail": detail}
-        return {"calls": record(test, known)[0]}
+        return {"calls": record(test, soft_asserts(ast.parse(test["test_code"])), known)[0]}
     except Unsupported as exc:
         return {"invalid": str(exc)}
     except Broken as exc:
