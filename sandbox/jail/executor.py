@@ -261,12 +261,15 @@ class Standby:
 
 class Zygote:
     """The process that forks every job's child, made before any job was read (see the
-    module docstring). The child is its child: we watch it through a pidfd and /proc, kill
-    its group, and ask the zygote to reap it (`reap`); its orphans still come to us (PID 1,
-    or a subreaper). Only pids, pipe ends and wait statuses cross, over a socket."""
+    module docstring). It forks a standby and hands it to us (`standby`), waits for it to
+    end and reports its wait status (`reaped`), then forks the next: no request crosses,
+    only one message each way per job (pids, pipe ends, wait statuses) on a SOCK_SEQPACKET
+    socket. The child is its child; we kill its group, and its orphans come to us (PID 1,
+    or a subreaper)."""
 
     def __init__(self) -> None:
-        self.channel, theirs = socket.socketpair()
+        self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.running = 0  # the standby handed to us whose end we have not read yet
         gc.freeze()  # the heap so far is never traced again: fewer copy-on-write faults
         self.pid = os.fork()
         if self.pid == 0:
@@ -275,21 +278,26 @@ class Zygote:
         theirs.close()
 
     def standby(self) -> Standby:
-        self.channel.sendall(b"f" + bytes(8))
-        message, fds, _, _ = socket.recv_fds(self.channel, 8, len(PIPES))
-        if len(message) != 8 or len(fds) != len(PIPES):
+        """The next prepared child; OSError when the zygote could not fork one (`retry`)."""
+        message, fds, _, _ = socket.recv_fds(self.channel, 64, len(PIPES))
+        if message[:1] != b"s" or len(message) != 9 or len(fds) != len(PIPES):
             for fd in fds:
                 os.close(fd)
             raise OSError("the zygote did not hand over a child")
-        return Standby(struct.unpack("q", message)[0], dict(zip(PIPES, fds, strict=True)))
+        self.running = struct.unpack_from("q", message, 1)[0]
+        return Standby(self.running, dict(zip(PIPES, fds, strict=True)))
 
-    def reap(self, pid: int) -> tuple[int, Usage]:
-        """Wait for the zygote's child `pid` to end: its wait status and resource usage."""
-        self.channel.sendall(b"r" + struct.pack("q", pid))
-        answer = read_exact(self.channel.fileno(), REAPED.size)
-        if answer is None:
-            raise OSError("the zygote did not reap a child")
-        status, utime, stime, maxrss = REAPED.unpack(answer)
+    def retry(self) -> None:
+        """Let the zygote try to fork again (after a failed `standby`)."""
+        self.channel.sendall(b"t")
+
+    def reaped(self) -> tuple[int, Usage]:
+        """Wait for the running standby to end: its wait status and resource usage."""
+        message = self.channel.recv(64)
+        if message[:1] != b"r" or len(message) != 1 + REAPED.size:
+            raise OSError("the zygote did not report its child's end")
+        self.running = 0
+        status, utime, stime, maxrss = REAPED.unpack_from(message, 1)
         return status, Usage(utime, stime, maxrss)
 
 
@@ -303,8 +311,9 @@ REAPED = struct.Struct("qddq")  # wait status, user and system seconds, peak RSS
 
 
 def zygote_main(channel: socket.socket) -> None:
-    """Fork a prepared child for each "f" request on `channel`, reap one for each "r";
-    never returns."""
+    """Fork a prepared child, hand it over on `channel`, wait for it to end and report its
+    wait status, and again; after a failed fork, wait for the executor's word to retry.
+    Never returns."""
     try:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         keep = channel.fileno()
@@ -314,24 +323,30 @@ def zygote_main(channel: socket.socket) -> None:
         # Once here rather than in every child: each child inherits the filter.
         seccomp.install((os.getppid(), os.getpid()))
         workdir = os.path.join(WORK_ROOT, "job")
-        while request := read_exact(keep, 9):
-            if request[:1] == b"r":
-                try:
-                    _, status, usage = os.wait4(struct.unpack("q", request[1:])[0], 0)
-                    reaped = (status, usage.ru_utime, usage.ru_stime, usage.ru_maxrss)
-                except ChildProcessError:  # reaped already: an internal error upstream
-                    reaped = (-1, 0.0, 0.0, 0)
-                channel.sendall(REAPED.pack(*reaped))
+        while True:
+            pipes: dict[str, tuple[int, int]] = {}
+            try:
+                for name in PIPES:
+                    pipes[name] = os.pipe()
+                pid = os.fork()
+            except OSError:  # out of processes or descriptors: the executor cleans up first
+                for pair in pipes.values():
+                    os.close(pair[0])
+                    os.close(pair[1])
+                channel.sendall(b"x")
+                if not channel.recv(1):
+                    break
                 continue
-            pipes = {name: os.pipe() for name in PIPES}
-            pid = os.fork()
             if pid == 0:
                 child_main(pipes, workdir)
             ends = [pipes[name][PARENT_ENDS[name]] for name in PIPES]
-            socket.send_fds(channel, [struct.pack("q", pid)], ends)
+            socket.send_fds(channel, [b"s" + struct.pack("q", pid)], ends)
             for r, w in pipes.values():
                 os.close(r)
                 os.close(w)
+            _, status, usage = os.wait4(pid, 0)
+            channel.sendall(b"r" + REAPED.pack(status, usage.ru_utime, usage.ru_stime,
+                                                usage.ru_maxrss))
     except BaseException:
         traceback.print_exc()
     os._exit(0)
@@ -382,12 +397,12 @@ def supervise(pid: int, job: dict, limits: dict, ends: dict, start: float,
     if not pending:
         os.close(stdin_fd)
         stdin_fd = -1
-    pidfd = os.pidfd_open(pid)
+    ended = zygote.channel.fileno()  # readable when the zygote has reaped the child
     wall_limit = limits["wall_s"]
     verdict, rusage, wait_status = None, None, None
     try:
         while True:
-            wait_for = [pidfd, *readers]
+            wait_for = [ended, *readers]
             writers = [stdin_fd] if stdin_fd >= 0 else []
             ready_r, ready_w, _ = select.select(wait_for, writers, [], POLL_S)
             if stdin_fd in ready_w:
@@ -405,8 +420,8 @@ def supervise(pid: int, job: dict, limits: dict, ends: dict, start: float,
                         del readers[fd]
                     elif state == "over":
                         verdict = verdict or "OUTPUT_LIMIT"
-            if pidfd in ready_r:
-                wait_status, rusage = zygote.reap(pid)
+            if ended in ready_r:
+                wait_status, rusage = zygote.reaped()
                 break
             if verdict:
                 break
@@ -415,12 +430,11 @@ def supervise(pid: int, job: dict, limits: dict, ends: dict, start: float,
                 verdict = "TIMEOUT"
                 break
     finally:
-        os.close(pidfd)
         if stdin_fd >= 0:
             os.close(stdin_fd)
     if wait_status is None:  # we stopped it
         kill_job(pid)
-        wait_status, rusage = zygote.reap(pid)
+        wait_status, rusage = zygote.reaped()
     wall = time.monotonic() - start
     for fd, name in readers.items():  # whatever is already buffered; never wait for EOF
         drain(fd, name, data, caps)
@@ -662,7 +676,7 @@ def main() -> None:
     os.close(devnull)
     zygote = Zygote()  # before any job is read
     write_frame(control_out, {"ready": os.getpid(), "python": sys.version.split()[0]})
-    standby = zygote.standby()
+    standby = next_standby(zygote)
     while True:
         raw_job = read_raw_frame(control_in)
         if raw_job is None:
@@ -681,15 +695,23 @@ def main() -> None:
         except Exception:
             reply = {"status": "SANDBOX_ERROR", "error": traceback.format_exc()[-2000:]}
             kill_job(standby.pid)  # the job's child, if it still runs, and its group
-            with contextlib.suppress(OSError):
-                zygote.reap(standby.pid)
+            if zygote.running == standby.pid:
+                with contextlib.suppress(OSError):
+                    zygote.reaped()
             kill_leftovers(zygote.pid)
         write_frame(control_out, reply)
-        try:
-            standby = zygote.standby()
-        except OSError:  # out of processes or memory: try once more, else the worker ends
-            kill_leftovers(zygote.pid)
-            standby = zygote.standby()
+        standby = next_standby(zygote)
+
+
+def next_standby(zygote: Zygote) -> Standby:
+    """The zygote's next child; when it could not fork one (out of processes or memory),
+    kill what jobs left and let it try once more, else the worker ends."""
+    try:
+        return zygote.standby()
+    except OSError:
+        kill_leftovers(zygote.pid)
+        zygote.retry()
+        return zygote.standby()
 
 
 if __name__ == "__main__":
