@@ -8,10 +8,11 @@ stdin/stdout, or (docker) on a unix socket it connects to (`ControlSocket`).
   files, IPC off, no logs, uid 65534. The executor is PID 1 and reaps. The control channel
   is a unix socket in a directory mounted read-only, which is empty once the executor has
   connected (stdio through Docker's relay when the engine cannot see that directory).
-- `namespace`: bubblewrap with every namespace unshared, the executor as PID 1, a read-only
-  view of /usr and the Python prefix, a private size-limited /tmp (the only writable place:
-  the jail's root and /dev are remounted read-only, /proc/sys is covered by an empty
-  read-only tmpfs, /sys is absent), no capabilities, uid 65534, an empty environment; plus
+- `namespace`: bubblewrap with every namespace unshared, the executor as PID 1 (run by
+  `jail_python`), a read-only view of /usr (and of the Python prefix when it is elsewhere),
+  a private size-limited /tmp (the only writable place: the jail's root and /dev are
+  remounted read-only, /proc/sys is covered by an empty read-only tmpfs, /sys is absent),
+  no capabilities, uid 65534, an empty environment; plus
   a pids and memory cgroup when the host lets us make one. The jail's uid is never host
   root: started by root, `sandbox/launcher.py` drops to host uid 65534 before bubblewrap
   runs; started by anyone else, the jail maps onto that user.
@@ -231,13 +232,13 @@ def _namespace(spec: WorkerSpec, name: str) -> Launch:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise RuntimeError("the namespace backend needs bubblewrap (apt-get install bubblewrap)")
-    python = os.path.realpath(sys.executable)
-    prefix = os.path.realpath(sys.base_prefix)
+    python = jail_python()
     # As root, drop to JOB_UID before bubblewrap (see sandbox/launcher.py); the Python prefix
     # and the executor's directory are then bound from staged, world-readable mountpoints.
     drop = os.geteuid() == 0
     sources = [(str(JAIL_DIR), "/opt/restem")]
-    if not prefix.startswith("/usr/"):
+    if not python.startswith("/usr/"):
+        prefix = os.path.realpath(sys.base_prefix)
         sources.append((prefix, prefix))
     binds, stage, staging = [], [], ""
     if drop:
@@ -290,6 +291,15 @@ def _namespace(spec: WorkerSpec, name: str) -> Launch:
             step()
         raise
     return Launch(process, name, cleanup)
+
+
+def jail_python() -> str:
+    """The interpreter a namespace jail runs: the system's python3.X of our own version when
+    there is one (the same language, already under the jail's read-only /usr, and usually
+    a distribution's optimised build: HumanEval jobs ran about 20% slower on a pyenv build),
+    else our own, whose prefix the jail then binds."""
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    return system if os.access(system, os.X_OK) else os.path.realpath(sys.executable)
 
 
 def _remove_staging(staging: str, stage: list[list[str]]) -> None:

