@@ -44,6 +44,7 @@ LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
 DEVICES = ("null", "zero", "full", "random", "urandom")
 JOB_UID = 65534  # the host uid (and gid) a job runs as: `nobody`, never root
 CONTROL_MOUNT = "/run/restem-control"  # where a docker worker sees its control socket
+PROOF_TIMEOUT_S = 5.0
 BACKENDS = ("docker", "namespace", "local")
 # No PYTHON* variables, no site (the standard library only: no .pth code of the host runs in
 # a jail, and a program sees the same modules on every backend), no .pyc writes.
@@ -89,7 +90,9 @@ class ControlSocket:
                 self.close()
                 return None
             connection, _ = self.listener.accept()
-            connection.settimeout(max(deadline - time.monotonic(), 0.001))
+            # The executor sends its proof at once; a stranger that connects and stays silent
+            # must not hold the worker's start for long.
+            connection.settimeout(min(PROOF_TIMEOUT_S, max(deadline - time.monotonic(), 0.001)))
             try:
                 proof = connection.recv(len(self.nonce), socket.MSG_WAITALL)
             except OSError:
