@@ -9,6 +9,10 @@
 - HumanEval: zero-shot; the prompt is the function signature and docstring, as given.
 - APPS: the APPS paper's format: QUESTION, the starter code, "Use Standard Input format" or
   "Use Call-Based format", then ANSWER.
+- MBPP: the MBPP paper's 3-shot format ("You are an expert Python programmer, and here is your
+  task: ... Your code should pass these tests:", the asserts, the code between [BEGIN] and
+  [DONE]), exemplars task_ids 2, 3 and 4 of the dataset's prompt split; chat: the same task
+  text as one message asking for the code in a Python block.
 - arith (the embedded task): zero-shot, the question and an instruction to end with "The
   answer is" and the number; with `shots`, worked train problems come first.
 
@@ -27,7 +31,8 @@ from evals.problem import Problem
 from evals.tasks import load
 
 SEED = 1234
-FEW_SHOT_TASKS = ("math", "gsm8k", "arith")  # the tasks whose exemplar count `shots` sets
+FEW_SHOT_TASKS = ("math", "gsm8k", "mbpp", "arith")  # tasks whose exemplar count `shots` sets
+MBPP_EXEMPLARS = ("mbpp/2", "mbpp/3", "mbpp/4")  # the MBPP paper's (its prompt split)
 ARITH_INSTRUCTION = 'Solve it step by step. Then write "The answer is" and the number.'
 _CALCULATOR = re.compile(r"<<[^>]*>>")
 
@@ -49,6 +54,13 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
         text = problem.question
     elif task == "arith":
         return _arith_prompt(problem, shots or 0, chat)
+    elif task == "mbpp":
+        if chat:
+            text = (f"{mbpp_task(problem)}\nWrite the function in one Python code block, "
+                    "with nothing else.")
+        else:
+            text = _mbpp_prompt(str(data_dir), problem.meta["variant"],
+                                3 if shots is None else shots) + f"{mbpp_task(problem)}\n[BEGIN]\n"
     else:
         text = apps_prompt(problem)
     return [{"role": "user", "content": text}] if chat else text
@@ -81,6 +93,7 @@ STOPS = {
     "bbh": ("\n\nQ:", "\nQ:"),
     "humaneval": ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint("),
     "apps": ("\nQUESTION:",),
+    "mbpp": ("[DONE]",),
     "arith": ("\n\n",),
 }
 
@@ -92,7 +105,7 @@ def stop_sequences(problem: Problem, chat: bool = False) -> tuple[str, ...]:
 def _task_of(problem: Problem) -> str:
     if problem.task_id.startswith("HumanEval/"):
         return "humaneval"
-    for prefix in ("gsm8k", "bbh", "apps", "arith"):
+    for prefix in ("gsm8k", "bbh", "apps", "mbpp", "arith"):
         if problem.task_id.startswith(prefix + "/"):
             return prefix
     if problem.kind == "math":
@@ -139,3 +152,19 @@ def apps_prompt(problem: Problem) -> str:
     starter = problem.meta.get("starter_code") or ""
     how = "Use Call-Based format" if "call" in problem.tests else "Use Standard Input format"
     return f"\nQUESTION:\n{problem.question}\n{starter}\n{how}\nANSWER:\n"
+
+
+def mbpp_task(problem: Problem) -> str:
+    """An MBPP problem as the MBPP paper words it: the task and the asserts to pass."""
+    tests = "\n".join(problem.meta["asserts"])
+    return (f"You are an expert Python programmer, and here is your task: {problem.question} "
+            f"Your code should pass these tests:\n\n{tests}")
+
+
+@lru_cache(maxsize=8)
+def _mbpp_prompt(data_dir: str, variant: str, shots: int) -> str:
+    exemplars = {p.task_id: p for p in load(variant, "prompt",
+                                            data_dir if data_dir != "None" else None)}
+    chosen = [exemplars[t] for t in MBPP_EXEMPLARS if t in exemplars][:shots]
+    return "".join(f"{mbpp_task(p)}\n[BEGIN]\n{p.solutions[0].strip()}\n[DONE]\n"
+                   for p in chosen)

