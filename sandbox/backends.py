@@ -44,7 +44,7 @@ LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
 DEVICES = ("null", "zero", "full", "random", "urandom")
 JOB_UID = 65534  # the host uid (and gid) a job runs as: `nobody`, never root
 CONTROL_MOUNT = "/run/restem-control"  # where a docker worker sees its control socket
-PROOF_TIMEOUT_S = 5.0
+PROOF_TIMEOUT_S = 2.0
 BACKENDS = ("docker", "namespace", "local")
 # No PYTHON* variables, no site (the standard library only: no .pth code of the host runs in
 # a jail, and a program sees the same modules on every backend), no .pyc writes.
@@ -67,42 +67,63 @@ class WorkerSpec:
 class ControlSocket:
     """A unix socket, in a directory of its own, where one executor connects (the docker
     backend's control channel, which skips Docker's stdio relay). The executor proves itself
-    by sending `nonce` first, which only the engine and the container know; once it has, the
-    listener is closed and its file removed, so nothing connects after it."""
+    by sending `nonce` first. The nonce reaches the container through the docker CLI's
+    environment, never its command line (which every local user can read in /proc). Once the
+    executor is in, the listener is closed and its file removed, so nothing connects after."""
 
     def __init__(self, parent: str | None) -> None:
         self.directory = tempfile.mkdtemp(prefix="restem-control-", dir=parent)
-        os.chmod(self.directory, 0o711)  # the container's uid may reach the socket, not list
+        # Ours, so no one else can replace what is in it; the container's uid may pass
+        # through to the socket, not list the directory.
+        os.chmod(self.directory, 0o711)
         self.path = os.path.join(self.directory, "socket")
         self.nonce = secrets.token_hex(16)
         self.listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.path)
-        os.chmod(self.path, 0o666)  # anyone may connect; only the nonce is let in
-        self.listener.listen(4)
+        os.chmod(self.path, 0o666)  # whoever reaches it may connect; only the nonce is let in
+        self.listener.listen(16)
 
     def accept(self, deadline: float, fallback_fd: int) -> socket.socket | None:
         """The executor's connection, or None when it answered on `fallback_fd` (its stdout:
-        an engine that cannot see our directory) or `deadline` passed."""
-        while self.listener is not None:
-            left = deadline - time.monotonic()
-            ready = select.select([self.listener, fallback_fd], [], [], max(left, 0))[0]
-            if self.listener not in ready:
-                self.close()
-                return None
-            connection, _ = self.listener.accept()
-            # The executor sends its proof at once; a stranger that connects and stays silent
-            # must not hold the worker's start for long.
-            connection.settimeout(min(PROOF_TIMEOUT_S, max(deadline - time.monotonic(), 0.001)))
-            try:
-                proof = connection.recv(len(self.nonce), socket.MSG_WAITALL)
-            except OSError:
-                proof = b""
-            if hmac.compare_digest(proof, self.nonce.encode()):
-                connection.settimeout(None)
-                self.close()
-                return connection
-            connection.close()
-        return None
+        an engine that cannot see our directory) or `deadline` passed. Connections are read
+        side by side, each dropped after PROOF_TIMEOUT_S or a wrong proof, so strangers that
+        connect and stay silent cannot hold the executor's turn."""
+        pending: dict[socket.socket, tuple[bytes, float]] = {}
+        try:
+            while self.listener is not None and (now := time.monotonic()) < deadline:
+                for connection, (_, until) in list(pending.items()):
+                    if until <= now:
+                        del pending[connection]
+                        connection.close()
+                wait = min([deadline, *(until for _, until in pending.values())]) - now
+                ready = select.select([self.listener, fallback_fd, *pending], [], [],
+                                      max(wait, 0))[0]
+                if fallback_fd in ready:
+                    break
+                if self.listener in ready:
+                    connection, _ = self.listener.accept()
+                    connection.setblocking(False)
+                    pending[connection] = (b"", time.monotonic() + PROOF_TIMEOUT_S)
+                for connection in [c for c in ready if c in pending]:
+                    got, until = pending.pop(connection)
+                    try:
+                        chunk = connection.recv(len(self.nonce) - len(got))
+                    except OSError:
+                        chunk = b""
+                    got += chunk
+                    if chunk and len(got) < len(self.nonce):
+                        pending[connection] = (got, until)
+                    elif chunk and hmac.compare_digest(got, self.nonce.encode()):
+                        connection.setblocking(True)
+                        self.close()
+                        return connection
+                    else:
+                        connection.close()
+            return None
+        finally:
+            for connection in pending:
+                connection.close()
+            self.close()
 
     def close(self) -> None:
         """Stop listening and remove the socket and its directory (idempotent)."""
@@ -213,14 +234,17 @@ def _docker(spec: WorkerSpec, name: str) -> Launch:
     ]
     parent = control_directory()
     control = ControlSocket(parent) if parent is not None else None
+    env = None
     if control is not None:
-        argv += ["-v", f"{control.directory}:{CONTROL_MOUNT}:ro",
-                 "-e", f"RESTEM_CONTROL_NONCE={control.nonce}"]
+        # `-e NAME` alone: the value comes from the CLI's environment, which only its owner
+        # can read, not from its command line, which every local user can.
+        argv += ["-v", f"{control.directory}:{CONTROL_MOUNT}:ro", "-e", "RESTEM_CONTROL_NONCE"]
+        env = {**os.environ, "RESTEM_CONTROL_NONCE": control.nonce}
     argv.append(spec.image)
     if control is not None:
         argv.append(f"{CONTROL_MOUNT}/socket")  # after the image's own arguments
     try:
-        process = _popen(argv)
+        process = _popen(argv, env=env)
     except OSError:
         if control is not None:
             control.close()

@@ -38,6 +38,29 @@ def _p(text: str) -> str:
     return text.strip("\n") + "\n"
 
 
+# A job leaves a process that watches the zygote for the next job's child, stops it and
+# exits before the executor's sweep (a reviewer's finding: the zygote forked the next child as
+# soon as it had reaped the last, before the job's leftovers were killed). The job's 4 MB of
+# output gives it time. The next, unrelated job must not be the one that pays.
+STOP_THE_NEXT_CHILD = _p("""
+import os, signal, sys, time
+zygote = os.getppid()
+if os.fork() == 0:
+    me, job = os.getpid(), os.getppid()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            kids = open(f"/proc/{zygote}/task/{zygote}/children").read().split()
+        except OSError:
+            break
+        for pid in map(int, kids):
+            if pid not in (me, job):
+                os.kill(pid, signal.SIGSTOP)
+                os._exit(0)
+    os._exit(0)
+sys.stdout.write("x" * (4 * 2**20 - 1))
+""")
+
 # A grandchild in a session of its own that sleeps on after its parent exited.
 START_DAEMON = _p("""
 import os, time
@@ -225,6 +248,24 @@ raise OSError(ctypes.get_errno(), "ptrace refused")
 import os
 os.kill(os.getppid(), 9)
 print('VIOLATION')
+""")),
+    # Signals by the other system calls that take a pid or a pidfd (a reviewer's finding:
+    # only kill, tkill and tgkill were guarded). Signal 0 probes without sending anything.
+    Hostile("signal_executor_and_zygote_other_ways", "execute", "RUNTIME_ERROR", _p("""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+zygote = os.getppid()
+executor = int(open(f"/proc/{zygote}/stat").read().rsplit(")", 1)[1].split()[1])
+info = (ctypes.c_int * 32)(0, 0, -1)  # si_signo, si_errno, si_code = SI_QUEUE
+for target in (zygote, executor):
+    pidfd = libc.syscall(434, target, 0)  # pidfd_open
+    if pidfd >= 0 and libc.syscall(424, pidfd, 0, None, 0) == 0:  # pidfd_send_signal
+        print("VIOLATION pidfd_send_signal", target)
+    if libc.syscall(129, target, 0, info) == 0:  # rt_sigqueueinfo
+        print("VIOLATION rt_sigqueueinfo", target)
+    if libc.syscall(297, target, target, 0, info) == 0:  # rt_tgsigqueueinfo
+        print("VIOLATION rt_tgsigqueueinfo", target)
+raise OSError(ctypes.get_errno(), "signals refused")
 """)),
     Hostile("kill_everyone", "execute", "RUNTIME_ERROR", _p("""
 import os

@@ -32,6 +32,7 @@ from tests.adversarial import (
     PROGRAMS,
     SECRET_ENV,
     SECRET_VALUE,
+    STOP_THE_NEXT_CHILD,
     Hostile,
 )
 from tests.conftest import REPO
@@ -190,6 +191,13 @@ def test_no_state_crosses_runs(one_worker: Sandbox, daemon: bool) -> None:
     assert found.status == "PASS", found.stderr
     assert "looked in" in found.stdout and MARK not in found.stdout, found.stdout
     assert_pool_clean(one_worker, one_worker.expected_executors)
+
+
+def test_a_job_cannot_reach_the_next_jobs_child(one_worker: Sandbox) -> None:
+    for _ in range(3):
+        one_worker.execute(STOP_THE_NEXT_CHILD, limits=FAST)
+        after = one_worker.execute("print(1)", limits=FAST)
+        assert after.status == "PASS" and after.stdout == "1\n", after
 
 
 def test_a_job_finds_nothing_of_earlier_jobs(one_worker: Sandbox) -> None:

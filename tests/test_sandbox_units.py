@@ -281,6 +281,7 @@ def test_arithmetic_on_literals_and_messages_that_call_the_candidate_need_no_jud
 
 @pytest.mark.parametrize("expression", [
     "10 ** 10 ** 10", "'ab' * 10 ** 9", "[0] * (2 ** 40)", "(2 ** 9000) * (2 ** 9000)", "1 / 0",
+    "'%0999999d' % 0", "b'%s' % b'x'",
     "x + 1", "f(1)", "{**a}",
 ])
 def test_folding_refuses_names_errors_and_huge_values(expression: str) -> None:
@@ -296,17 +297,25 @@ def test_folding_computes_what_python_computes() -> None:
         assert testcode.constant(node) == eval(expression), expression
 
 
-def test_stdlib_dicts_cross_as_dicts_and_builtin_types_by_name() -> None:
+def test_collections_mappings_cross_as_themselves_and_builtin_types_by_name() -> None:
     import collections
 
-    assert values.decode(values.encode(collections.Counter("aab"))) == {"a": 2, "b": 1}
-    assert type(values.decode(values.encode(collections.defaultdict(int)))) is dict
+    for value in (collections.Counter(a=1, b=0), collections.OrderedDict([("b", 2), ("a", 1)]),
+                  collections.defaultdict(list, {"k": [1]}), collections.defaultdict(None)):
+        back = values.decode(values.encode(value))
+        assert type(back) is type(value) and back == value
+    ordered = values.decode(values.encode(collections.OrderedDict([("b", 2), ("a", 1)])))
+    assert ordered != collections.OrderedDict([("a", 1), ("b", 2)])  # order still counts
+    assert values.decode(values.encode(collections.Counter(a=1, b=0))) == collections.Counter(a=1)
+    assert values.decode(values.encode(collections.defaultdict(int)))["missing"] == 0
     assert values.decode(values.encode([int, (str, frozenset)])) == [int, (str, frozenset)]
-    for refused in (type("Local", (), {}), math.floor, collections.Counter):
+    for refused in (type("Local", (), {}), math.floor, collections.Counter,
+                    collections.defaultdict(lambda: 0)):
         with pytest.raises(values.EncodeError):
             values.encode(refused)
-    with pytest.raises(values.DecodeError):
-        values.decode({"T": "object"})
+    for malformed in ({"T": "object"}, {"D": ["object", []]}, {"D": [None]}):
+        with pytest.raises(values.DecodeError):
+            values.decode(malformed)
 
 
 def test_an_entry_point_named_check_and_results_judged_by_their_truth(local_pool: Sandbox) -> None:

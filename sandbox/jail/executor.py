@@ -270,11 +270,12 @@ class Standby:
 
 class Zygote:
     """The process that forks every job's child, made before any job was read (see the
-    module docstring). It forks a standby and hands it to us (`standby`), waits for it to
-    end and reports its wait status (`reaped`), then forks the next: no request crosses,
-    only one message each way per job (pids, pipe ends, wait statuses) on a SOCK_SEQPACKET
-    socket. The child is its child; we kill its group, and its orphans come to us (PID 1,
-    or a subreaper)."""
+    module docstring). Told to (`request`: only once every process of the last job is gone,
+    so that none can touch the new child), it forks a standby and hands it to us
+    (`standby`), waits for it to end and reports its wait status unasked (`reaped`). Only
+    pids, pipe ends and wait statuses cross, one message each, on a SOCK_SEQPACKET socket,
+    and we never wait for an answer to a request. The child is its child; we kill its
+    group, and its orphans come to us (PID 1, or a subreaper)."""
 
     def __init__(self) -> None:
         self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -286,8 +287,12 @@ class Zygote:
             zygote_main(theirs)
         theirs.close()
 
+    def request(self) -> None:
+        """Ask for the next standby (after the last job's processes are all gone)."""
+        self.channel.sendall(b"f")
+
     def standby(self) -> Standby:
-        """The next prepared child; OSError when the zygote could not fork one (`retry`)."""
+        """The requested child; OSError when the zygote could not fork one."""
         message, fds, _, _ = socket.recv_fds(self.channel, 64, len(PIPES))
         if message[:1] != b"s" or len(message) != 9 or len(fds) != len(PIPES):
             for fd in fds:
@@ -295,10 +300,6 @@ class Zygote:
             raise OSError("the zygote did not hand over a child")
         self.running = struct.unpack_from("q", message, 1)[0]
         return Standby(self.running, dict(zip(PIPES, fds, strict=True)))
-
-    def retry(self) -> None:
-        """Let the zygote try to fork again (after a failed `standby`)."""
-        self.channel.sendall(b"t")
 
     def reaped(self) -> tuple[int, Usage]:
         """Wait for the running standby to end: its wait status and resource usage."""
@@ -320,9 +321,8 @@ REAPED = struct.Struct("qddq")  # wait status, user and system seconds, peak RSS
 
 
 def zygote_main(channel: socket.socket) -> None:
-    """Fork a prepared child, hand it over on `channel`, wait for it to end and report its
-    wait status, and again; after a failed fork, wait for the executor's word to retry.
-    Never returns."""
+    """For each request on `channel`: fork a prepared child, hand it over, wait for it to end
+    and report its wait status (or report that the fork failed). Never returns."""
     try:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         keep = channel.fileno()
@@ -332,7 +332,7 @@ def zygote_main(channel: socket.socket) -> None:
         # Once here rather than in every child: each child inherits the filter.
         seccomp.install((os.getppid(), os.getpid()))
         workdir = os.path.join(WORK_ROOT, "job")
-        while True:
+        while channel.recv(1) == b"f":
             pipes: dict[str, tuple[int, int]] = {}
             try:
                 for name in PIPES:
@@ -341,13 +341,11 @@ def zygote_main(channel: socket.socket) -> None:
                     with contextlib.suppress(OSError):  # refused past the user's pipe quota
                         fcntl.fcntl(pipes[name][1], F_SETPIPE_SZ, PIPE_BYTES)
                 pid = os.fork()
-            except OSError:  # out of processes or descriptors: the executor cleans up first
+            except OSError:  # out of processes or descriptors: the executor cleans up
                 for pair in pipes.values():
                     os.close(pair[0])
                     os.close(pair[1])
                 channel.sendall(b"x")
-                if not channel.recv(1):
-                    break
                 continue
             if pid == 0:
                 child_main(pipes, workdir)
@@ -687,6 +685,7 @@ def main() -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     zygote = Zygote()  # before any job is read
+    zygote.request()
     write_frame(control_out, {"ready": os.getpid(), "python": sys.version.split()[0]})
     standby = next_standby(zygote)
     while True:
@@ -711,18 +710,19 @@ def main() -> None:
                 with contextlib.suppress(OSError):
                     zygote.reaped()
             kill_leftovers(zygote.pid)
+        zygote.request()  # the job's processes are all gone (run_job killed what it left)
         write_frame(control_out, reply)
         standby = next_standby(zygote)
 
 
 def next_standby(zygote: Zygote) -> Standby:
-    """The zygote's next child; when it could not fork one (out of processes or memory),
-    kill what jobs left and let it try once more, else the worker ends."""
+    """The requested child; when the zygote could not fork one (out of processes or memory),
+    kill what jobs left and ask once more, else the worker ends."""
     try:
         return zygote.standby()
     except OSError:
         kill_leftovers(zygote.pid)
-        zygote.retry()
+        zygote.request()
         return zygote.standby()
 
 

@@ -9,8 +9,9 @@ outside AF_UNIX, and System V and POSIX message-queue IPC (their objects outlive
 the worker's IPC namespace, where the next job could read them). `clone` is refused when it
 asks for a new namespace; `clone3` answers ENOSYS so the C library falls back to `clone`,
 whose flags the filter can read.
-`kill`, `tkill` and `tgkill` are refused for negative pids (-1 is everyone; a job signals
-its own group with pid 0) and for the executor and its zygote.
+`kill`, `tkill`, `tgkill`, `rt_sigqueueinfo` and `rt_tgsigqueueinfo` are refused for negative
+pids (-1 is everyone; a job signals its own group with pid 0) and for the executor and its
+zygote; `pidfd_send_signal`, whose target the filter cannot see, is refused.
 
 fork stays allowed (os.fork, multiprocessing.Process; not multiprocessing's locks and pools,
 which need a /dev/shm that no backend gives a job), and the pids cgroup (Docker's
@@ -58,7 +59,8 @@ _ARCHES = {
             "kexec_file_load": 320, "reboot": 169, "swapon": 167, "swapoff": 168,
             "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
             "io_uring_register": 427, "kcmp": 312, "open_by_handle_at": 304,
-            "name_to_handle_at": 303, "pidfd_getfd": 438, "process_madvise": 440,
+            "name_to_handle_at": 303, "pidfd_getfd": 438, "pidfd_send_signal": 424,
+            "process_madvise": 440,
             "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
             "fsmount": 432, "fspick": 433, "mount_setattr": 442, "personality": 135,
             "acct": 163, "quotactl": 179, "syslog": 103, "iopl": 172, "ioperm": 173,
@@ -68,7 +70,8 @@ _ARCHES = {
             "msgctl": 71, "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242,
             "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245,
         },
-        {"socket": 41, "clone": 56, "clone3": 435, "kill": 62, "tkill": 200, "tgkill": 234},
+        {"socket": 41, "clone": 56, "clone3": 435, "kill": 62, "tkill": 200, "tgkill": 234,
+         "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297},
     ),
     "aarch64": (
         0xC00000B7,
@@ -82,7 +85,8 @@ _ARCHES = {
             "kexec_file_load": 294, "reboot": 142, "swapon": 224, "swapoff": 225,
             "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
             "io_uring_register": 427, "kcmp": 272, "open_by_handle_at": 265,
-            "name_to_handle_at": 264, "pidfd_getfd": 438, "process_madvise": 440,
+            "name_to_handle_at": 264, "pidfd_getfd": 438, "pidfd_send_signal": 424,
+            "process_madvise": 440,
             "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
             "fsmount": 432, "fspick": 433, "mount_setattr": 442, "personality": 92,
             "acct": 89, "quotactl": 60, "syslog": 116,
@@ -92,7 +96,8 @@ _ARCHES = {
             "msgrcv": 188, "msgctl": 187, "mq_open": 180, "mq_unlink": 181, "mq_timedsend": 182,
             "mq_timedreceive": 183, "mq_notify": 184, "mq_getsetattr": 185,
         },
-        {"socket": 198, "clone": 220, "clone3": 435, "kill": 129, "tkill": 130, "tgkill": 131},
+        {"socket": 198, "clone": 220, "clone3": 435, "kill": 129, "tkill": 130, "tgkill": 131,
+         "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240},
     ),
 }
 
@@ -143,8 +148,10 @@ def build_filter(protected: tuple[int, ...]) -> list[bytes]:
         _stmt(_RET_K, _SECCOMP_RET_ALLOW),
         _stmt(_RET_K, errno_eperm),
     ]
-    # kill(pid) and tkill(tid): pid in args[0]; tgkill(tgid, ...): tgid in args[0] too.
-    for name in ("kill", "tkill", "tgkill"):
+    # kill(pid) and tkill(tid): pid in args[0]; tgkill(tgid, ...), rt_sigqueueinfo(tgid, ...)
+    # and rt_tgsigqueueinfo(tgid, ...): tgid in args[0] too. (pidfd_send_signal names its
+    # target by a descriptor the filter cannot read: refused above.)
+    for name in ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
         prog += _signal_guard(special[name], protected, errno_eperm)
     prog.append(_stmt(_RET_K, _SECCOMP_RET_ALLOW))
     return prog

@@ -202,7 +202,8 @@ def constant(node: ast.expr) -> object:
 
 
 def _too_large(op: ast.operator, left: object, right: object) -> bool:
-    """Whether `left op right` would grow past MAX_FOLDED (only * and ** grow fast)."""
+    """Whether `left op right` would grow past MAX_FOLDED (only *, ** and % formatting can
+    grow fast)."""
     if isinstance(op, ast.Mult):
         for items, times in ((left, right), (right, left)):
             if isinstance(items, str | bytes | tuple | list) and isinstance(times, int):
@@ -211,7 +212,8 @@ def _too_large(op: ast.operator, left: object, right: object) -> bool:
         return both_ints and left.bit_length() + right.bit_length() > MAX_FOLDED
     if isinstance(op, ast.Pow) and isinstance(left, int) and isinstance(right, int):
         return right > 0 and left.bit_length() * right > MAX_FOLDED
-    return False
+    # `"%0999999d" % 0` formats a megabyte from a few characters: formatting is not folded.
+    return isinstance(op, ast.Mod) and isinstance(left, str | bytes)
 
 
 def expectations(tree: ast.Module) -> list[tuple[str, dict]] | None:

@@ -10,10 +10,11 @@ it rebuilt itself. Depth and item counts are bounded; big integers travel as hex
     tuple -> {"t": [...]}   set -> {"s": [...]}   frozenset -> {"z": [...]}
     dict -> {"d": [[key, value], ...]}   bytes -> {"y": "hex"}   complex -> {"c": [re, im]}
     a built-in type (int, str, ...: MBPP passes them as arguments) -> {"T": "int"}
+    collections.Counter -> {"C": [[key, value], ...]}   OrderedDict -> {"O": [...]}
+    defaultdict -> {"D": [factory, [[key, value], ...]]}, the factory a built-in type or null
 
-`collections.Counter`, `defaultdict` and `OrderedDict` cross as plain dicts: what a test
-compares them with is nearly always a dict literal, which they equal exactly when their
-items do.
+The `collections` types are rebuilt as themselves (a Counter compares as a Counter, an
+OrderedDict by order), never trusted from the jail: their items are encoded like a dict's.
 
 This file runs inside the jail too, so it imports the standard library only.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import collections
 import json
 
-DICTS = (collections.Counter, collections.defaultdict, collections.OrderedDict)
+MAPPINGS = {collections.Counter: "C", collections.OrderedDict: "O", collections.defaultdict: "D"}
 TYPES = {t.__name__: t for t in (bool, bytes, complex, dict, float, frozenset, int, list, set,
                                  str, tuple)}
 MAX_DEPTH = 64
@@ -68,8 +69,15 @@ def encode(value: object) -> object:
             items = [enc(v, depth + 1) for v in x]
             items.sort(key=lambda v: json.dumps(v, sort_keys=True))
             return {"s" if t is set else "z": items}
-        if t is dict or t in DICTS:
-            return {"d": [[enc(k, depth + 1), enc(v, depth + 1)] for k, v in dict.items(x)]}
+        if t is dict or t in MAPPINGS:
+            pairs = [[enc(k, depth + 1), enc(v, depth + 1)] for k, v in dict.items(x)]
+            if t is collections.defaultdict:
+                factory = x.default_factory
+                name = getattr(factory, "__name__", "")
+                if factory is not None and TYPES.get(name) is not factory:
+                    raise EncodeError("a defaultdict's factory must be a built-in type")
+                return {"D": [None if factory is None else factory.__name__, pairs]}
+            return {MAPPINGS.get(t, "d"): pairs}
         if t is type and TYPES.get(x.__name__) is x:
             return {"T": x.__name__}
         if t is bytes:
@@ -120,10 +128,16 @@ def decode(data: object) -> object:
                     items = [dec(v, depth + 1) for v in body]
                     _few_collisions(items)
                     return set(items) if tag == "s" else frozenset(items)
-                if tag == "d":
+                if tag in ("d", "C", "O"):
                     pairs = [(dec(k, depth + 1), dec(v, depth + 1)) for k, v in body]
                     _few_collisions([k for k, _ in pairs])
-                    return dict(pairs)
+                    if tag == "C":
+                        return collections.Counter(dict(pairs))
+                    return dict(pairs) if tag == "d" else collections.OrderedDict(pairs)
+                if tag == "D" and len(body) == 2 and type(body[1]) is list and (
+                        body[0] is None or body[0] in TYPES):
+                    inner = dec({"d": body[1]}, depth)
+                    return collections.defaultdict(body[0] and TYPES[body[0]], inner)
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"bad {tag!r} value: {exc}") from None
         raise DecodeError(f"unknown tag {tag!r}")
