@@ -91,7 +91,7 @@ def test_a_stranger_who_connects_first_is_not_let_in(tmp_path) -> None:
         accepted = control.accept(time.monotonic() + 30, readers)
         assert accepted is not None
         # Read side by side: the silent stranger did not hold the executor's turn.
-        assert time.monotonic() - start < backends.PROOF_TIMEOUT_S * 0.75
+        assert time.monotonic() - start < backends.PROOF_TIMEOUT_S - 0.1
         accepted.sendall(b"hello")
         assert strangers[-1].recv(5) == b"hello"
         assert not os.path.exists(control.path)  # nobody connects after it
