@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,10 @@ def test_a_docker_worker_speaks_on_its_socket_which_no_job_can_reach() -> None:
     with Sandbox(backend="docker", workers=1, cache_size=0) as sb:
         worker = only_worker(sb)
         assert worker._channel is not None, "the executor did not connect to its socket"
+        # Every local user can read a command line in /proc: the nonce is not on it.
+        cmdline = Path(f"/proc/{worker.launch.process.pid}/cmdline").read_bytes()
+        assert b"RESTEM_CONTROL_NONCE" in cmdline
+        assert worker.launch.control.nonce.encode() not in cmdline
         probe = sb.execute(REACH_THE_SOCKET)
         assert probe.status == "PASS", probe.stderr
         assert "CONNECTED" not in probe.stdout, probe.stdout
