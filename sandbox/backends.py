@@ -90,7 +90,7 @@ class ControlSocket:
         connect and stay silent cannot hold the executor's turn."""
         pending: dict[socket.socket, tuple[bytes, float]] = {}
         try:
-            while self.listener is not None and (now := time.monotonic()) < deadline:
+            while (now := time.monotonic()) < deadline:
                 for connection, (_, until) in list(pending.items()):
                     if until <= now:
                         del pending[connection]
@@ -115,8 +115,7 @@ class ControlSocket:
                         pending[connection] = (got, until)
                     elif chunk and hmac.compare_digest(got, self.nonce.encode()):
                         connection.setblocking(True)
-                        self.close()
-                        return connection
+                        return connection  # (the listener closes below)
                     else:
                         connection.close()
             return None
@@ -323,8 +322,8 @@ def _namespace(spec: WorkerSpec, name: str) -> Launch:
 def jail_python() -> str:
     """The interpreter a namespace jail runs: the system's python3.X of our own version when
     there is one (the same language, already under the jail's read-only /usr, and usually
-    a distribution's optimised build: HumanEval jobs ran about 20% slower on a pyenv build),
-    else our own, whose prefix the jail then binds."""
+    a distribution's optimised build, where a pyenv build has no PGO), else our own, whose
+    prefix the jail then binds."""
     system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     return system if os.access(system, os.X_OK) else os.path.realpath(sys.executable)
 

@@ -74,7 +74,8 @@ def _test_result(ex: Execution, passed: bool, status: Status, detail: str = "") 
         exit_code=ex.exit_code,
         cpu_s=ex.cpu_s,
         wall_s=ex.wall_s,
-        detail=detail or (ex.detail if status is not Status.PASS else ""),
+        # A detail may come from the jail (a candidate can forge its own result lines).
+        detail=(detail or (ex.detail if status is not Status.PASS else ""))[:KEEP_TEXT],
     )
 
 

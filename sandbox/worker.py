@@ -40,6 +40,10 @@ class Worker:
                 self._channel = self.launch.control.accept(deadline, self._out)
                 if self._channel is not None:
                     self._in = self._out = self._channel.fileno()
+                elif time.monotonic() >= deadline:
+                    raise WorkerError(f"worker {self.name}: its executor neither connected to "
+                                      f"the control socket nor answered on stdout in "
+                                      f"{START_TIMEOUT_S:.0f} s{self._stderr()}")
             hello = self._read(deadline)
         except WorkerError:
             self.close()

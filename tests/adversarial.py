@@ -252,8 +252,9 @@ print('VIOLATION')
     # Signals by the other system calls that take a pid or a pidfd (a reviewer's finding:
     # only kill, tkill and tgkill were guarded). Signal 0 probes without sending anything.
     Hostile("signal_executor_and_zygote_other_ways", "execute", "RUNTIME_ERROR", _p("""
-import ctypes, os
+import ctypes, os, platform
 libc = ctypes.CDLL(None, use_errno=True)
+queue, tgqueue = {"x86_64": (129, 297), "aarch64": (138, 240)}[platform.machine()]
 zygote = os.getppid()
 executor = int(open(f"/proc/{zygote}/stat").read().rsplit(")", 1)[1].split()[1])
 info = (ctypes.c_int * 32)(0, 0, -1)  # si_signo, si_errno, si_code = SI_QUEUE
@@ -261,9 +262,9 @@ for target in (zygote, executor):
     pidfd = libc.syscall(434, target, 0)  # pidfd_open
     if pidfd >= 0 and libc.syscall(424, pidfd, 0, None, 0) == 0:  # pidfd_send_signal
         print("VIOLATION pidfd_send_signal", target)
-    if libc.syscall(129, target, 0, info) == 0:  # rt_sigqueueinfo
+    if libc.syscall(queue, target, 0, info) == 0:  # rt_sigqueueinfo
         print("VIOLATION rt_sigqueueinfo", target)
-    if libc.syscall(297, target, target, 0, info) == 0:  # rt_tgsigqueueinfo
+    if libc.syscall(tgqueue, target, target, 0, info) == 0:  # rt_tgsigqueueinfo
         print("VIOLATION rt_tgsigqueueinfo", target)
 raise OSError(ctypes.get_errno(), "signals refused")
 """)),

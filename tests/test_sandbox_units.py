@@ -329,3 +329,11 @@ def test_an_entry_point_named_check_and_results_judged_by_their_truth(local_pool
     program = "import re\ndef starts(s):\n    return re.search('^[aeiou]', s)\n"
     assert local_pool.run(program, [truthy]).passed
     assert local_pool.run(program.replace("aeiou", "d"), [truthy]).verdict is Status.FAIL
+
+
+def test_a_forged_result_line_cannot_make_a_huge_detail(local_pool: Sandbox) -> None:
+    forger = ("import os\nos.write(3, b'{\"raise\": \"' + b'x' * 100000 + b'\"}\\n')\n"
+              "os._exit(0)\n")
+    result = local_pool.run(forger, [CallTest("f", [1], 1)])
+    assert result.verdict is Status.RUNTIME_ERROR
+    assert "xxx" in result.detail and len(result.detail) <= 2048
