@@ -166,5 +166,9 @@ def _mbpp_prompt(data_dir: str, variant: str, shots: int) -> str:
     exemplars = {p.task_id: p for p in load(variant, "prompt",
                                             data_dir if data_dir != "None" else None)}
     chosen = [exemplars[t] for t in MBPP_EXEMPLARS if t in exemplars][:shots]
+    if len(chosen) < shots:
+        raise ValueError(f"MBPP prompts take at most {len(chosen)} shots (the paper's "
+                         f"exemplars {', '.join(MBPP_EXEMPLARS)} found in {variant}'s prompt "
+                         f"split), not {shots}")
     return "".join(f"{mbpp_task(p)}\n[BEGIN]\n{p.solutions[0].strip()}\n[DONE]\n"
                    for p in chosen)

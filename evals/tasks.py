@@ -245,10 +245,11 @@ def _mbpp(split: str, data: Path | None, sanitized: bool) -> list[Problem]:
     else:
         rows = _hub("mbpp/sanitized" if sanitized else "mbpp", split)
     low, high = MBPP_SPLITS[split]
-    return [mbpp_problem(r) for r in rows if low <= int(r["task_id"]) <= high]
+    variant = "mbpp/sanitized" if sanitized else "mbpp"
+    return [mbpp_problem(r, variant) for r in rows if low <= int(r["task_id"]) <= high]
 
 
-def mbpp_problem(record: dict) -> Problem:
+def mbpp_problem(record: dict, variant: str = "mbpp") -> Problem:
     """An MBPP record (the original release's fields, or the sanitized set's) as a Problem.
     `meta["asserts"]` keeps the dataset's asserts as written, for prompts that show them."""
     code = record["code"].replace("\r\n", "\n")
@@ -256,7 +257,10 @@ def mbpp_problem(record: dict) -> Problem:
     setup = (record.get("test_setup_code") or "").replace("\r\n", "\n")
     with warnings.catch_warnings():  # the dataset's "\d" in plain strings, as written
         warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
-        entry = mbpp_entry_point(code, asserts)
+        try:
+            entry = mbpp_entry_point(code, asserts)
+        except (SyntaxError, ValueError) as exc:
+            raise ValueError(f"MBPP task {record['task_id']}: {exc}") from None
         imports = list(record.get("test_imports") or []) + _top_level_imports(code)
         test_code = mbpp_test_code(imports, setup, asserts, entry)
     return Problem(
@@ -264,7 +268,7 @@ def mbpp_problem(record: dict) -> Problem:
         kind="code",
         tests={"asserts": {"test_code": test_code, "entry_point": entry, "prompt": ""}},
         solutions=(code,),
-        meta={"variant": "mbpp/sanitized" if "source_file" in record else "mbpp",
+        meta={"variant": variant,
               "asserts": asserts, "entry_point": entry, "test_imports": imports,
               "test_setup_code": setup,
               "challenge_asserts": list(record.get("challenge_test_list") or [])},
