@@ -1,9 +1,12 @@
-"""E-step wall time and samples/s: verification streamed shard by shard (restem_client.estep)
-against verification after all sampling (evals.evaluate, as the loop did before), with 1
-engine in a local child process and 2 Ray actors on a two-raylet cluster on this machine.
-Same problems, params and model for every row, in one run; medians over --rounds.
+"""E-step wall time and samples/s on the code task: verification streamed shard by shard
+against verification after all sampling (both `evals.evaluate`, `stream=True` / `False`),
+with one engine in a local child process and, with --ray, two Ray actors on a two-raylet
+cluster on this machine. Same problems, params and model for every row, in one run; medians
+over --rounds. The verifier is the loop's in-process one (MBPP's tests in the sandbox); its
+share of the wall time is the time the verifier spent on the step's checks.
 
-    .venv/bin/python bench/estep.py --problems 24 -n 4 --max-tokens 48 --rounds 2
+    .venv/bin/python bench/estep.py --task mbpp --problems 32 -n 8 --max-tokens 192 \
+        --backend vllm --rounds 2
 """
 
 from __future__ import annotations
@@ -19,68 +22,93 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+class TimedVerifier:
+    """The verifier, with the seconds its check_many calls took (observation only)."""
+
+    def __init__(self, verifier: object) -> None:
+        self.verifier, self.seconds = verifier, 0.0
+
+    def check_many(self, checks: list) -> list:
+        started = time.perf_counter()
+        try:
+            return self.verifier.check_many(checks)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--problems", type=int, default=24)
-    parser.add_argument("-n", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--task", default="mbpp")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--backend", choices=("hf", "vllm"), default="vllm")
+    parser.add_argument("--sandbox", default="auto")
+    parser.add_argument("--problems", type=int, default=32)
+    parser.add_argument("-n", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--shard-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ray", action="store_true", help="also two Ray actors")
     args = parser.parse_args()
-
-    import ray
-    from ray.cluster_utils import Cluster
 
     from evals.evaluate import evaluate
     from evals.sampling import preset
     from evals.tasks import load
     from restem_client.client import open_verifier
     from restem_client.engines import EngineSpec, LocalEngines, RayEngines
-    from restem_client.estep import run_estep
     from restem_client.models import resolve
+    from restem_client.sampling import sampler_options
 
-    problems = load("arith", "train", None)[: args.problems]
+    problems = load(args.task, "train", args.data_dir)[: args.problems]
     params = preset("estep", n=args.n, max_tokens=args.max_tokens, seed=7)
-    spec = EngineSpec("hf", str(resolve(args.model)), {"batch_size": 16})
-    verifier = open_verifier(None, None, sandbox="auto")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+    options = sampler_options(args.backend, batch_size=16, max_model_len=4096)
+    spec = EngineSpec(args.backend, str(resolve(args.model)), options)
+    verifier = TimedVerifier(open_verifier(None, None, sandbox=args.sandbox))
+    replica_counts = (1, 2) if args.ray else (1,)
+    if args.ray:
+        import ray
+        from ray.cluster_utils import Cluster
 
-    def streamed(engines: object, out: Path) -> None:
-        run_estep(problems, engines, verifier, params, out, shard_size=args.shard_size,
-                  chat=True)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
 
-    def after(engines: object, out: Path) -> None:
-        evaluate(problems, engines, verifier, params, out, chat=True)
-
-    rows = {}
-    for replicas in (1, 2):
-        for name, step in (("streamed", streamed), ("after sampling", after)):
-            times = []
-            for _ in range(args.rounds):
-                engines = LocalEngines(spec) if replicas == 1 else RayEngines(spec, 2)
-                if replicas > 1:  # loading the engines is not part of the step
-                    ray.get([actor.where.remote() for actor in engines.actors])
+    rows: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
+    for _ in range(args.rounds):  # rounds outside, so both ways see the same machine
+        for replicas in replica_counts:
+            engines = LocalEngines(spec) if replicas == 1 else RayEngines(spec, 2)
+            if replicas > 1:  # loading the engines is not part of the step
+                ray.get([actor.where.remote() for actor in engines.actors])
+            for name, stream in (("streamed", True), ("after sampling", False)):
                 out = Path(tempfile.mkdtemp(prefix="bench-estep-"))
+                verifier.seconds = 0.0
                 started = time.perf_counter()
-                step(engines, out)
-                times.append(time.perf_counter() - started)
-                engines.close()
+                metrics = evaluate(problems, engines, verifier, params, out,
+                                   shard_size=args.shard_size, stream=stream,
+                                   data_dir=args.data_dir, label=name)
+                wall = time.perf_counter() - started
+                rows.setdefault((replicas, name), []).append(
+                    (wall, verifier.seconds, metrics["accuracy"]))
                 shutil.rmtree(out)
-            rows[(replicas, name)] = statistics.median(times)
-    ray.shutdown()
-    cluster.shutdown()
-    verifier.close()
+            engines.close()
+    if args.ray:
+        ray.shutdown()
+        cluster.shutdown()
+    verifier.verifier.close()
     samples = len(problems) * args.n
-    print(f"# bench/estep.py: {len(problems)} arith problems x {args.n}, {args.max_tokens} "
-          f"tokens, shards of {args.shard_size}, HF sampler, median of {args.rounds}")
-    print("| engines | verification | wall s | samples/s | vs. after sampling |")
-    print("| --- | --- | ---: | ---: | ---: |")
-    for (replicas, name), wall in rows.items():
-        ratio = rows[(replicas, "after sampling")] / wall
-        print(f"| {replicas} | {name} | {wall:.1f} | {samples / wall:.2f} | {ratio:.2f}x |")
+    print(f"# bench/estep.py: {len(problems)} {args.task} train problems x {args.n}, "
+          f"{args.max_tokens} tokens, shards of {args.shard_size}, {args.backend} sampler, "
+          f"sandbox {args.sandbox}, median of {args.rounds}")
+    print("| engines | verification | wall s | samples/s | verifier s | verifier share "
+          "| vs. after sampling | reward |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    medians = {key: [statistics.median(column) for column in zip(*runs, strict=True)]
+               for key, runs in rows.items()}
+    for (replicas, name), (wall, verify_s, reward) in medians.items():
+        ratio = medians[(replicas, "after sampling")][0] / wall
+        print(f"| {replicas} | {name} | {wall:.1f} | {samples / wall:.2f} | {verify_s:.2f} "
+              f"| {100 * verify_s / wall:.1f} % | {ratio:.2f}x | {100 * reward:.1f} % |")
 
 
 if __name__ == "__main__":

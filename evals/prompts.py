@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from evals.problem import Problem
-from evals.tasks import load
+from evals.tasks import load, shown_asserts
 
 SEED = 1234
 FEW_SHOT_TASKS = ("math", "gsm8k", "mbpp", "arith")  # tasks whose exemplar count `shots` sets
@@ -155,8 +155,9 @@ def apps_prompt(problem: Problem) -> str:
 
 
 def mbpp_task(problem: Problem) -> str:
-    """An MBPP problem as the MBPP paper words it: the task and the asserts to pass."""
-    tests = "\n".join(problem.meta["asserts"])
+    """An MBPP problem as the MBPP paper words it: the task and the asserts to pass (those
+    it shows; see evals.tasks.show_tests)."""
+    tests = "\n".join(shown_asserts(problem))
     return (f"You are an expert Python programmer, and here is your task: {problem.question} "
             f"Your code should pass these tests:\n\n{tests}")
 

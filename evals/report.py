@@ -1,12 +1,22 @@
 """Reports readable without opening JSON: a terminal table of a run's summary, and plots
-(pass@K curves; pass@1 by ReST-EM iteration). Plots need matplotlib (the `plots` extra)."""
+(pass@K curves; pass@1 by ReST-EM iteration). Plots need matplotlib (the `plots` extra).
+`write_atomic` writes a report file whole or not at all."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 METRIC_ORDER = ("accuracy", "pass@1", "pass@10", "pass@100")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a `.partial` file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def format_summary(summary: dict[str, Any], title: str = "") -> str:

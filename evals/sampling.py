@@ -4,7 +4,9 @@
 generated token count, finish reason). A prompt is plain text or a chat (a list of
 {"role", "content"} messages). The implementations (vLLM offline engine, OpenAI-compatible
 server, transformers) live in `restem_client.sampling`; this module has no dependencies so
-that evals stays a leaf.
+that evals stays a leaf. A `ShardSampler` (the loop's engine pools, restem_client.engines)
+samples shards of prompts, possibly on several engines at once, and reports each shard as it
+ends; `run_shards` drives either kind.
 
 Paper presets by name (ReST-EM, arXiv 2312.06585): `estep` samples training data (top-k 40,
 temperature 0.7), `greedy` is the pass@1 evaluation, `passk` the pass@K evaluation
@@ -13,6 +15,7 @@ temperature 0.7), `greedy` is the pass@1 evaluation, `passk` the pass@K evaluati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
@@ -84,6 +87,28 @@ class Sampler(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class ShardSampler(Protocol):
+    def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
+            done: Callable[[int, list[list[Completion]]], None]) -> None:
+        """Sample every shard with params_for(its index); done(index, completions) as each
+        ends, in any order."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def run_shards(sampler: Sampler | ShardSampler, shards: dict[int, list[Prompt]],
+               params_for: Callable[[int], SamplingParams],
+               done: Callable[[int, list[list[Completion]]], None]) -> None:
+    """The shards through a ShardSampler, or through a Sampler one at a time in order."""
+    if hasattr(sampler, "run"):
+        sampler.run(shards, params_for, done)
+        return
+    for index in sorted(shards):
+        done(index, sampler.generate(shards[index], params_for(index)))
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

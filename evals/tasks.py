@@ -28,6 +28,9 @@ import gzip
 import json
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from evals import arithmetic
@@ -255,8 +258,7 @@ def mbpp_problem(record: dict, variant: str = "mbpp") -> Problem:
     code = record["code"].replace("\r\n", "\n")
     asserts = list(record["test_list"])
     setup = (record.get("test_setup_code") or "").replace("\r\n", "\n")
-    with warnings.catch_warnings():  # the dataset's "\d" in plain strings, as written
-        warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+    with _as_written():
         try:
             entry = mbpp_entry_point(code, asserts)
         except (SyntaxError, ValueError) as exc:
@@ -273,6 +275,46 @@ def mbpp_problem(record: dict, variant: str = "mbpp") -> Problem:
               "test_setup_code": setup,
               "challenge_asserts": list(record.get("challenge_test_list") or [])},
     )
+
+
+def show_tests(problem: Problem, count: int) -> Problem:
+    """The MBPP problem whose prompt shows only its first `count` asserts (0: all); it is
+    still verified against all of them (see `unseen_asserts`)."""
+    if not problem.task_id.startswith("mbpp/"):
+        raise ValueError(f"{problem.task_id}: only MBPP prompts show their tests")
+    if count < 0:
+        raise ValueError(f"tests shown must be at least 0, not {count}")
+    return replace(problem, meta={**problem.meta, "shown": count})
+
+
+def shown_asserts(problem: Problem) -> list[str]:
+    """The asserts an MBPP prompt shows."""
+    return problem.meta["asserts"][: problem.meta.get("shown") or None]
+
+
+def unseen_asserts(problem: Problem) -> list[str]:
+    """The asserts an MBPP problem is verified against that its prompt does not show: the
+    ones past `shown`, and the dataset's challenge asserts."""
+    return problem.meta["asserts"][len(shown_asserts(problem)):] + \
+        problem.meta["challenge_asserts"]
+
+
+def with_asserts(problem: Problem, asserts: list[str]) -> Problem:
+    """The MBPP problem verified against `asserts` instead of its own."""
+    meta = problem.meta
+    with _as_written():
+        test_code = mbpp_test_code(meta["test_imports"], meta["test_setup_code"], asserts,
+                                   meta["entry_point"])
+    return replace(problem, tests={"asserts": {**problem.tests["asserts"],
+                                               "test_code": test_code}})
+
+
+@contextmanager
+def _as_written() -> Iterator[None]:
+    """Parse MBPP's code quietly: it has "\\d" in plain strings, as written."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+        yield
 
 
 def mbpp_entry_point(code: str, asserts: list[str]) -> str:

@@ -85,7 +85,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from evals.evaluate import evaluate as run_eval
     from evals.report import flat_metrics
     from evals.tasks import load
-    from restem_client.sampling import make_sampler, preset
+    from restem_client.sampling import make_sampler, preset, sampler_options
     from restem_client.tracking import check_trackers, open_tracker
 
     try:
@@ -96,11 +96,9 @@ def evaluate(args: argparse.Namespace) -> int:
             if v is not None}
         params = preset(args.preset or ("greedy" if (args.n or 1) == 1 else "passk"),
                         **overrides)
-        options = {"batch_size": args.batch_size} if args.backend == "hf" else {}
-        if args.backend == "vllm":
-            options["tensor_parallel_size"] = args.tensor_parallel_size
-        if args.backend == "openai" and args.served_model:
-            options["served_model"] = args.served_model
+        options = sampler_options(args.backend, batch_size=args.batch_size,
+                                  tensor_parallel_size=args.tensor_parallel_size,
+                                  served_model=args.served_model)
         trackers = check_trackers([n for n in (args.tracking or "").split(",") if n])
         sampler = make_sampler(args.backend, args.model, **options)
     except (FileNotFoundError, ValueError) as exc:

@@ -5,8 +5,7 @@ frees its GPUs before fine-tuning starts, and checks that they are free.
     pool = open_engines(EngineSpec("vllm", model, tensor_parallel_size=2), cluster="ray",
                         replicas=4)
     pool.run(shards, params_for, done)   # shards of prompts; done(k, completions) as each ends
-    pool.generate(prompts, params)       # the Sampler protocol (evals use it unchanged)
-    pool.close()
+    pool.close()                         # (evals.sampling.ShardSampler; evals.evaluate runs it)
 
 `LocalEngines` (`cluster = "local"`): the sampler lives in one spawned worker of a
 `ProcessPoolExecutor`. `RayEngines` (`cluster = "ray"`): `replicas` actors, each holding a
@@ -44,7 +43,6 @@ from evals.sampling import Completion, Prompt, SamplingParams
 log = logging.getLogger(__name__)
 
 CLUSTERS = ("local", "ray")
-SHARD_SIZE = 64  # prompts per shard in `generate` (evals); the E-step sets its own
 WAIT_LOG_S = 60.0  # a wait longer than this says what it waits for
 ACTOR_RESTARTS = 2
 GPU_FREE_TIMEOUT_S = 120.0
@@ -178,9 +176,6 @@ class LocalEngines:
             slowest = max(time.monotonic() - started, slowest or 0.0)
             done(index, completions)
 
-    def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
-        return _generate(self, prompts, params)
-
     def close(self) -> None:
         """Close the engine in its process, then end that process and its children (vLLM's
         engine core): a worker holding vLLM does not always exit on its own. A stuck one is
@@ -232,26 +227,16 @@ def _result_with_progress(future: Future, what: str, limit_s: float = math.inf,
         log.info(f"still sampling {what} after {waited:.0f} s")
 
 
-class InProcessEngine:
-    """A sampler that holds no GPU in this process (an OpenAI-compatible server's client),
-    behind the same interface."""
-
-    def __init__(self, sampler: Any) -> None:
-        self.sampler = sampler
-
-    def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
-            done: Done) -> None:
-        for index in sorted(shards):
-            done(index, self.sampler.generate(shards[index], params_for(index)))
-
-    def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
-        return self.sampler.generate(prompts, params)
-
-    def close(self) -> None:
-        self.sampler.close()
-
-
 # ----------------------------------------------------------------------------- ray
+
+
+def connect_ray(address: str = "") -> None:
+    """Join the Ray cluster at `address` (default: $RAY_ADDRESS, else a Ray instance started
+    on this machine), unless this process already has."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address or None, log_to_driver=False, logging_level="ERROR")
 
 
 class _SamplerActor:
@@ -277,8 +262,7 @@ class RayEngines:
                  stall: StallLimit | None = None) -> None:
         import ray
 
-        if not ray.is_initialized():
-            ray.init(address=address or None, log_to_driver=False, logging_level="ERROR")
+        connect_ray(address)
         options: dict[str, Any] = {"num_gpus": spec.gpus, "max_restarts": ACTOR_RESTARTS}
         if not spec.gpus:
             options["num_cpus"] = 1
@@ -350,9 +334,6 @@ class RayEngines:
                 killed.add(ref)
         return killed
 
-    def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
-        return _generate(self, prompts, params)
-
     def close(self) -> None:
         import ray
 
@@ -364,7 +345,7 @@ class RayEngines:
 
 # ----------------------------------------------------------------------------- both
 
-Engines = LocalEngines | RayEngines | InProcessEngine
+Engines = LocalEngines | RayEngines
 
 
 def open_engines(spec: EngineSpec, cluster: str = "local", replicas: int = 1,
@@ -374,15 +355,6 @@ def open_engines(spec: EngineSpec, cluster: str = "local", replicas: int = 1,
     if cluster == "ray":
         return RayEngines(spec, replicas, address, stall)
     raise ValueError(f"cluster must be one of {CLUSTERS}, not {cluster!r}")
-
-
-def _generate(engines: Engines, prompts: list[Prompt], params: SamplingParams) -> Completions:
-    """All prompts through the engines in shards of SHARD_SIZE, results in prompt order."""
-    shards = {k: prompts[start:start + SHARD_SIZE]
-              for k, start in enumerate(range(0, len(prompts), SHARD_SIZE))}
-    out: dict[int, Completions] = {}
-    engines.run(shards, lambda _: params, out.__setitem__)
-    return [c for k in sorted(out) for c in out[k]]
 
 
 def gpu_count() -> int:

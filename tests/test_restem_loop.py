@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from evals.tasks import load
 from restem_client.config import ConfigError, load_config, to_toml
 from restem_client.restem import Run, RunConfig, select
 from tests.conftest import REPO, write_jsonl
@@ -155,3 +156,66 @@ def test_two_iterations_killed_between_stages_and_resumed(
     assert generated["config"]["shots"] is None
     prompt = json.loads((run_dir / "iter_1" / "train.jsonl").read_text().splitlines()[0])
     assert [m["role"] for m in prompt["prompt"]] == ["user"]
+
+
+@pytest.mark.slow
+@pytest.mark.namespace
+def test_the_code_loop_on_mbpp_audits_its_kept_set_and_tests_transfer_to_humaneval(
+        tmp_path: Path, tiny_model: Path, data_dir: Path, run_toml: Callable[..., Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`task = "mbpp"` end to end on a tiny model: the E-step's samples verified in the
+    sandbox, the kept-set audit, the SFT baseline on MBPP's reference solutions, and every
+    model also tested on HumanEval. (A random model solves nothing, so iteration 1 stops.)"""
+    config = run_toml(name="code", task="mbpp", model=str(tiny_model), data_dir=str(data_dir),
+                      sampler="hf", sandbox="namespace", num_problems=4, val_limit=2,
+                      test_limit=2, transfer=["humaneval"], transfer_limit=3,
+                      samples_per_problem=2, iterations=1, sft_baseline=True, max_tokens=16,
+                      finetune={"max_steps": 1, "micro_batch_size": 4, "global_batch_size": 4,
+                                "max_seq_len": 256})
+    summary = Run(load_config(RunConfig, config)).run()
+    run_dir = tmp_path / "run"
+    for step in ("base", "sft"):
+        results = [json.loads(line) for line in (run_dir / step / "eval" / "humaneval" /
+                                                 "samples_results.jsonl").read_text().splitlines()]
+        assert [r["task_id"] for r in results] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+        assert not {r["verdict"] for r in results} & {"SANDBOX_ERROR", "INVALID_REQUEST"}
+        assert summary[step]["humaneval_pass@1"] == sum(r["passed"] for r in results) / 3
+    generated = (run_dir / "iter_1" / "generate" / "samples_results.jsonl").read_text()
+    assert generated.count("\n") == 8 and '"verdict": "SANDBOX_ERROR"' not in generated
+    audit = json.loads((run_dir / "iter_1" / "audit.json").read_text())
+    assert audit["problems"] == 4 and audit["samples"] == 8
+    assert audit["pass_all"] == summary["base"]["train_reward"] * 8
+    sft = [json.loads(line) for line in (run_dir / "sft" / "train.jsonl").read_text().splitlines()]
+    train = {p.task_id: p for p in load("mbpp", "train", data_dir)}
+    assert len(sft) == 4 and all(r["completion"] == train[r["task_id"]].solutions[0] for r in sft)
+    for record in sft:  # trained with the prompt it is tested with: every assert shown
+        [message] = record["prompt"]
+        assert all(a in message["content"] for a in train[record["task_id"]].meta["asserts"])
+    assert "humaneval pass@1 %" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.namespace
+def test_the_code_loop_runs_on_the_apps_sample(tmp_path: Path, tiny_model: Path,
+                                               data_dir: Path, run_toml: Callable[..., Path]
+                                               ) -> None:
+    """`task = "apps"` on the local 5-problem sample (stdin and call-based tests): one
+    problem each for validation and test, three to train on."""
+    config = run_toml(name="apps", task="apps", model=str(tiny_model), data_dir=str(data_dir),
+                      sampler="hf", sandbox="namespace", val_from_train=1, test_from_train=1,
+                      samples_per_problem=2, iterations=1, sft_baseline=True, max_tokens=16,
+                      finetune={"max_steps": 1, "micro_batch_size": 4, "global_batch_size": 4,
+                                "max_seq_len": 256})
+    summary = Run(load_config(RunConfig, config)).run()
+    run_dir = tmp_path / "run"
+    generated = [json.loads(line) for line in (run_dir / "iter_1" / "generate" /
+                                               "samples_results.jsonl").read_text().splitlines()]
+    assert len(generated) == 3 * 2
+    assert not {r["verdict"] for r in generated} & {"SANDBOX_ERROR", "INVALID_REQUEST"}
+    assert not (run_dir / "iter_1" / "audit.json").exists()  # APPS prompts show no tests
+    sft = (run_dir / "sft" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(r)["task_id"] for r in sft] == ["apps/1", "apps/111", "apps/2287"]
+    for step in ("base", "sft"):
+        assert 0 <= summary[step]["test_pass@1"] <= 1
+    test = json.loads((run_dir / "base" / "eval" / "test" / "samples.jsonl").read_text())
+    assert test["task_id"] == "apps/2404"

@@ -300,3 +300,16 @@ def test_an_answer_that_arrives_twice_is_dropped_and_counted() -> None:
     again.CopyFrom(answer)
     assert batch.accept(answer) and not batch.accept(again)
     assert batch.duplicates == 1 and batch.answers[0].request_id == "mine"
+
+
+def test_an_empty_program_is_no_answer_and_malformed_tests_still_invalid() -> None:
+    """A model that wrote nothing gave a wrong answer; a request with no tests is malformed
+    whatever its program."""
+    from verifier_server.core import InvalidRequest, NoAnswer, validate
+
+    empty = pb.VerifyRequest(code=pb.CodeTask(program="  \n", stdio=pb.StdioTests(
+        cases=[pb.StdioCase(stdin="", expected_stdout="1\n")])))
+    with pytest.raises(NoAnswer, match=r"code\.program: empty"):
+        validate(empty, 4)
+    with pytest.raises(InvalidRequest, match=r"code\.tests: none"):
+        validate(pb.VerifyRequest(code=pb.CodeTask(program="")), 4)

@@ -64,6 +64,11 @@ class InvalidRequest(ValueError):
     """A request that cannot be verified; the message names the field."""
 
 
+class NoAnswer(ValueError):
+    """A well-formed request whose answer is empty (a model that wrote no program): answered
+    NO_ANSWER, a wrong answer, as a math answer with nothing to extract is."""
+
+
 @dataclass(frozen=True)
 class Job:
     """A request that passed `validate`, with what validation read from it."""
@@ -158,8 +163,10 @@ class Verifier:
             started = time.monotonic()
             try:
                 jobs.append((i, validate(request, self.max_processes)))
-            except InvalidRequest as exc:
-                out[i] = response(echo_id(request), Verdict.INVALID_REQUEST, str(exc),
+            except (InvalidRequest, NoAnswer) as exc:
+                verdict = Verdict.NO_ANSWER if isinstance(exc, NoAnswer) else \
+                    Verdict.INVALID_REQUEST
+                out[i] = response(echo_id(request), verdict, str(exc),
                                   elapsed_ms=(time.monotonic() - started) * 1000)
             except Exception as exc:  # a bug reading some input: that request's answer only
                 out[i] = internal_error(request, exc)
@@ -405,14 +412,15 @@ def validate(request: pb.VerifyRequest, max_processes: int) -> Job:
         raise InvalidRequest("exact.answer_format: must be multiple_choice or free_text")
     if kind == "code":
         code = request.code
-        if not code.program.strip():
-            raise InvalidRequest("code.program: empty")
         if code.WhichOneof("tests") is None:
             raise InvalidRequest("code.tests: none of stdio, call, asserts is set")
         _check_limits(code.limits, max_processes)
         if code.profile not in PROFILE_NAMES:
             raise InvalidRequest(f"code.profile: unknown value {code.profile}")
-        return Job(request, kind, code_tests(code))
+        tests = code_tests(code)
+        if not code.program.strip():  # checked last: the request is otherwise well formed
+            raise NoAnswer("code.program: empty (no program to run)")
+        return Job(request, kind, tests)
     return Job(request, kind)
 
 

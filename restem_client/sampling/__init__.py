@@ -20,8 +20,11 @@ from evals.sampling import PRESETS, Completion, Prompt, Sampler, SamplingParams,
 BACKENDS = ("hf", "vllm", "openai")
 
 __all__ = ["BACKENDS", "PRESETS", "Completion", "Prompt", "Sampler", "SamplingParams",
-           "make_sampler", "preset",
-           "prompt_ids"]
+           "make_sampler", "preset", "prompt_ids", "sampler_options"]
+# The make_sampler options each backend takes.
+OPTIONS = {"hf": ("batch_size",),
+           "vllm": ("tensor_parallel_size", "max_model_len", "gpu_memory_utilization"),
+           "openai": ("served_model",)}
 
 
 def prompt_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
@@ -31,6 +34,14 @@ def prompt_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
         return tokenizer(prompt).input_ids
     text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def sampler_options(backend: str, **settings: Any) -> dict[str, Any]:
+    """The settings `backend` takes, as make_sampler options; a setting that is None, 0 or
+    empty means the backend's default and is left out."""
+    if backend not in OPTIONS:
+        raise ValueError(f"unknown sampling backend {backend!r}; expected one of {BACKENDS}")
+    return {k: v for k, v in settings.items() if k in OPTIONS[backend] and v}
 
 
 def make_sampler(backend: str, model: str, **options: Any) -> Sampler:
