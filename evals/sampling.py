@@ -93,7 +93,7 @@ class ShardSampler(Protocol):
     def run(self, shards: dict[int, list[Prompt]], params_for: Callable[[int], SamplingParams],
             done: Callable[[int, list[list[Completion]]], None]) -> None:
         """Sample every shard with params_for(its index); done(index, completions) as each
-        ends, in any order."""
+        ends, in any order, on the caller's thread."""
         ...
 
     def close(self) -> None:

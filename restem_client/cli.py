@@ -114,7 +114,7 @@ def evaluate(args: argparse.Namespace) -> int:
                       name=out.name, resume=False) as tracker:
         try:
             metrics = run_eval(problems, sampler, verifier, params, out,
-                               data_dir=args.data_dir, chat=args.chat,
+                               shard_size=args.shard_size, data_dir=args.data_dir, chat=args.chat,
                                label=Path(args.model).name, config=config)
         finally:
             sampler.close()
@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="local datasets (the ../shared/data layout)")
     p.add_argument("--out", type=Path, help="output directory (default runs/eval-TASK-SPLIT)")
     p.add_argument("--batch-size", type=int, default=16, help="hf: rows per generate call")
+    p.add_argument("--shard-size", type=int, default=0,
+                   help="problems sampled per call, each verified while the next is sampled "
+                   "(shard k is seeded seed + k); 0: all in one call")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs")
     p.add_argument("--served-model", help="openai: model name on the server (default: the "
                    "first it lists); the API key comes from OPENAI_API_KEY")

@@ -150,7 +150,9 @@ class RunConfig:
     tensor_parallel_size: int = 1  # GPUs per vLLM engine
     gpu_memory_utilization: float = 0.0  # vLLM's share of each GPU; 0 = the engine's default
     max_model_len: int = 4096  # vLLM's context (prompt + completion tokens)
-    shard_size: int = 64  # E-step problems per shard (a shard's seed is seed + its index)
+    # E-step problems per shard (a shard's seed is seed + its index); an eval shard holds
+    # shard_size x samples_per_problem problems, as many sequences
+    shard_size: int = 64
     # A sampling shard running past max(stall_s, 10 x the slowest shard of its step), or
     # 4 x stall_s for a step's first shard, is stuck: its engine is ended. 0 = never.
     stall_s: float = 1800.0
@@ -248,6 +250,13 @@ class Run:
         write_atomic(self.dir / "config.toml", to_toml(asdict(c)))
         self.base = str(resolve(c.model))
         self.train, self.val, self.test = self._splits()
+        self.transfer: list[tuple[str, list[Problem]]] = []
+        for name in c.transfer:  # a transfer task that cannot load fails now
+            try:
+                problems = load(name, "test", self.data_dir)[: c.transfer_limit or None]
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ConfigError(f"config key 'transfer': {name}: {exc}") from None
+            self.transfer.append((_transfer_dir(name), problems))
         if c.estep_shots:  # a task with fewer exemplars fails now, not after the base eval
             try:
                 render(self.train[0], self.data_dir, chat=c.chat, shots=c.estep_shots)
@@ -309,7 +318,9 @@ class Run:
         saved_path = self.dir / "config.toml"
         if not saved_path.exists():
             return
-        saved = tomllib.loads(saved_path.read_text())
+        # A key the saved file lacks is newer than the run, which had its default's behaviour.
+        saved = {**tomllib.loads(to_toml(asdict(RunConfig()))),
+                 **tomllib.loads(saved_path.read_text())}
         now = tomllib.loads(to_toml(asdict(self.config)))
         changed = sorted(key for key in saved.keys() | now.keys()
                          if key not in RESUME_MAY_CHANGE and saved.get(key) != now.get(key))
@@ -340,10 +351,7 @@ class Run:
                 test[: c.test_limit or None])
 
     def _evaluate(self, step: str, model: str) -> None:
-        transfer = [(_transfer_dir(name),
-                     load(name, "test", self.data_dir)[: self.config.transfer_limit or None])
-                    for name in self.config.transfer]
-        for split, problems in (("val", self.val), ("test", self.test), *transfer):
+        for split, problems in (("val", self.val), ("test", self.test), *self.transfer):
             # Shards are kept across a restart, outside the `.partial` directory.
             shards = self.dir / step / "eval" / f"{split}.shards"
             with self._output(self.dir / step / "eval" / split) as tmp:
@@ -351,7 +359,7 @@ class Run:
                     _log(f"{step}: greedy pass@1 on {split} ({len(problems)} problems)")
                     evaluate(problems, self._sampler_for(model), self._verify(),
                              preset("greedy", max_tokens=self.config.max_tokens), tmp,
-                             shards_dir=shards, shard_size=self.config.shard_size,
+                             shards_dir=shards, shard_size=self._eval_shard_size(),
                              data_dir=self.data_dir, chat=self.config.chat, label=step)
             shutil.rmtree(shards, ignore_errors=True)  # merged into eval/<split>/
         with self.tracker.once(f"{step}/eval") as todo:
@@ -391,11 +399,13 @@ class Run:
                                 self._verify(), select, self._prompts(), c.cap,
                                 f"{c.seed}/{step}")
             write_atomic(audit, json.dumps(report, indent=2) + "\n")
-            _log(f"{step}: of {report['pass_shown']} samples that pass the "
-                 f"{c.estep_shown_tests} assert(s) shown, {report['pass_shown_fail_unseen']} "
-                 f"fail an unseen one; a reward on the shown asserts would keep "
-                 f"{report['shown_reward_kept']} solutions, "
-                 f"{report['shown_reward_kept_fail_unseen']} of them failing an unseen assert")
+            if report["problems"]:
+                _log(f"{step}: of {report['pass_shown']} samples that pass the "
+                     f"{c.estep_shown_tests} assert(s) shown, "
+                     f"{report['pass_shown_fail_unseen']} fail an unseen one; a reward on the "
+                     f"shown asserts would keep {report['shown_reward_kept']} solutions, "
+                     f"{report['shown_reward_kept_fail_unseen']} of them failing an unseen "
+                     "assert")
         with self.tracker.once(f"{step}/generate") as todo:
             if todo:
                 report = json.loads((self.dir / step / "generate" / "results.json").read_text())
@@ -406,6 +416,10 @@ class Run:
                                   "estep/kept_samples": kept.read_text().count("\n")},
                                  step=_iteration(step), axis="iteration")
         return kept if kept.stat().st_size else None
+
+    def _eval_shard_size(self) -> int:
+        """Problems per eval shard: as many sequences in flight as an E-step shard has."""
+        return self.config.shard_size * self.config.samples_per_problem
 
     def _estep_problems(self) -> list[Problem]:
         """The training problems as the E-step prompts them (MBPP: showing some asserts)."""

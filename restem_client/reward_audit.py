@@ -34,6 +34,8 @@ def audit_kept(generate_dir: Path, problems: list[Problem], verifier: BatchVerif
     the loop's filter, called as select(results, prompts, cap, seed)."""
     audited = {p.task_id: with_asserts(p, shown_asserts(p)) for p in problems
                if unseen_asserts(p)}
+    if not audited:
+        return {"problems": 0}
     shown_results = generate_dir / "shown_results.jsonl"
     score_file(generate_dir / "samples.jsonl", shown_results, verifier, log=io.StringIO(),
                problems={**{p.task_id: p for p in problems}, **audited})

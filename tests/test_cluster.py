@@ -125,7 +125,8 @@ def test_an_engine_killed_mid_shard_costs_only_that_shard(
 
     try:
         engines.run(shards, lambda k: params, finished)
-        again = {k: engines.generate(shards[k], params) for k in shards}  # a restarted engine
+        again: dict = {}  # sampled again by the restarted engine
+        engines.run(shards, lambda k: params, again.__setitem__)
     finally:
         engines.close()
     err = caplog.text
@@ -205,7 +206,8 @@ def test_a_stopped_ray_engine_is_restarted_and_its_shard_sampled_again(
 
     try:
         engines.run(shards, lambda k: params, finished)
-        again = {k: engines.generate(shards[k], params) for k in shards}
+        again: dict = {}
+        engines.run(shards, lambda k: params, again.__setitem__)
     finally:
         engines.close()
     err = caplog.text

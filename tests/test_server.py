@@ -142,11 +142,18 @@ def test_info_health_reflection_metrics(server, client: VerifierClient) -> None:
     assert "restem_sandbox_busy" in text
 
 
+def test_an_empty_program_is_answered_no_answer(client: VerifierClient) -> None:
+    """A model that wrote no code gave a wrong answer, on the unary call as in a batch."""
+    request = code_request("  \n", stdio=(("", "1\n"),))
+    assert client.verify(request).verdict == pb.NO_ANSWER
+    assert client.verify_many([request])[0].verdict == pb.NO_ANSWER
+
+
 def test_malformed_unary_requests_name_the_field(client: VerifierClient) -> None:
     bad = [
         (pb.VerifyRequest(), "task"),
         (pb.VerifyRequest(timeout_s=-1, math=pb.MathTask(gold="1")), "timeout_s"),
-        (pb.VerifyRequest(code=pb.CodeTask(program="")), "code.program"),
+        (pb.VerifyRequest(code=pb.CodeTask(program="")), "code.tests"),
         (pb.VerifyRequest(code=pb.CodeTask(program="x")), "code.tests"),
         (code_request("x", calls=("f", [([1], 1)])), None),
     ]

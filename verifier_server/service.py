@@ -1,7 +1,7 @@
 """The gRPC face of the `Verifier` core: servicer, admission control, auth and metrics.
 
 - `Verify`: one request; a malformed one is INVALID_ARGUMENT (the message names the field);
-  a full queue is RESOURCE_EXHAUSTED.
+  a full queue is RESOURCE_EXHAUSTED; an empty program is a NO_ANSWER response.
 - `VerifyStream`: responses as they finish, matched by request_id; `VerifyBatches` the same
   with many requests and responses per message (gRPC's cost is per message; README has the
   bench/server_load.py figures); the client library uses it. A malformed item comes back as
@@ -39,7 +39,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
-from verifier_server.core import InvalidRequest, Job, Verifier, internal_error, validate
+from verifier_server.core import (
+    InvalidRequest,
+    Job,
+    NoAnswer,
+    Verifier,
+    internal_error,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +213,8 @@ class VerifierService(pb_grpc.VerifierServicer):
         except InvalidRequest as exc:
             await self._release(1)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except NoAnswer:
+            job = None  # a wrong answer: the batch path answers it NO_ANSWER and counts it
         except Exception as exc:
             await self._release(1)
             return internal_error(request, exc)
