@@ -30,14 +30,18 @@ run killed at any point continues where it stopped; it continues only under the 
 configuration, apart from the keys in RESUME_MAY_CHANGE such as `iterations`):
     config.toml                  the resolved configuration
     base/eval/{val,test}/        evals.evaluate outputs (samples, verdicts, results.json)
+    base/eval/<task>/            the same for each `transfer` task (e.g. humaneval)
+    base/eval/<split>.shards/    an eval while it runs (kept across a restart)
     sft/train.jsonl, sft/checkpoint/, sft/eval/...
     owner.lock                   held while a loop runs here (a second one is refused)
     iter_<i>/shards/             the E-step while it runs: each shard's samples and verdicts
                                  (evals.evaluate), merged into generate/ at the end
-    iter_<i>/generate/           the E-step: samples.jsonl, samples_results.jsonl (verdicts)
+    iter_<i>/generate/           the E-step: samples.jsonl, samples_results.jsonl (verdicts);
+                                 MBPP: shown_results.jsonl (verdicts on the shown asserts)
     iter_<i>/train.jsonl         the kept solutions
+    iter_<i>/audit.json          MBPP: the kept-set audit (restem_client.reward_audit)
     iter_<i>/checkpoint/         the fine-tuned model (Hugging Face format)
-    iter_<i>/eval/{val,test}/
+    iter_<i>/eval/{val,test,<task>}/
     summary.json, pass_at_1.png  one entry per model, and the by-iteration plot
     tracking.json, tensorboard/  with `tracking = [...]`: the tracker runs' ids, TensorBoard's
                                  event files (and wandb/ unless $WANDB_DIR is set)

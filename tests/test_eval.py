@@ -58,14 +58,18 @@ def test_breakdown_and_bbh_average() -> None:
 def test_restem_eval_writes_samples_results_and_plot(task: str, n: int, tiny_model: Path,
                                                      data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
+    stale = out / "shards" / "00000.samples.jsonl"  # what a killed earlier eval left
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"task_id": "stale", "completion": "x"}\n')
     run = subprocess.run(
         [sys.executable, "-m", "restem_client.cli", "eval", "--task", task, "--model",
          str(tiny_model), "--backend", "hf", "--limit", "3", "-n", str(n), "--max-tokens", "12",
-         "--data-dir", str(data_dir), "--out", str(out), "--sandbox", "local"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+         "--data-dir", str(data_dir), "--out", str(out), "--sandbox", "local",
+         "--shard-size", "2"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 3 * n
+    assert len(samples) == 3 * n and "stale" not in {s["task_id"] for s in samples}
+    assert not (out / "shards").exists()
     assert all(s["finish_reason"] in ("stop", "length") and s["tokens"] >= 1 for s in samples)
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["task"] == task and results["config"]["sampling"]["n"] == n

@@ -58,6 +58,20 @@ def test_a_run_directory_resumes_only_under_its_own_configuration(tmp_path: Path
     assert "cap = 4" in (run_dir / "config.toml").read_text()  # nothing was overwritten
 
 
+def test_a_run_directory_from_before_a_key_existed_resumes(tmp_path: Path) -> None:
+    """A saved config.toml without a newer key ran with that key's default behaviour."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = load_config(RunConfig, None, [f"run_dir={run_dir}"])
+    saved = {k: v for k, v in asdict(config).items()
+             if k not in ("estep_shown_tests", "test_from_train", "transfer_limit")}
+    (run_dir / "config.toml").write_text(to_toml(saved))
+    Run(config)._check_resumable()  # no error
+    with pytest.raises(ConfigError, match="test_from_train 0 -> 2"):
+        Run(load_config(RunConfig, None, [f"run_dir={run_dir}", "test_from_train=2"])
+            )._check_resumable()
+
+
 def _results(tmp_path: Path) -> Path:
     lines = []
     for task in ("a", "b", "c"):
