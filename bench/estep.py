@@ -5,8 +5,8 @@ cluster on this machine. Same problems, params and model for every row, in one r
 over --rounds. The verifier is the loop's in-process one (MBPP's tests in the sandbox); its
 share of the wall time is the time the verifier spent on the step's checks.
 
-    .venv/bin/python bench/estep.py --task mbpp --problems 32 -n 8 --max-tokens 192 \
-        --backend vllm --rounds 2
+    .venv/bin/python bench/estep.py --task mbpp --problems 32 -n 8 --max-tokens 160 \
+        --shard-size 8 --backend vllm --rounds 2
 """
 
 from __future__ import annotations
@@ -46,21 +46,25 @@ def main() -> None:
     parser.add_argument("--sandbox", default="auto")
     parser.add_argument("--problems", type=int, default=32)
     parser.add_argument("-n", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=192)
-    parser.add_argument("--shard-size", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument("--shard-size", type=int, default=8)
+    parser.add_argument("--no-chat", dest="chat", action="store_false",
+                        help="the task's few-shot prompt instead of a chat")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ray", action="store_true", help="also two Ray actors")
     args = parser.parse_args()
 
     from evals.evaluate import evaluate
     from evals.sampling import preset
-    from evals.tasks import load
+    from evals.tasks import load, show_tests
     from restem_client.client import open_verifier
     from restem_client.engines import EngineSpec, LocalEngines, RayEngines
     from restem_client.models import resolve
     from restem_client.sampling import sampler_options
 
     problems = load(args.task, "train", args.data_dir)[: args.problems]
+    if args.task.startswith("mbpp"):  # as the loop's E-step prompts them
+        problems = [show_tests(p, 1) for p in problems]
     params = preset("estep", n=args.n, max_tokens=args.max_tokens, seed=7)
     options = sampler_options(args.backend, batch_size=16, max_model_len=4096)
     spec = EngineSpec(args.backend, str(resolve(args.model)), options)
@@ -86,7 +90,7 @@ def main() -> None:
                 started = time.perf_counter()
                 metrics = evaluate(problems, engines, verifier, params, out,
                                    shard_size=args.shard_size, stream=stream,
-                                   data_dir=args.data_dir, label=name)
+                                   data_dir=args.data_dir, chat=args.chat, label=name)
                 wall = time.perf_counter() - started
                 rows.setdefault((replicas, name), []).append(
                     (wall, verifier.seconds, metrics["accuracy"]))
@@ -98,7 +102,8 @@ def main() -> None:
     verifier.verifier.close()
     samples = len(problems) * args.n
     print(f"# bench/estep.py: {len(problems)} {args.task} train problems x {args.n}, "
-          f"{args.max_tokens} tokens, shards of {args.shard_size}, {args.backend} sampler, "
+          f"{args.max_tokens} tokens, {'chat' if args.chat else 'few-shot'} prompts, shards "
+          f"of {args.shard_size}, {args.backend} sampler, "
           f"sandbox {args.sandbox}, median of {args.rounds}")
     print("| engines | verification | wall s | samples/s | verifier s | verifier share "
           "| vs. after sampling | reward |")
