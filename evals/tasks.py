@@ -254,7 +254,10 @@ def _mbpp(split: str, data: Path | None, sanitized: bool) -> list[Problem]:
 
 def mbpp_problem(record: dict, variant: str = "mbpp") -> Problem:
     """An MBPP record (the original release's fields, or the sanitized set's) as a Problem.
-    `meta["asserts"]` keeps the dataset's asserts as written, for prompts that show them."""
+    `meta["asserts"]` keeps the dataset's asserts as written, for prompts that show them;
+    `meta["test_imports"]` the dataset's own test imports. The test code also imports what
+    the reference solution imports at its top level (`test_code_imports`), for asserts that
+    use those modules; the candidate's program never sees them (it runs in its own jail)."""
     code = record["code"].replace("\r\n", "\n")
     asserts = list(record["test_list"])
     setup = (record.get("test_setup_code") or "").replace("\r\n", "\n")
@@ -263,7 +266,8 @@ def mbpp_problem(record: dict, variant: str = "mbpp") -> Problem:
             entry = mbpp_entry_point(code, asserts)
         except (SyntaxError, ValueError) as exc:
             raise ValueError(f"MBPP task {record['task_id']}: {exc}") from None
-        imports = list(record.get("test_imports") or []) + _top_level_imports(code)
+        dataset_imports = list(record.get("test_imports") or [])
+        imports = dataset_imports + _top_level_imports(code)
         test_code = mbpp_test_code(imports, setup, asserts, entry)
     return Problem(
         task_id=f"mbpp/{record['task_id']}", question=record.get("text") or record["prompt"],
@@ -271,7 +275,8 @@ def mbpp_problem(record: dict, variant: str = "mbpp") -> Problem:
         tests={"asserts": {"test_code": test_code, "entry_point": entry, "prompt": ""}},
         solutions=(code,),
         meta={"variant": variant,
-              "asserts": asserts, "entry_point": entry, "test_imports": imports,
+              "asserts": asserts, "entry_point": entry, "test_imports": dataset_imports,
+              "test_code_imports": imports,
               "test_setup_code": setup,
               "challenge_asserts": list(record.get("challenge_test_list") or [])},
     )
@@ -302,7 +307,7 @@ def with_asserts(problem: Problem, asserts: list[str]) -> Problem:
     """The MBPP problem verified against `asserts` instead of its own."""
     meta = problem.meta
     with _as_written():
-        test_code = mbpp_test_code(meta["test_imports"], meta["test_setup_code"], asserts,
+        test_code = mbpp_test_code(meta["test_code_imports"], meta["test_setup_code"], asserts,
                                    meta["entry_point"])
     return replace(problem, tests={"asserts": {**problem.tests["asserts"],
                                                "test_code": test_code}})

