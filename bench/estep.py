@@ -3,7 +3,10 @@ against verification after all sampling (both `evals.evaluate`, `stream=True` / 
 with one engine in a local child process and, with --ray, two Ray actors on a two-raylet
 cluster on this machine. Same problems, params and model for every row, in one run; medians
 over --rounds. The verifier is the loop's in-process one (MBPP's tests in the sandbox); its
-share of the wall time is the time the verifier spent on the step's checks.
+share of the wall time is the time the verifier spent on the step's checks. Each step gets a
+fresh engine and verifier (loaded before the clock starts), so neither vLLM's prefix cache
+nor the sandbox's caches carry over from the step before, and the two ways take turns at
+going first.
 
     .venv/bin/python bench/estep.py --task mbpp --problems 32 -n 8 --max-tokens 160 \
         --shard-size 8 --backend vllm --rounds 2
@@ -68,7 +71,6 @@ def main() -> None:
     params = preset("estep", n=args.n, max_tokens=args.max_tokens, seed=7)
     options = sampler_options(args.backend, batch_size=16, max_model_len=4096)
     spec = EngineSpec(args.backend, str(resolve(args.model)), options)
-    verifier = TimedVerifier(open_verifier(None, None, sandbox=args.sandbox))
     replica_counts = (1, 2) if args.ray else (1,)
     if args.ray:
         import ray
@@ -79,14 +81,16 @@ def main() -> None:
         ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
 
     rows: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
-    for _ in range(args.rounds):  # rounds outside, so both ways see the same machine
+    ways = [("streamed", True), ("after sampling", False)]
+    for round_ in range(args.rounds):  # rounds outside, so both ways see the same machine
         for replicas in replica_counts:
-            engines = LocalEngines(spec) if replicas == 1 else RayEngines(spec, 2)
-            if replicas > 1:  # loading the engines is not part of the step
-                ray.get([actor.where.remote() for actor in engines.actors])
-            for name, stream in (("streamed", True), ("after sampling", False)):
+            for name, stream in ways if round_ % 2 == 0 else ways[::-1]:
+                engines = LocalEngines(spec) if replicas == 1 else RayEngines(spec, 2)
+                if replicas > 1:  # loading the engines is not part of the step
+                    ray.get([actor.where.remote() for actor in engines.actors])
+                verifier = TimedVerifier(open_verifier(None, None, sandbox=args.sandbox))
+                verifier.verifier.core.start_sandbox()  # not at the first check, on the clock
                 out = Path(tempfile.mkdtemp(prefix="bench-estep-"))
-                verifier.seconds = 0.0
                 started = time.perf_counter()
                 metrics = evaluate(problems, engines, verifier, params, out,
                                    shard_size=args.shard_size, stream=stream,
@@ -95,11 +99,11 @@ def main() -> None:
                 rows.setdefault((replicas, name), []).append(
                     (wall, verifier.seconds, metrics["accuracy"]))
                 shutil.rmtree(out)
-            engines.close()
+                engines.close()
+                verifier.verifier.close()
     if args.ray:
         ray.shutdown()
         cluster.shutdown()
-    verifier.verifier.close()
     samples = len(problems) * args.n
     print(f"# bench/estep.py: {len(problems)} {args.task} train problems x {args.n}, "
           f"{args.max_tokens} tokens, {'chat' if args.chat else 'few-shot'} prompts, shards "
