@@ -130,8 +130,10 @@ def test_an_engine_killed_mid_shard_costs_only_that_shard(
     finally:
         engines.close()
     err = caplog.text
-    assert err.count("lost with its engine") == 1, err[-2000:]
-    assert "shard 1 lost with its engine" in err
+    # Only the killed engine's shard is lost (twice when it was handed back to the actor
+    # while Ray was still restarting it, as on a loaded machine).
+    lost = [line for line in err.splitlines() if "lost with its engine" in line]
+    assert 1 <= len(lost) <= 2 and all("shard 1 lost" in line for line in lost), err[-2000:]
     assert done == {0: 1, 1: 1, 2: 1}  # every shard delivered once
     assert results == again  # the redone shard has the samples it would have had
 
