@@ -505,6 +505,7 @@ class Run:
 
         distill = self.config.mode == "distill"
         out: dict[str, Any] = {"task": self.config.task, "mode": self.config.mode,
+                               "transfer": list(self.config.transfer),
                                "base": {"model": self.base,
                                         **entry("base", None if distill else "iter_1")}}
         if (self.dir / "sft" / "eval" / "test" / "results.json").exists():
@@ -531,10 +532,7 @@ class Run:
         def pct(value: float | None) -> str | None:
             return None if value is None else f"{100 * value:.1f}"
 
-        transfer = sorted({k for entry in (summary["base"], summary.get("sft", {}),
-                                           *summary["iterations"])
-                           for k in entry if k.endswith("_pass@1")} - {"test_pass@1",
-                                                                          "val_pass@1"})
+        transfer = [f"{name}_pass@1" for name in summary.get("transfer", [])]
         keys = ("test_pass@1", "val_pass@1", *transfer, "train_reward")
         rows = [["base", *(pct(summary["base"].get(k)) for k in keys)]]
         if "sft" in summary:
