@@ -96,6 +96,8 @@ def evaluate(args: argparse.Namespace) -> int:
             if v is not None}
         params = preset(args.preset or ("greedy" if (args.n or 1) == 1 else "passk"),
                         **overrides)
+        if args.shard_size < 0:
+            raise ValueError(f"--shard-size must be at least 0, not {args.shard_size}")
         options = sampler_options(args.backend, batch_size=args.batch_size,
                                   tensor_parallel_size=args.tensor_parallel_size,
                                   served_model=args.served_model)
