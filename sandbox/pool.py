@@ -5,13 +5,16 @@
         raw = sb.execute(program, stdin="")
 
 A worker takes one job at a time. It is replaced, in a background thread so callers never
-wait for a container to start, after `max_jobs` jobs, after any anomaly (timeout, memory or
-output limit, a signal, processes left behind, an internal error), and when the canary
-that runs every `canary_every` jobs fails; a worker that fails to start is tried again with
-backoff (each failure logged) until one starts, and while every slot is failing a job fails
-at once instead of waiting. An internal failure is retried on a fresh worker
-(`retries` times) and otherwise reported as SANDBOX_ERROR, never as FAIL. Identical runs
-(same program, tests, limits, profile) are executed once and answered from a bounded cache.
+wait for a container to start, after `max_jobs` jobs, after any anomaly (memory or output
+limit, a signal, processes left behind, an internal error), and when the canary that runs
+every `canary_every` jobs fails. After a plain timeout (the job's process killed, nothing
+left behind) it is kept when the after-job check finds it clean: no process but its own,
+empty scratch, and the canary passes (a fresh Docker worker costs far more CPU than
+that). A worker that fails to start is tried again with backoff (each failure logged)
+until one starts, and while every slot is failing a job fails at once instead of waiting.
+An internal failure is retried on a fresh worker (`retries` times) and otherwise reported
+as SANDBOX_ERROR, never as FAIL. Identical runs (same program, tests, limits, profile) are
+executed once and answered from a bounded cache.
 """
 
 from __future__ import annotations
@@ -319,7 +322,9 @@ class Sandbox:
                 self._count("jobs")
                 ex = Execution.from_wire(reply)
                 if ex.status is not Status.SANDBOX_ERROR:
-                    if ex.status in ANOMALIES or ex.leftovers or ex.signal:
+                    if ex.status is Status.TIMEOUT and not ex.leftovers:
+                        worker.suspect = True  # checked before its next job
+                    elif ex.status in ANOMALIES or ex.leftovers or ex.signal:
                         worker.dirty = True
                     return ex
                 failure = ex.detail or "the executor reported an internal error"
@@ -354,12 +359,28 @@ class Sandbox:
     def _release(self, worker: Worker, force_replace: bool = False) -> None:
         with self._lock:
             self._busy -= 1
-        if not (force_replace or worker.dirty or worker.jobs >= self.max_jobs):
-            due = self.canary_every and worker.jobs and worker.jobs % self.canary_every == 0
-            if not due or self._canary_passes(worker):
-                self._idle.put(worker)
-                return
+        if not (force_replace or worker.dirty or worker.jobs >= self.max_jobs) and self._fit(
+                worker):
+            self._idle.put(worker)
+            return
         self._replace(worker)
+
+    def _fit(self, worker: Worker) -> bool:
+        """Whether a worker may take another job: after a timeout, the after-job check and
+        the canary; otherwise the canary every `canary_every` jobs."""
+        if worker.suspect:
+            worker.suspect = False
+            return self._settled(worker) and self._canary_passes(worker)
+        due = self.canary_every and worker.jobs and worker.jobs % self.canary_every == 0
+        return not due or self._canary_passes(worker)
+
+    def _settled(self, worker: Worker) -> bool:
+        """The after-job check: only the executor's own processes, and empty scratch."""
+        try:
+            reply = worker.request({"op": "ping"}, 30.0)
+        except WorkerError:
+            return False
+        return reply.get("processes") == 0 and reply.get("scratch") == []
 
     def _canary_passes(self, worker: Worker) -> bool:
         program, expected = CANARY

