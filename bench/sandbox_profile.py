@@ -90,7 +90,8 @@ def roles() -> dict[str, list[int]]:
 
 
 class JobLog:
-    """Each request a worker answers: its kind and the child's CPU (observation only)."""
+    """Each request a worker answers: its kind (and whether it timed out) and the child's CPU
+    (observation only)."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, list[float]] = defaultdict(list)
@@ -102,6 +103,8 @@ class JobLog:
             kind = message.get("op", "?")
             if kind == "tests":
                 kind = "judge round" if message.get("judge") else "record round"
+            if reply.get("status") == "TIMEOUT":
+                kind += ", timed out"
             log.jobs[kind].append(float(reply.get("cpu_s") or 0.0))
             return reply
 
@@ -115,18 +118,19 @@ def profile_round(sb: Sandbox, items: list[Item], threads: int, log: JobLog) -> 
     count = len(items)
     clear_caches()
     log.jobs.clear()
-    pids = roles()
-    before = {role: [cpu_times(p) for p in ps] for role, ps in pids.items()}
+    before = {pid: cpu_times(pid) for pids in roles().values() for pid in pids}
     own, machine = resource.getrusage(resource.RUSAGE_SELF), machine_cpu()
     start = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(lambda x: sb.run(x.source, x.tests), items))
     wall = time.perf_counter() - start
-    after = {role: [cpu_times(p) for p in ps] for role, ps in pids.items()}
-    used = {role: sum(a[0] - b[0] for a, b in zip(after[role], before[role], strict=True))
-            for role in pids}
-    used["children"] = sum(a[1] - b[1] for a, b in zip(after["zygote"], before["zygote"],
-                                                       strict=True))
+    # A worker started during the round counts from zero; one that ended took its CPU with
+    # it, which then shows as "other".
+    pids = roles()
+    after = {pid: cpu_times(pid) for role in pids.values() for pid in role}
+    used = {role: sum(after[p][0] - before.get(p, (0.0, 0.0))[0] for p in ps)
+            for role, ps in pids.items()}
+    used["children"] = sum(after[p][1] - before.get(p, (0.0, 0.0))[1] for p in pids["zygote"])
     mine = resource.getrusage(resource.RUSAGE_SELF)
     used["trusted"] = mine.ru_utime + mine.ru_stime - own.ru_utime - own.ru_stime
     used["other"] = machine_cpu() - machine - sum(used.values())

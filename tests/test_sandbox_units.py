@@ -297,6 +297,23 @@ def test_folding_computes_what_python_computes() -> None:
         assert testcode.constant(node) == eval(expression), expression
 
 
+@pytest.mark.parametrize(("source", "rebinds"), [
+    ("def check(candidate):\n    assert candidate(1) == 2\n", False),
+    ("# check the cases\ndef check(candidate):\n    assert candidate(1) == 2\n", False),
+    ("def check(candidate):\n    assert candidate(1) == 2\ncheck = print\n", True),
+    ("def check(candidate):\n    global x\n    assert candidate(1) == 2\n", True),
+    # fullwidth letters: the name normalises to check (NFKC), the text never says it twice
+    ("def check(candidate):\n    assert candidate(1) == 2\n\uff43\uff48\uff45\uff43\uff4b = 1\n",
+     True),
+    ("for check in range(2):\n    pass\ndef check(candidate):\n    pass\n", True),
+])
+def test_a_rebound_check_is_found_with_or_without_the_walk(source: str, rebinds: bool) -> None:
+    testcode = jail_module("testcode")
+    assert testcode.rebinds_check(source, ast.parse(source)) is rebinds
+    if rebinds:
+        assert testcode.expectations(source, ast.parse(source)) is None
+
+
 def test_collections_mappings_cross_as_themselves_and_builtin_types_by_name() -> None:
     import collections
 

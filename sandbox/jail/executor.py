@@ -53,10 +53,12 @@ import testcode
 import values
 
 # Imported once here so that every forked child inherits them instead of importing them
-# again (HumanEval prompts import typing). Modules that fail to import are skipped.
+# again (HumanEval prompts import typing). Modules that fail to import are skipped. Not
+# hashlib: its libcrypto adds to every fork's cost, and 2 of 1,592 HumanEval programs and
+# real MBPP samples import it (bench/workloads.py).
 PRELOAD = [
     "array", "bisect", "calendar", "cmath", "collections", "collections.abc", "copy",
-    "dataclasses", "datetime", "decimal", "enum", "fractions", "functools", "hashlib", "heapq",
+    "dataclasses", "datetime", "decimal", "enum", "fractions", "functools", "heapq",
     "itertools", "math", "numbers", "operator", "random", "re", "statistics", "string",
     "textwrap", "typing", "unicodedata",
 ]
@@ -509,23 +511,36 @@ def observation(verdict, wait_status, cpu, wall, maxrss_kb, data, caps, limits) 
     }
 
 
+def read_proc(path: str) -> bytes:
+    """A /proc file's bytes (plain system calls: a Python file object costs more than the
+    read, and this runs several times per job); b"" when it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 16):  # to the end: a fork bomb's children list is long
+            chunks.append(chunk)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the child and its waited-for children, from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11:15]) / TICKS
+    fields = read_proc(f"/proc/{pid}/stat").rsplit(b")", 1)[-1].split()
+    return sum(int(x) for x in fields[11:15]) / TICKS if len(fields) > 14 else 0.0
 
 
 def setup_cpu_seconds(pid: int) -> float:
     """CPU time of a waiting standby, in nanosecond precision (/proc/<pid>/schedstat counts
     its one thread), else from /proc/<pid>/stat in clock ticks."""
     try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
+        return int(read_proc(f"/proc/{pid}/schedstat").split()[0]) / 1e9
+    except (ValueError, IndexError):
         return cpu_seconds(pid)
 
 
@@ -560,11 +575,8 @@ def descendants(zygote: int) -> list[int]:
     me = os.getpid()
     kids = []
     for task in os.listdir(f"/proc/{me}/task"):
-        try:
-            with open(f"/proc/{me}/task/{task}/children") as f:
-                kids += [int(p) for p in f.read().split() if int(p) != zygote]
-        except OSError:
-            pass
+        kids += [int(p) for p in read_proc(f"/proc/{me}/task/{task}/children").split()
+                 if int(p) != zygote]
     return kids
 
 

@@ -216,14 +216,25 @@ def _too_large(op: ast.operator, left: object, right: object) -> bool:
     return isinstance(op, ast.Mod) and isinstance(left, str | bytes)
 
 
-def expectations(tree: ast.Module) -> list[tuple[str, dict]] | None:
-    """(encoded arguments, expectation) per assert when check() (in the test code's syntax
-    tree) is only literal asserts on the candidate's results (see the module docstring);
-    None otherwise."""
+def rebinds_check(source: str, tree: ast.Module) -> bool:
+    """Whether the test code has a global or nonlocal statement, or binds the name check
+    other than by its def. An ASCII source that says "check" once (its def) and neither
+    keyword has none, which spares walking the whole tree (a non-ASCII one may spell an
+    identifier in letters that normalise to ASCII: it is walked)."""
+    if source.isascii() and source.count("check") == 1 and "global" not in source and (
+            "nonlocal" not in source):
+        return False
+    return any(isinstance(n, ast.Global | ast.Nonlocal)
+               or (isinstance(n, ast.Name) and n.id == "check" and not isinstance(n.ctx, ast.Load))
+               for n in ast.walk(tree))
+
+
+def expectations(source: str, tree: ast.Module) -> list[tuple[str, dict]] | None:
+    """(encoded arguments, expectation) per assert when check() (in the test code `source`,
+    parsed as `tree`) is only literal asserts on the candidate's results (see the module
+    docstring); None otherwise."""
     checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
-    rebinds = [n for n in ast.walk(tree) if isinstance(n, ast.Global | ast.Nonlocal)
-               or (isinstance(n, ast.Name) and n.id == "check" and not isinstance(n.ctx, ast.Load))]
-    if len(checks) != 1 or rebinds:
+    if len(checks) != 1 or rebinds_check(source, tree):
         return None
     check = checks[0]
     a = check.args
@@ -365,7 +376,7 @@ def judge(test: dict, known: list) -> tuple[str, str]:
 def first_round(test: dict, known: list) -> dict:
     """The calls check() makes, with the literal expectations when there are any."""
     tree = ast.parse(test["test_code"])  # valid: problem() compiled it
-    plan = expectations(tree)  # before the test's own code can change anything
+    plan = expectations(test["test_code"], tree)  # before the test's code can change anything
     if plan is None:
         return {"calls": record(test, soft_asserts(tree), known)[0]}
     keys = [key for key, _ in plan]
