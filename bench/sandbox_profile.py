@@ -14,6 +14,12 @@ children), this process (the trusted side: pool, judge, JSON), Docker's daemon, 
 worker's requests (record and judge rounds of test code, candidate calls, scripts), with the
 median CPU of one job's child as the executor measured it. Medians over rounds; one table.
 
+The floor: what a fork per job costs before any work, measured in the same run. The jail's
+interpreter imports what the executor imports (and its preloads), freezes its heap, then
+forks children that exit at once; the fork (parent side) plus the child's exit, per job,
+times the jobs per program, is the part of each row no design with a fresh process per job
+avoids on this machine.
+
     .venv/bin/python bench/sandbox_profile.py [--backends docker,namespace]
         [--workloads humaneval,mbpp-samples,trivial] [--rounds 3] [--workers W]
         [--data-dir ../shared/data]
@@ -26,6 +32,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -40,6 +47,7 @@ from bench.workloads import Item, workload  # noqa: E402
 from sandbox import Limits, Sandbox  # noqa: E402
 from sandbox import worker as worker_module  # noqa: E402
 from sandbox.asserts import clear_caches  # noqa: E402
+from sandbox.backends import EXECUTOR_ARGS, JAIL_DIR, jail_python  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 RELAY = ("dockerd", "docker", "containerd-shim", "containerd")
@@ -149,6 +157,35 @@ def peer_round(items: list[Item], workers: int, timeout_s: float) -> tuple[float
     return len(items) / wall, 1000 * (machine_cpu() - machine) / len(items)
 
 
+FLOOR = """
+import gc, os, sys, time
+sys.argv = ["executor"]
+import executor
+for name in executor.PRELOAD:
+    __import__(name)
+gc.freeze()
+start, children = time.process_time(), 0.0
+for _ in range(COUNT):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    usage = os.wait4(pid, 0)[2]
+    children += usage.ru_utime + usage.ru_stime
+print((time.process_time() - start) / COUNT, children / COUNT)
+"""
+
+
+def fork_floor(count: int = 2000) -> tuple[float, float]:
+    """(parent, child) CPU ms of one fork of the jail's interpreter as the executor sets it
+    up, and the child's immediate exit."""
+    code = FLOOR.replace("COUNT", str(count))
+    done = subprocess.run([jail_python(), *EXECUTOR_ARGS, "-c", code], cwd=JAIL_DIR,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(JAIL_DIR)},
+                          capture_output=True, text=True, check=True)
+    parent, child = (1000 * float(x) for x in done.stdout.split())
+    return parent, child
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="docker,namespace")
@@ -162,7 +199,7 @@ def main() -> None:
     print(f"# {platform.node()}: {os.cpu_count()} cores, {platform.python_version()}, "
           f"workers={args.workers}, rounds={args.rounds}")
     print(f"# command: {' '.join(sys.argv)}")
-    rows, peer = [], defaultdict(list)
+    rows, peer, floors = [], defaultdict(list), []
     log = JobLog()
     try:
         for backend in args.backends.split(","):
@@ -178,6 +215,7 @@ def main() -> None:
                         if work[0].peer is not None:
                             peer[name].append(peer_round(work, args.workers, args.timeout))
                         rounds.append(profile_round(sb, work, 2 * args.workers, log))
+                        floors.append(fork_floor())
                     rows.append((backend, name, rounds))
     finally:
         log.close()
@@ -195,6 +233,21 @@ def main() -> None:
         print(f"| restem {backend} | {name} | {statistics.median(r['rate'] for r in rounds):.1f}"
               f" | {jobs:.2f} | " + " | ".join(f"{ms[s]:.2f}" for s in STAGES)
               + f" | {sum(ms.values()):.2f} | {rounds[-1]['passed']} |")
+    parent, child = (statistics.median(x) for x in zip(*floors, strict=True))
+    print()
+    print(f"The floor: a fork {parent:.2f} ms and an exit {child:.2f} ms of CPU per job (median "
+          f"of {len(floors)} runs of 2,000, between the rounds).")
+    print()
+    print("| backend | workload | total ms/program | the floor (jobs x fork and exit) "
+          "| above the floor | timed-out jobs |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for backend, name, rounds in rows:
+        total = sum(statistics.median(r["ms"][s] for r in rounds) for s in STAGES)
+        jobs = rounds[-1]["jobs"]
+        floor = sum(n for n, _ in jobs.values()) * (parent + child)
+        timed_out = sum(n * ms for kind, (n, ms) in jobs.items() if kind.endswith("timed out"))
+        print(f"| {backend} | {name} | {total:.2f} | {floor:.2f} | {total - floor:.2f} "
+              f"| {timed_out:.2f} |")
     print()
     print("| backend | workload | job kind | jobs/program | child CPU ms (median) |")
     print("| --- | --- | --- | ---: | ---: |")
