@@ -1,18 +1,21 @@
 """Finding the final answer in a model's completion, the way a person reads it off the end.
 
-Rules, tried in order; the one that fired is recorded so that every reward can be audited:
+The rules are a table (`RULES`): a mode is the list of rules it tries, in order, and the name
+of the rule that fired is recorded so that every reward can be audited. Each rule is a small
+function of the text that returns an answer or None.
+- `minerva`: "Final Answer: The final answer is ... I hope it is correct." (when no box
+  comes after it);
 - `boxed`: the last \\boxed{...} or \\fbox{...} (also `\\boxed 5`); boxes that follow each
   other with only commas, "and", `\\quad` or math delimiters between are one answer list;
-- `minerva`: "Final Answer: The final answer is ... I hope it is correct." (before `boxed`
-  when it comes after the last box);
-- `gsm8k_hashes` (`#### n`), `answer_is` ("The (final/correct) answer is ..."; its last
-  number in GSM8K mode), `answer_label` ("Final Answer: ...", "Answer: ...", "**Answer:**",
-  "答案", or "Answer" opening a line), `last_number` (GSM8K mode only);
-- `choice`: a leading multiple-choice letter ("D. it can't be A or B");
-- `bare`: the whole text, only when it is short and a value or formula, never a sentence;
-- `last_math`: the closing display or inline formula, when at most a few words follow it;
-- `closing_statement`: "... is X." read after its last verb; in a script whose words we do
-  not read (Chinese, Arabic, Hindi), the closing sentence's last value.
+- `gsm8k_hashes` (`#### n`), `answer_is` ("The (final/correct) answer is ..."),
+  `answer_label` ("Final Answer: ...", "Answer: ...", "**Answer:**", "答案", or "Answer"
+  opening a line);
+- in GSM8K mode a phrase's answer is its last number, and `last_number` ends the table;
+- otherwise `choice` (a leading multiple-choice letter: "D. it can't be A or B"), `bare`
+  (the whole text, only when it is short and a value or formula, never a sentence),
+  `last_math` (the closing display or inline formula, when at most a few words follow it)
+  and `closing_statement` ("... is X." read after its last verb; in a script whose words
+  we do not read, such as Chinese, Arabic or Hindi, the closing sentence's last value).
 The text is first cut at stop markers (a following "Problem:", chat end tokens) and a
 reasoning trace to what follows its `</think>`. A phrase is read the way a person reads
 "the largest $n$ is $34$": what follows its last verb, math delimiters dropped. Never a
@@ -24,6 +27,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_COMPLETION_CHARS = 200_000
@@ -358,10 +362,11 @@ def last_math(text: str) -> str | None:
     return content
 
 
-def _phrase_answer(answer: str, mode: str) -> str:
-    """A phrase's answer; in GSM8K mode its last number, when it has one; a choice letter
-    when the phrase states one and no value ("for sure D, it can't be A or B")."""
-    if mode == "gsm8k" and (numbers := _NUMBER.findall(answer)):
+def _phrase_answer(answer: str, numbers_only: bool) -> str:
+    """A phrase's answer; with `numbers_only` (GSM8K) its last number, when it has one; a
+    choice letter when the phrase states one and no value ("for sure D, it can't be A or
+    B")."""
+    if numbers_only and (numbers := _NUMBER.findall(answer)):
         return numbers[-1].rstrip(",")
     return _stated_choice(answer) or answer
 
@@ -373,47 +378,107 @@ def _stated_choice(phrase: str) -> str | None:
     return None
 
 
-def extract_answer(text: str, mode: str = "math") -> Extraction | None:
-    """The final answer of a completion and the rule that found it, or None."""
-    text = cut_reasoning(cut_at_stop_markers(text[-MAX_COMPLETION_CHARS:]))
+# ---------------------------------------------------------------- the rules
+# Each rule reads a completion (cut at stop markers and after its reasoning trace) and returns
+# the answer it finds, or None to let the next rule try. A mode is a table of rules, tried in
+# order; the name of the rule that fired is recorded with the answer.
+
+
+def _minerva_rule(text: str) -> str | None:
+    """The Minerva phrase, when no box comes after it."""
     minerva = _minerva(text)
-    boxed = boxes(text)
     box_at = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if minerva and (boxed is None or minerva[0] > box_at):  # the later statement
-        return Extraction(minerva[1].strip(), "minerva")
-    if boxed is not None:
-        return Extraction(boxed, "boxed")
-    hashes = _HASHES.findall(text)  # an explicit end marker: before any phrase
-    if hashes and hashes[-1].strip():
-        return Extraction(hashes[-1].strip(), "gsm8k_hashes")
+    if minerva and (boxes(text) is None or minerva[0] > box_at):  # the later statement
+        return minerva[1].strip()
+    return None
+
+
+def _hashes_rule(text: str) -> str | None:
+    """`#### n`: an explicit end marker."""
+    hashes = _HASHES.findall(text)
+    return hashes[-1].strip() if hashes and hashes[-1].strip() else None
+
+
+def _answer_is(text: str, numbers: bool = False) -> str | None:
+    """What follows the last "The (final/correct) answer is"."""
     phrases = list(_ANSWER_IS.finditer(text))
     if phrases and (answer := _sentence_after(text, phrases[-1].end())):
-        return Extraction(_phrase_answer(answer, mode), "answer_is")
+        return _phrase_answer(answer, numbers)
+    return None
+
+
+def _answer_label(text: str, numbers: bool = False) -> str | None:
+    """What the last "Final Answer:" / "Answer:" label (or "Answer" opening a line) says."""
     labels = [m for m in _LABEL.finditer(text) if m.group("colon") or m.group("line") is not None]
     if labels and (answer := _after_label(text, labels[-1].end())):
-        return Extraction(_phrase_answer(answer, mode), "answer_label")
-    if mode == "gsm8k":
-        numbers = _NUMBER.findall(text)
-        if numbers:
-            return Extraction(numbers[-1].rstrip(","), "last_number")
-        return None
-    if choice := _CHOICE.match(text):  # "D. it can't be A or B": a multiple-choice letter
-        return Extraction(choice.group(1), "choice")
-    if foreign(text):
-        answer = closing_statement(text)
-        return Extraction(answer, "closing_statement") if answer else None
+        return _phrase_answer(answer, numbers)
+    return None
+
+
+def _last_number(text: str) -> str | None:
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].rstrip(",") if numbers else None
+
+
+def _choice_rule(text: str) -> str | None:
+    """A leading multiple-choice letter: "D. it can't be A or B"."""
+    choice = _CHOICE.match(text)
+    return choice.group(1) if choice else None
+
+
+def _bare_rule(text: str) -> str | None:
+    """The whole text, when it is short and a value or a formula, or a few words without a
+    verb; never a sentence, and never in a script whose words we do not read."""
     bare = text.strip()
     outside_math = _blank_math(bare)
     prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z\u00c0-\u024f]{3,}", outside_math))
     sentences = re.search(r"[.!?]\s+[A-Z]", outside_math)
     if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and not sentences and (
             prose_words == 0 or (
-            prose_words <= 3 and outside_math == bare and not _VERB.search(bare))):
-        return Extraction(bare, "bare")  # a value or a formula, or a few words (not a sentence)
-    if (math := last_math(text)) is not None:
-        return Extraction(math, "last_math")
-    if answer := closing_statement(text):
-        return Extraction(answer, "closing_statement")
+            prose_words <= 3 and outside_math == bare and not _VERB.search(bare))) and (
+            not foreign(text)):
+        return bare
+    return None
+
+
+def _last_math_rule(text: str) -> str | None:
+    return None if foreign(text) else last_math(text)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    read: Callable[[str], str | None]
+
+
+_SHARED = (
+    Rule("minerva", _minerva_rule),
+    Rule("boxed", boxes),
+    Rule("gsm8k_hashes", _hashes_rule),
+)
+# A mode is its table of rules. GSM8K answers are numbers: a phrase gives its last number,
+# and when no phrase or marker is there, the last number of the text.
+RULES: dict[str, tuple[Rule, ...]] = {
+    "math": (*_SHARED,
+             Rule("answer_is", _answer_is),
+             Rule("answer_label", _answer_label),
+             Rule("choice", _choice_rule),
+             Rule("bare", _bare_rule),
+             Rule("last_math", _last_math_rule),
+             Rule("closing_statement", lambda text: closing_statement(text))),
+    "gsm8k": (*_SHARED,
+              Rule("answer_is", functools.partial(_answer_is, numbers=True)),
+              Rule("answer_label", functools.partial(_answer_label, numbers=True)),
+              Rule("last_number", _last_number)),
+}
+
+
+def extract_answer(text: str, mode: str = "math") -> Extraction | None:
+    """The final answer of a completion and the rule that found it, or None."""
+    text = cut_reasoning(cut_at_stop_markers(text[-MAX_COMPLETION_CHARS:]))
+    for rule in RULES[mode]:
+        if (answer := rule.read(text)) is not None:
+            return Extraction(answer, rule.name)
     return None
 
 
