@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from evals.checks import Verdict
 from tests.conftest import REPO
 from verifier_server.math import canonical, check, check_many, extract_answer
-from verifier_server.math.extract import gold_answer
+from verifier_server.math.extract import RULES, gold_answer
 from verifier_server.math.pool import WorkerPool
 
 CASES = REPO / "tests" / "data" / "math_cases.tsv"
@@ -321,3 +321,61 @@ def test_checks_from_asyncio_match_serial_verdicts() -> None:
         return [v.verdict for v in verdicts]
 
     assert asyncio.run(all_checks()) == [c["expected"] for c in cases]
+
+
+# Issue 30: each convention a default call must read, with the rule that reads it. Written
+# to the classes of answers an outside measurement found unread; the outside corpora
+# (tests/data/math_outside_*.jsonl, bench/math_verify.py) are the evidence, not these.
+@pytest.mark.parametrize(("completion", "gold", "rule"), [
+    ("Natalia sold 48 / 2 = 24 clips in May.\nA: 72", "72", "a_line"),
+    ("Natalia sold 48 + 24 = 72 clips.", "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+     "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72",
+     "closing_result"),
+    ("Let's think step by step. 16 - 3 - 4 = 9 eggs, 9 * 2 = 18.\nTherefore, the answer "
+     "(arabic numerals) is: 18", "18", "answer_is"),
+    ("So she earns 18 dollars a day. The answer is 18 dollars. I hope this helps!", "18",
+     "answer_is"),
+    ("Putting it together, the answer is:\n\n18", "18", "answer_is"),
+    ("Jibu ni 11.", "11", "answer_is"),
+    ("Jibu: 11", "11", "answer_label"),
+    ("ধাপে ধাপে উত্তর: ৫ + ৬ = ১১। উত্তর হল 11।", "11", "answer_is"),
+    ("答えは11です。", "11", "answer_is"),
+    ("Ответ — 11.", "11", "answer_is"),
+    ("Ответ: 11", "11", "answer_label"),
+    ("คำตอบคือ 11", "11", "answer_is"),
+    ("The angle is [30 degrees].", "30", "bracketed"),
+    ("second try [5]", "5", "bracketed"),
+    ("The area is 12 square units.", "12", "closing_statement"),
+    ("$\\frac{d}{dx}\\left(x^3\\right) = 3x^2$", "3x^2", "bare"),
+    ("$\\lim_{x \\to 0} \\frac{\\sin x}{x} = 1$", "1", "bare"),
+    ("\\boxed{\\frac{1}{2}}", "The answer is 0.5", "boxed"),
+])
+def test_one_call_reads_every_common_convention(completion: str, gold: str, rule: str) -> None:
+    verdict = check(completion, gold)
+    assert verdict.passed and verdict.rule == rule, verdict
+
+
+@pytest.mark.parametrize("completion", [
+    "We add the two numbers: $12 =$",
+    "Collecting terms gives $3 +$",
+    "$x =$",
+])
+def test_a_fragment_is_no_answer(completion: str) -> None:
+    assert check(completion, "12").verdict.name == "NO_ANSWER"
+
+
+@pytest.mark.parametrize(("completion", "gold"), [
+    ("$0 = 0$", "y = 0"),
+    ("$x = x$", "x = 3"),
+    ("$x^2 = 5$", "5"),  # an equation, not the value of an operation
+    ("The answer is [1, 3].", "1"),  # an interval stays one
+])
+def test_what_reads_as_a_value_stays_honest(completion: str, gold: str) -> None:
+    assert not check(completion, gold).passed
+
+
+@pytest.mark.parametrize("mode", sorted(RULES))
+def test_every_mode_is_a_table_of_named_rules(mode: str) -> None:
+    names = [rule.name for rule in RULES[mode]]
+    assert len(names) == len(set(names)) and names[:3] == ["minerva", "boxed", "gsm8k_hashes"]
+    assert ("last_number" in names) is (mode == "gsm8k")

@@ -42,13 +42,17 @@ STOP_MARKERS = ("\nProblem:", "\n\nProblem:", "<|im_end|>", "<|im_start|>", "<|e
 _FINAL_IS = re.compile(r"final answer is", re.I)
 _HOPE_PHRASE = re.compile(r"I hope it is correct", re.I)
 _SPACES = re.compile(r"\s*")
-_ANSWER_IS = re.compile(r"(?:the (?:final |correct )?answer is|(?:la )?réponse (?:finale )?est"
-                        r"|(?:la )?respuesta (?:final )?es|(?:die )?antwort ist)[:\s]*", re.I)
+# "The answer is", a parenthesis allowed before "is" ("the answer (arabic numerals) is:", the
+# zero-shot chain-of-thought ending), and the phrases MGSM's languages end with.
+_ANSWER_IS = re.compile(r"(?:the (?:final |correct )?answer(?:\s*\([^()\n]{0,40}\))? is"
+                        r"|(?:la )?réponse (?:finale )?est|(?:la )?respuesta (?:final )?es"
+                        r"|(?:die )?antwort (?:ist|lautet)|jibu ni|উত্তর হল|答えは|答案是"
+                        r"|ответ\s*[\u2014\u2013-]|คำตอบคือ|సమాధానం)[:\s]*", re.I)
 _HASHES = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 # "Final Answer:" or "Answer:" anywhere; without the colon only at the start of a line.
 _LABEL = re.compile(r"(?P<line>(?:^|\n)[ \t#*]*)?(?<![a-z])(?:final\s+answer|answer|réponse"
-                    r"|respuesta|antwort|答案|答)(?![a-z])\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?"
+                    r"|respuesta|antwort|jibu|উত্তর|ответ|సమాధానం|คำตอบ|答案|答え|答)(?![a-z])\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?"
                     r"\s*(?:\*\*)?", re.I)
 # Math spans are what r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$" (re.S)
 # finds; `_math_matches` finds them in linear time (the expression is quadratic on openers
@@ -328,8 +332,11 @@ def _words(text: str) -> int:
 
 
 def _sentence_after(text: str, start: int) -> str:
-    """The answer after a phrase: up to the end of the line, or a sentence-ending period."""
-    rest = text[start:].split("\n", 1)[0]
+    """The answer after a phrase: up to the end of the line, or a sentence-ending period;
+    the next line when the phrase ends its line ("The answer is:" then the value)."""
+    rest = text[start:].lstrip(" \t")
+    line, _, after = rest.partition("\n")
+    rest = line if line.strip() else after.strip().split("\n", 1)[0]
     rest = re.split(r"\.\s+(?=[A-Z])|\.$", rest.strip(), maxsplit=1)[0]
     return rest.strip().strip("*").strip()
 
@@ -364,11 +371,35 @@ def last_math(text: str) -> str | None:
 
 def _phrase_answer(answer: str, numbers_only: bool) -> str:
     """A phrase's answer; with `numbers_only` (GSM8K) its last number, when it has one; a
-    choice letter when the phrase states one and no value ("for sure D, it can't be A or
-    B")."""
+    value followed only by words is the value ("18 dollars per hour", "11です", "[30
+    degrees]"); a choice letter when the phrase states one and no value ("for sure D, it
+    can't be A or B")."""
     if numbers_only and (numbers := _NUMBER.findall(answer)):
         return numbers[-1].rstrip(",")
+    answer = _value_of(answer)
     return _stated_choice(answer) or answer
+
+
+def _value_of(answer: str) -> str:
+    """The answer without brackets around it, and a value without the words after it."""
+    answer = _unbracket(answer)
+    value = _VALUE_THEN_WORDS.match(answer)
+    return value.group(1).rstrip(",") if value else answer
+
+
+# A number and then only words (units, a currency name, a polite ending): "$18 per day.",
+# "30 degrees", "11です。". Words may not hold digits, math or another relation.
+_VALUE_THEN_WORDS = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*(?:[^\W\d_][^\d$\\=<>]*)?"
+                               r"[.\u3002\u0964!]*$")
+
+
+def _unbracket(answer: str) -> str:
+    """`[30 degrees]` or `[5]` around a whole answer is a bracket, not an interval or a list
+    (an interval has two ends: `[1, 2]` stays)."""
+    inner = _drop_trailing(answer.strip())
+    if inner.startswith("[") and inner.endswith("]") and not re.search(r"[,;\[\]]", inner[1:-1]):
+        return inner[1:-1].strip()
+    return answer
 
 
 def _stated_choice(phrase: str) -> str | None:
@@ -428,21 +459,62 @@ def _choice_rule(text: str) -> str | None:
 
 def _bare_rule(text: str) -> str | None:
     """The whole text, when it is short and a value or a formula, or a few words without a
-    verb; never a sentence, and never in a script whose words we do not read."""
+    verb or a full stop; never a sentence, and never in a script whose words we do not
+    read."""
     bare = text.strip()
     outside_math = _blank_math(bare)
     prose_words = len(re.findall(r"(?<![\\a-zA-Z])[a-zA-Z\u00c0-\u024f]{3,}", outside_math))
     sentences = re.search(r"[.!?]\s+[A-Z]", outside_math)
     if bare and len(bare) <= MAX_BARE_CHARS and "\n" not in bare and not sentences and (
             prose_words == 0 or (
-            prose_words <= 3 and outside_math == bare and not _VERB.search(bare))) and (
+            prose_words <= 3 and outside_math == bare and not _VERB.search(bare)
+            and not bare.endswith("."))) and (
             not foreign(text)):
         return bare
     return None
 
 
+def _bracketed_rule(text: str) -> str | None:
+    """A value in brackets closing a few words: "second try [5]" (the words hold no number)."""
+    body = _drop_trailing(text.strip())
+    at = body.rfind("[")
+    if body.endswith("]") and at > 0 and len(body) <= MAX_BARE_CHARS and "\n" not in body and (
+            not re.search(r"\d|\$|\\", body[:at])):
+        inner = _value_of(body[at:])
+        return inner if inner != body[at:] and re.search(r"\d", inner) else None
+    return None
+
+
 def _last_math_rule(text: str) -> str | None:
     return None if foreign(text) else last_math(text)
+
+
+# An operator at either end: "12 =", "x +", "\\times 3" are pieces of a formula, not answers.
+_DANGLING = re.compile(r"(?:[=+*/<>]|\\(?:times|cdot|div|le|ge|leq|geq|neq|pm|approx))\s*$"
+                       r"|^\s*(?:[=*/]|\\(?:times|cdot|div)(?![a-zA-Z]))")
+
+
+def fragment(answer: str) -> bool:
+    """Whether an answer is a piece of a formula cut at an operator (no answer at all)."""
+    return bool(_DANGLING.search(strip_math(answer)))
+
+
+def _a_line_rule(text: str) -> str | None:
+    """The GSM8K paper's final line, "A: 18": what it says, read as an "Answer:" label."""
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    if lines and (match := re.match(r"\s*A\s*:\s*", lines[-1])):
+        return _after_label(lines[-1], match.end())
+    return None
+
+
+def _closing_result(text: str) -> str | None:
+    """The result a closing sentence's computation ends in: "She makes 9 * 2 = $18 every
+    day." -> "18" (how a GSM8K solution states its answer, without a phrase)."""
+    sentences = [x for x in _SENTENCE_END.split(_drop_trailing(text.strip())) if x.strip()]
+    if not sentences or foreign(sentences[-1]):
+        return None
+    result = re.search(r"=\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)(?:[^\d=$\\]*)$", sentences[-1])
+    return result.group(1).rstrip(",") if result else None
 
 
 @dataclass(frozen=True)
@@ -462,13 +534,17 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "math": (*_SHARED,
              Rule("answer_is", _answer_is),
              Rule("answer_label", _answer_label),
+             Rule("a_line", _a_line_rule),
              Rule("choice", _choice_rule),
+             Rule("bracketed", _bracketed_rule),
              Rule("bare", _bare_rule),
              Rule("last_math", _last_math_rule),
-             Rule("closing_statement", lambda text: closing_statement(text))),
+             Rule("closing_statement", lambda text: closing_statement(text)),
+             Rule("closing_result", _closing_result)),
     "gsm8k": (*_SHARED,
               Rule("answer_is", functools.partial(_answer_is, numbers=True)),
               Rule("answer_label", functools.partial(_answer_label, numbers=True)),
+              Rule("a_line", _a_line_rule),
               Rule("last_number", _last_number)),
 }
 
@@ -477,7 +553,8 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
     """The final answer of a completion and the rule that found it, or None."""
     text = cut_reasoning(cut_at_stop_markers(text[-MAX_COMPLETION_CHARS:]))
     for rule in RULES[mode]:
-        if (answer := rule.read(text)) is not None:
+        answer = rule.read(text)
+        if answer is not None and not fragment(answer):  # a fragment: the next rule reads on
             return Extraction(answer, rule.name)
     return None
 
@@ -496,8 +573,9 @@ def closing_statement(text: str) -> str | None:
         answer = answer_in_phrase(last)
         if re.fullmatch(r"\(?[A-E]\)?", answer):  # "therefore I think it's B": a letter
             return answer.strip("()")
-        if answer and _words(answer) <= 1 and re.search(r"\d", answer):
-            return answer
+        value = _value_of(answer)  # "12 square units" -> "12", "[30 degrees]" -> "30"
+        if answer and re.search(r"\d", answer) and (value != answer or _words(answer) <= 1):
+            return value
     numbers = re.findall(f"(?:{_NUMBER.pattern})" + r"(?:\s*%)?", last)
     if _CONCLUDES.match(last) and len(numbers) == 1 and not math_spans(last):
         return numbers[0].rstrip(",")
@@ -508,7 +586,8 @@ def gold_answer(gold: str, mode: str = "math") -> str:
     """The answer inside a gold field: a bare answer, or a whole solution read the way a
     completion is (a box, `#### n`, a closing phrase or formula)."""
     bare = gold.strip()
-    if last_boxed(gold) is None and not _HASHES.search(gold) and (
+    sentence = _ANSWER_IS.search(gold) or any(m.group("colon") for m in _LABEL.finditer(gold))
+    if last_boxed(gold) is None and not _HASHES.search(gold) and not sentence and (
             len(bare) <= MAX_BARE_CHARS and "\n" not in bare):
         return bare
     extraction = extract_answer(gold, mode)

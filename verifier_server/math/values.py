@@ -85,6 +85,12 @@ NAME = re.compile(r"^(?:[a-zA-Z]|\\(?!(?:arc)?(?:sin|cos|tan|sec|csc|cot)h?\b|lo
                   r"[a-zA-Z]+)(?:_\{?[\w]+\}?)?(?:\([a-z]\))?$")
 # What labels a value in "(p, q) = (3, 2)" or "AB = 4, CD = 5": a name, a tuple of names, or
 # up to three capitals (a segment or an angle).
+# A left side that is an operation giving a value (a limit, an integral, a sum or product, a
+# derivative, a binomial coefficient, a determinant): `LHS = value` states that value.
+_VALUE_OF_AN_OPERATION = re.compile(r"^\s*(?:\\(?:lim|int|iint|oint|sum|prod|binom|det)(?![a-zA-Z])"
+                                    r"|\\[dt]?frac\{\s*(?:d|\\partial|\\mathrm\{d\})[^{}]*\}"
+                                    r"\{\s*(?:d|\\partial|\\mathrm\{d\})"
+                                    r"|[a-zA-Z]'+\s*\()")
 _LABEL = re.compile(r"^(?:[A-Z]{2,3}|\((?:\s*[a-zA-Z]\s*,)+\s*[a-zA-Z]\s*\))$")
 # One matrix literal (its body holds no other \begin: "A + B" of two matrices is an Expr).
 _MATRIX = re.compile(r"^[\[(]?\s*\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?"
@@ -274,6 +280,10 @@ def parse_value(s: str, depth: int = 0) -> Value:
     if len(listed) > 1 and all(ops == ["="] and _is_label(parts[0]) for parts, ops in labelled):
         return SetOf(tuple(parse(parts[1]) for parts, _ in labelled))  # AB = 4, CD = 5
     parts, ops = _split_relations(s)
+    if ops and all(op == "=" for op in ops) and len({p.replace(" ", "") for p in parts}) == 1:
+        return Text(s)  # "0 = 0": true of anything, so the answer to nothing
+    if ops == ["="] and _VALUE_OF_AN_OPERATION.match(parts[0]):
+        return parse(parts[1])  # "\lim_{x \to 0} \frac{\sin x}{x} = 1": its value
     if ops and all(op == "=" for op in ops):
         chain = len(parts) > 2 and not has_variables(parts[-1])
         # "35 + 70 = 105": a computation ending in its result (a number, not a restatement)
