@@ -5,13 +5,19 @@ Case sets:
   the public test suites of math-verify and lighteval (cases we did not write);
 - `SmolLM2 outputs`: tests/data/math_model_cases.jsonl, real completions of the embedded
   model on MATH-500 and GSM8K, labeled by reading them;
+- `outside solutions`: tests/data/math_outside_solutions.jsonl, whole model solutions
+  (GSM8K, MGSM and MATH style, boxed and unboxed) from published evaluation logs, labeled
+  by reading them;
+- `outside rewards`: tests/data/math_outside_rewards.jsonl, cases from other projects'
+  reward-function and grader tests (short answer sentences, extracted answers, solutions);
 - `labeled (ours)`: tests/data/math_cases.tsv, bare answers written to our own conventions
   (consistency, not accuracy);
 - `MATH-500 rewrites`: each reference solution against its own `answer` (PASS) and the next
   problem's (FAIL).
-Both checkers get one uniform call per case: ours `check(prediction, gold)` (bare answers
-with extract=False), math-verify `verify(parse(gold), parse(prediction))` as its README
-recommends (bare answers wrapped in `$...$`, its best case). Both run serially on the main
+Both checkers get one uniform call per case: ours `check(prediction, gold)`, the default
+call (bare answers with extract=False; where a set names a case's mode, a second row with
+that mode), math-verify `verify(parse(gold), parse(prediction))` as its README recommends
+(bare answers wrapped in `$...$`, its best case). Both run serially on the main
 thread. Prints agreement with the labels, false positives and negatives, median and p99
 latency per check, and the ratios.
 
@@ -56,6 +62,14 @@ def model_cases() -> list[Case]:
             for r in jsonl(REPO / "tests/data/math_model_cases.jsonl")]
 
 
+def outside_cases(name: str) -> list[Case]:
+    path = REPO / "tests/data" / f"math_outside_{name}.jsonl"
+    if not path.exists():
+        return []
+    return [(r["gold"], r["prediction"], r["expected"], True, r.get("mode", "math"))
+            for r in jsonl(path)]
+
+
 def labeled_cases() -> list[Case]:
     with (REPO / "tests/data/math_cases.tsv").open() as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
@@ -73,6 +87,12 @@ def math500_cases(data: Path) -> list[Case]:
 
 
 def ours(gold: str, answer: str, extract: bool, mode: str) -> bool:
+    """The default call: one uniform call whatever the text's convention."""
+    return check(answer, gold, extract=extract).passed
+
+
+def ours_in_mode(gold: str, answer: str, extract: bool, mode: str) -> bool:
+    """With the mode the case set names (GSM8K cases in "gsm8k" mode)."""
     return check(answer, gold, extract=extract, mode=mode).passed
 
 
@@ -112,14 +132,22 @@ def main() -> None:
     check("\\sqrt{8}", "2\\sqrt{2}", extract=False)
     peer("1", "1", False, "math")
     sets = {"peers": peer_cases(), "SmolLM2 outputs": model_cases(),
+            "outside solutions": outside_cases("solutions"),
+            "outside rewards": outside_cases("rewards"),
             "labeled (ours)": labeled_cases(), "MATH-500 rewrites": math500_cases(args.data)}
     print(f"# bench/math_verify.py on {os.cpu_count()} cores, repeat={args.repeat}")
     print("| case set | n | checker | agreement | false pos. | false neg. | median ms | p99 ms |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for set_name, cases in sets.items():
+        if not cases:
+            print(f"| {set_name} | 0 | (file missing) | | | | | |")
+            continue
         a = run("restem", ours, cases, args.repeat)
         b = run("math-verify", peer, cases, args.repeat)
-        for r in (a, b):
+        rows = [a, b]
+        if any(mode != "math" for *_, mode in cases):
+            rows.insert(1, run("restem, the case's mode", ours_in_mode, cases, args.repeat))
+        for r in rows:
             print(f"| {set_name} | {len(cases)} | {r['name']} | {r['agreement']:.3f} | "
                   f"{r['false_positives']} | {r['false_negatives']} | {r['median_ms']:.3f} | "
                   f"{r['p99_ms']:.2f} |")
