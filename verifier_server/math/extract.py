@@ -44,7 +44,8 @@ _HOPE_PHRASE = re.compile(r"I hope it is correct", re.I)
 _SPACES = re.compile(r"\s*")
 # "The answer is", a parenthesis allowed before "is" ("the answer (arabic numerals) is:", the
 # zero-shot chain-of-thought ending), and the phrases MGSM's languages end with.
-_ANSWER_IS = re.compile(r"(?:the (?:final |correct )?answer(?:\s*\([^()\n]{0,40}\))? is"
+_ANSWER_IS = re.compile(r"(?:(?:(?:the|my|our) )?(?:final |correct )?answer"
+                        r"(?:\s*\([^()\n]{0,40}\))? is"
                         r"|(?:la )?réponse (?:finale )?est|(?:la )?respuesta (?:final )?es"
                         r"|(?:die )?antwort (?:ist|lautet)|jibu ni|উত্তর হল|答えは|答案是"
                         r"|ответ\s*[\u2014\u2013-]|คำตอบคือ|సమాధానం)[:\s]*", re.I)
@@ -424,6 +425,19 @@ def _minerva_rule(text: str) -> str | None:
     return None
 
 
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+
+
+def _answer_tag_rule(text: str) -> str | None:
+    """The last `<answer>...</answer>` (the tag format of many RL recipes), read as a
+    completion of its own when it holds more than a value."""
+    tags = [t.strip() for t in _ANSWER_TAG.findall(text) if t.strip()]
+    if not tags:
+        return None
+    inner = extract_answer(tags[-1]) if len(tags[-1]) <= MAX_COMPLETION_CHARS else None
+    return inner.answer if inner else tags[-1]
+
+
 def _hashes_rule(text: str) -> str | None:
     """`#### n`: an explicit end marker."""
     hashes = _HASHES.findall(text)
@@ -470,7 +484,7 @@ def _bare_rule(text: str) -> str | None:
             prose_words <= 3 and outside_math == bare and not _VERB.search(bare)
             and not bare.endswith("."))) and (
             not foreign(text)):
-        return bare
+        return _value_of(bare)  # "[45 degrees]" -> "45"
     return None
 
 
@@ -478,8 +492,9 @@ def _bracketed_rule(text: str) -> str | None:
     """A value in brackets closing a few words: "second try [5]" (the words hold no number)."""
     body = _drop_trailing(text.strip())
     at = body.rfind("[")
+    before = re.sub(r"\[[^\[\]]*\]", " ", body[:at])  # "first try [30], second try [45]"
     if body.endswith("]") and at > 0 and len(body) <= MAX_BARE_CHARS and "\n" not in body and (
-            not re.search(r"\d|\$|\\", body[:at])):
+            not re.search(r"\d|\$|\\", before)):
         inner = _value_of(body[at:])
         return inner if inner != body[at:] and re.search(r"\d", inner) else None
     return None
@@ -526,6 +541,7 @@ class Rule:
 _SHARED = (
     Rule("minerva", _minerva_rule),
     Rule("boxed", boxes),
+    Rule("answer_tag", _answer_tag_rule),
     Rule("gsm8k_hashes", _hashes_rule),
 )
 # A mode is its table of rules. GSM8K answers are numbers: a phrase gives its last number,
@@ -538,9 +554,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
              Rule("choice", _choice_rule),
              Rule("bracketed", _bracketed_rule),
              Rule("bare", _bare_rule),
+             Rule("closing_result", _closing_result),
              Rule("last_math", _last_math_rule),
-             Rule("closing_statement", lambda text: closing_statement(text)),
-             Rule("closing_result", _closing_result)),
+             Rule("closing_statement", lambda text: closing_statement(text))),
     "gsm8k": (*_SHARED,
               Rule("answer_is", functools.partial(_answer_is, numbers=True)),
               Rule("answer_label", functools.partial(_answer_label, numbers=True)),

@@ -88,6 +88,7 @@ NAME = re.compile(r"^(?:[a-zA-Z]|\\(?!(?:arc)?(?:sin|cos|tan|sec|csc|cot)h?\b|lo
 # A left side that is an operation giving a value (a limit, an integral, a sum or product, a
 # derivative, a binomial coefficient, a determinant): `LHS = value` states that value.
 _VALUE_OF_AN_OPERATION = re.compile(r"^\s*(?:\\(?:lim|int|iint|oint|sum|prod|binom|det)(?![a-zA-Z])"
+                                    r"|\\begin\{vmatrix\}"
                                     r"|\\[dt]?frac\{\s*(?:d|\\partial|\\mathrm\{d\})[^{}]*\}"
                                     r"\{\s*(?:d|\\partial|\\mathrm\{d\})"
                                     r"|[a-zA-Z]'+\s*\()")
