@@ -43,9 +43,10 @@ _FINAL_IS = re.compile(r"final answer is", re.I)
 _HOPE_PHRASE = re.compile(r"I hope it is correct", re.I)
 _SPACES = re.compile(r"\s*")
 # "The answer is", a parenthesis allowed before "is" ("the answer (arabic numerals) is:", the
-# zero-shot chain-of-thought ending), and the phrases MGSM's languages end with.
+# zero-shot chain-of-thought ending) or "to this question", and the phrases MGSM's
+# languages end with.
 _ANSWER_IS = re.compile(r"(?:(?:(?:the|my|our) )?(?:final |correct )?answer"
-                        r"(?:\s*\([^()\n]{0,40}\))? is"
+                        r"(?:\s*\([^()\n]{0,40}\)| to (?:this|the) (?:question|problem))? is"
                         r"|(?:la )?réponse (?:finale )?est|(?:la )?respuesta (?:final )?es"
                         r"|(?:die )?antwort (?:ist|lautet)|jibu ni|উত্তর হল|答えは|答案是"
                         r"|ответ\s*[\u2014\u2013-]|คำตอบคือ|సమాధానం)[:\s]*", re.I)
@@ -378,6 +379,9 @@ def _phrase_answer(answer: str, numbers_only: bool) -> str:
     if numbers_only and (numbers := _NUMBER.findall(answer)):
         return numbers[-1].rstrip(",")
     answer = _value_of(answer)
+    numbers = _NUMBER.findall(answer)
+    if _words(answer) > 3 and len(numbers) == 1 and not math_spans(answer):
+        return numbers[0].rstrip(",")  # "... is John makes $1260 if he works all week."
     return _stated_choice(answer) or answer
 
 
@@ -426,6 +430,9 @@ def _minerva_rule(text: str) -> str | None:
 
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+# A JSON object's "answer" field, as structured outputs write it: "answer": "75.00" or 75.
+_JSON_ANSWER = re.compile(r'"(?:final_)?answer"\s*:\s*'
+                          r'(?:"((?:[^"\\\n]|\\.){1,400})"|(-?\d[\d.,]*))')
 
 
 def _answer_tag_rule(text: str) -> str | None:
@@ -436,6 +443,20 @@ def _answer_tag_rule(text: str) -> str | None:
         return None
     inner = extract_answer(tags[-1]) if len(tags[-1]) <= MAX_COMPLETION_CHARS else None
     return inner.answer if inner else tags[-1]
+
+
+def _json_answer_rule(text: str) -> str | None:
+    """The last JSON "answer" field, read as a completion of its own when it says more than a
+    value ("The store should charge $20 for the book.")."""
+    fields = list(_JSON_ANSWER.finditer(text))
+    if not fields:
+        return None
+    field = fields[-1].group(1) or fields[-1].group(2)
+    field = field.replace('\\"', '"').replace("\\\\", "\\").strip()
+    if not field:
+        return None
+    inner = extract_answer(field)
+    return _phrase_answer(inner.answer if inner else field, False)
 
 
 def _hashes_rule(text: str) -> str | None:
@@ -542,6 +563,7 @@ _SHARED = (
     Rule("minerva", _minerva_rule),
     Rule("boxed", boxes),
     Rule("answer_tag", _answer_tag_rule),
+    Rule("json_answer", _json_answer_rule),
     Rule("gsm8k_hashes", _hashes_rule),
 )
 # A mode is its table of rules. GSM8K answers are numbers: a phrase gives its last number,

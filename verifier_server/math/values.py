@@ -87,7 +87,8 @@ NAME = re.compile(r"^(?:[a-zA-Z]|\\(?!(?:arc)?(?:sin|cos|tan|sec|csc|cot)h?\b|lo
 # up to three capitals (a segment or an angle).
 # A left side that is an operation giving a value (a limit, an integral, a sum or product, a
 # derivative, a binomial coefficient, a determinant): `LHS = value` states that value.
-_VALUE_OF_AN_OPERATION = re.compile(r"^\s*(?:\\(?:lim|int|iint|oint|sum|prod|binom|det)(?![a-zA-Z])"
+_VALUE_OF_AN_OPERATION = re.compile(r"^\s*(?:\\(?:lim|int|iint|oint|sum|prod|[dt]?binom|det)"
+                                    r"(?![a-zA-Z])"
                                     r"|\\begin\{vmatrix\}"
                                     r"|\\[dt]?frac\{\s*(?:d|\\partial|\\mathrm\{d\})[^{}]*\}"
                                     r"\{\s*(?:d|\\partial|\\mathrm\{d\})"
@@ -243,7 +244,15 @@ def parse_scalar(s: str) -> Value:
         return Text(next(g for g in m.groups() if g).upper())
     if _WORDS.match(s) and (len(s) >= 3 or " " in s):
         return Text(" ".join(s.lower().replace("-", " ").split()))
+    if len(_PROSE_WORD.findall(s)) > MAX_FORMULA_WORDS:  # a sentence: no formula to parse
+        return Text(s)
     return Expr(s)
+
+
+# Words of four letters or more that are not LaTeX commands: a formula holds a few at most
+# (`\text{cm}`, `\mathrm{area}`), a sentence many, and sympy would only spend time on it.
+_PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{4,}")
+MAX_FORMULA_WORDS = 4
 
 
 def parse_value(s: str, depth: int = 0) -> Value:
