@@ -353,6 +353,11 @@ def test_checks_from_asyncio_match_serial_verdicts() -> None:
     ("My final answer is: 3.14", "3.14", "answer_is"),
     ("First try [30], second try [45].", "45", "bracketed"),
     ("$\\begin{vmatrix} 2 & 1 \\\\ 1 & 2 \\end{vmatrix} = 3$", "3", "bare"),
+    ('```json\n{\n  "reasoning": "15 sets * $5.00 = $75.00",\n  "answer": "$75.00"\n}\n```',
+     "75", "json_answer"),
+    ("So the answer to this question is James is out $50.", "50", "answer_is"),
+    ("```python\nprint(5 * 2)\n```\n```output\n10\n```\nTen men can stay upright.", "10",
+     "program_output"),
 ])
 def test_one_call_reads_every_common_convention(completion: str, gold: str, rule: str) -> None:
     verdict = check(completion, gold)

@@ -380,7 +380,7 @@ def _phrase_answer(answer: str, numbers_only: bool) -> str:
         return numbers[-1].rstrip(",")
     answer = _value_of(answer)
     numbers = _NUMBER.findall(answer)
-    if _words(answer) > 3 and len(numbers) == 1 and not math_spans(answer):
+    if _words(answer) >= 2 and len(numbers) == 1 and not math_spans(answer):
         return numbers[0].rstrip(",")  # "... is John makes $1260 if he works all week."
     return _stated_choice(answer) or answer
 
@@ -521,6 +521,24 @@ def _bracketed_rule(text: str) -> str | None:
     return None
 
 
+_OUTPUT_BLOCK = re.compile(r"```output\s*\n(.*?)\n\s*```", re.S)
+
+
+def _program_output_rule(text: str) -> str | None:
+    """A program's printed result (```output blocks, as tool-using models write them), when
+    it is one value and the text after it states no other number: "```output\n10.0\n```
+    Ten men can stay upright."."""
+    blocks = list(_OUTPUT_BLOCK.finditer(text))
+    if not blocks:
+        return None
+    value = blocks[-1].group(1).strip()
+    after = _NUMBER.findall(text[blocks[-1].end():])
+    if _NUMBER.fullmatch(value) and all(float(a.replace(",", "")) == float(value) for a in after
+                                        if a.replace(",", "").replace(".", "").strip("-")):
+        return value
+    return None
+
+
 def _last_math_rule(text: str) -> str | None:
     return None if foreign(text) else last_math(text)
 
@@ -577,6 +595,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
              Rule("bracketed", _bracketed_rule),
              Rule("bare", _bare_rule),
              Rule("closing_result", _closing_result),
+             Rule("program_output", _program_output_rule),
              Rule("last_math", _last_math_rule),
              Rule("closing_statement", lambda text: closing_statement(text))),
     "gsm8k": (*_SHARED,
