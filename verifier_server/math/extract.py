@@ -29,6 +29,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 MAX_COMPLETION_CHARS = 200_000
 MAX_BARE_CHARS = 120
@@ -532,11 +533,18 @@ def _program_output_rule(text: str) -> str | None:
     if not blocks:
         return None
     value = blocks[-1].group(1).strip()
+    if not _NUMBER.fullmatch(value):
+        return None
     after = _NUMBER.findall(text[blocks[-1].end():])
-    if _NUMBER.fullmatch(value) and all(float(a.replace(",", "")) == float(value) for a in after
-                                        if a.replace(",", "").replace(".", "").strip("-")):
-        return value
-    return None
+    return value if all(_same_number(a, value) for a in after) else None
+
+
+def _same_number(a: str, b: str) -> bool:
+    """Whether two numbers as _NUMBER finds them ("1,200", "4.0", "1/2") are equal."""
+    try:
+        return Fraction(a.replace(",", "")) == Fraction(b.replace(",", ""))
+    except (ValueError, ZeroDivisionError):
+        return False
 
 
 def _last_math_rule(text: str) -> str | None:
