@@ -23,7 +23,7 @@ CORPORA = [
     ("math_peer_cases.jsonl", "prediction", 0.96, 1, False),
     ("math_model_cases.jsonl", "completion", 0.99, 1, False),
     ("math_outside_solutions.jsonl", "prediction", 0.94, 0, False),
-    ("math_outside_solutions.jsonl", "prediction", 0.91, 0, True),
+    ("math_outside_solutions.jsonl", "prediction", 0.95, 0, True),
     ("math_outside_rewards.jsonl", "prediction", 0.94, 6, False),
 ]
 

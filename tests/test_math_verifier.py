@@ -358,6 +358,10 @@ def test_checks_from_asyncio_match_serial_verdicts() -> None:
     ("So the answer to this question is James is out $50.", "50", "answer_is"),
     ("```python\nprint(5 * 2)\n```\n```output\n10\n```\nTen men can stay upright.", "10",
      "program_output"),
+    ("The answer is 6, since there are 6 such cubes below 2008.", "6", "answer_is"),
+    ("So the answer is Audrey needs 35 right answers to reach the 7th grade.", "35", "answer_is"),
+    ("Based on our calculations, Sara needs to mow the lawn 10 times.", "10",
+     "closing_statement"),
 ])
 def test_one_call_reads_every_common_convention(completion: str, gold: str, rule: str) -> None:
     verdict = check(completion, gold)

@@ -75,8 +75,9 @@ _FILLER = re.compile(r"^(?:(?:equal to|about|approximately|exactly|just|now|then
 # A choice letter stated in a phrase: "for sure D, it can't be A or B", "C non A".
 _PHRASE_CHOICE = re.compile(r"^(?:[a-z]+\s+){0,3}\(?([A-E])\)?(?=$|[,.;:]|\s+[a-z])")
 # A closing sentence that concludes: "Therefore, she has 12 apples." "Donc, il a 79 g."
-_CONCLUDES = re.compile(r"^\W*(?:therefore|thus|hence|so|in conclusion|in total|donc|ainsi"
-                        r"|alors|por lo tanto|entonces|also|daher|insgesamt)\b", re.I)
+_CONCLUDES = re.compile(r"^\W*(?:therefore|thus|hence|so|in conclusion|in total|in summary"
+                        r"|overall|finally|based on (?:our|the|these|this) calculations?|donc"
+                        r"|ainsi|alors|por lo tanto|entonces|also|daher|insgesamt)\b", re.I)
 # Whitespace as str.strip and the `\s` of a str pattern read it (every such character is
 # below U+3001); with the punctuation, what r"[\s.!;:,*]+$" removes from the end.
 WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
@@ -380,10 +381,23 @@ def _phrase_answer(answer: str, numbers_only: bool) -> str:
     if numbers_only and (numbers := _NUMBER.findall(answer)):
         return numbers[-1].rstrip(",")
     answer = _value_of(answer)
-    numbers = _NUMBER.findall(answer)
+    if clause := _VALUE_THEN_CLAUSE.match(answer):  # "6, since there are 6 cubes below 2008"
+        return clause.group(1)
+    numbers = _quantities(answer)
     if _words(answer) >= 2 and len(numbers) == 1 and not math_spans(answer):
-        return numbers[0].rstrip(",")  # "... is John makes $1260 if he works all week."
+        return numbers[0]  # "... is John makes $1260 if he works all week."
     return _stated_choice(answer) or answer
+
+
+# A value, then a comma and a clause that gives the reason: "6, since there are 6 such cubes".
+_VALUE_THEN_CLAUSE = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*[,;]\s*"
+                                r"(?:since|because|as|which|so|and this|that is)\b", re.I)
+
+
+def _quantities(text: str) -> list[str]:
+    """The numbers of a text but ordinals ("the 7th grade" counts nothing)."""
+    return [m.group(0).rstrip(",") for m in _NUMBER.finditer(text)
+            if not re.match(r"(?:st|nd|rd|th)\b", text[m.end():])]
 
 
 def _value_of(answer: str) -> str:
