@@ -409,7 +409,8 @@ def _value_of(answer: str) -> str:
 
 # A number and then only words (units, a currency name, a polite ending): "$18 per day.",
 # "30 degrees", "11です。". Words may not hold digits, math or another relation.
-_VALUE_THEN_WORDS = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*(?:[^\W\d_][^\d$\\=<>]*)?"
+# (Possessive quantifiers: nothing to give back, so no backtracking on crafted text.)
+_VALUE_THEN_WORDS = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*+(?:\.\d+)?)\s*(?:[^\W\d_][^\d$\\=<>]*+)?"
                                r"[.\u3002\u0964!]*$")
 
 
@@ -536,20 +537,20 @@ def _bracketed_rule(text: str) -> str | None:
     return None
 
 
-_OUTPUT_BLOCK = re.compile(r"```output\s*\n(.*?)\n\s*```", re.S)
+_OUTPUT_BLOCK = re.compile(r"```output[ \t]*\n(.*?)\n\s*```", re.S)
 
 
 def _program_output_rule(text: str) -> str | None:
     """A program's printed result (```output blocks, as tool-using models write them), when
     it is one value and the text after it states no other number: "```output\n10.0\n```
     Ten men can stay upright."."""
-    blocks = list(_OUTPUT_BLOCK.finditer(text))
-    if not blocks:
+    block = _OUTPUT_BLOCK.match(text, max(text.rfind("```output"), 0))  # the last one only
+    if block is None or not block.group(0).startswith("```output"):
         return None
-    value = blocks[-1].group(1).strip()
+    value = block.group(1).strip()
     if not _NUMBER.fullmatch(value):
         return None
-    after = _NUMBER.findall(text[blocks[-1].end():])
+    after = _NUMBER.findall(text[block.end():])
     return value if all(_same_number(a, value) for a in after) else None
 
 
@@ -583,13 +584,16 @@ def _a_line_rule(text: str) -> str | None:
     return None
 
 
+_RESULT = re.compile(r"=\s*+\\?\$?\s*+(-?\d[\d,]*+(?:\.\d+)?)[^\d=$\\]*+$")
+
+
 def _closing_result(text: str) -> str | None:
     """The result a closing sentence's computation ends in: "She makes 9 * 2 = $18 every
     day." -> "18" (how a GSM8K solution states its answer, without a phrase)."""
     sentences = [x for x in _SENTENCE_END.split(_drop_trailing(text.strip())) if x.strip()]
     if not sentences or foreign(sentences[-1]):
         return None
-    result = re.search(r"=\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)(?:[^\d=$\\]*)$", sentences[-1])
+    result = _RESULT.search(sentences[-1])
     return result.group(1).rstrip(",") if result else None
 
 
