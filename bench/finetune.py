@@ -55,7 +55,9 @@ LLAMA_1B = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers":
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}
 # Dense bf16 peak TFLOP/s by device name (the first key the name contains).
-PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
+# The NVL (PCIe, lower clock) parts before the SXM ones their names contain.
+PEAK_TFLOPS = {"H200 NVL": 835.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H200": 989.0,
+               "H100": 989.0, "A100": 312.0, "L40S": 362.0}
 # Words per prompt (and per completion) of the GPU check's synthetic SFT data. The byte
 # tokenizer makes about 12.3 tokens of a word (about 6.2 bytes a word in the prompt and again
 # in the reversed completion), plus 17. So 20 to 80 words are 265 to 1007 tokens, and a

@@ -357,6 +357,30 @@ def open_engines(spec: EngineSpec, cluster: str = "local", replicas: int = 1,
     raise ValueError(f"cluster must be one of {CLUSTERS}, not {cluster!r}")
 
 
+def cluster_gpus(cluster: str, address: str = "") -> int:
+    """GPUs the sampling engines will have: this machine's (`cluster = "local"`), or the Ray
+    cluster's, counted by Ray on its workers (a KubeRay head pod has none of its own)."""
+    if cluster != "ray":
+        return gpu_count()
+    import ray
+
+    connect_ray(address)
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def default_replicas(cluster: str, address: str, tensor_parallel_size: int) -> int:
+    """What `replicas = 0` means: one engine per `tensor_parallel_size` GPUs of the cluster,
+    or one per alive node on a cluster without GPUs (CPU samplers); 1 without Ray."""
+    if cluster != "ray":
+        return 1
+    import ray
+
+    gpus = cluster_gpus(cluster, address)
+    if gpus:
+        return gpus // tensor_parallel_size
+    return sum(1 for node in ray.nodes() if node["Alive"])
+
+
 def gpu_count() -> int:
     """GPUs this process may use: nvidia-smi's list, narrowed by CUDA_VISIBLE_DEVICES; 0
     without nvidia-smi. (No torch import: the loop's process never touches a GPU.)"""

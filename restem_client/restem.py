@@ -82,6 +82,8 @@ from restem_client.engines import (
     Engines,
     EngineSpec,
     StallLimit,
+    cluster_gpus,
+    default_replicas,
     gpu_count,
 )
 from restem_client.finetune import Config as FinetuneConfig
@@ -266,6 +268,7 @@ class Run:
                 render(self.train[0], self.data_dir, chat=c.chat, shots=c.estep_shots)
             except ValueError as exc:
                 raise ConfigError(f"config key 'estep_shots': {exc}") from None
+        self._preflight()
         _log(f"run {self.dir}: {len(self.train)} train, {len(self.val)} validation, "
              f"{len(self.test)} test problems of {c.task}")
         # A run that raises marks its tracker runs failed; a tracker never stops the run.
@@ -383,8 +386,11 @@ class Run:
             if tmp:
                 _log(f"{step}: generate {c.samples_per_problem} samples for each of "
                      f"{len(self.train)} problems")
+                # Each iteration its own seeds (shard k: this + k), or distill mode would
+                # sample the same teacher outputs every iteration; iteration 1 keeps seed + 1000.
+                seed = c.seed + 1000 + ESTEP_SEED_STRIDE * (_iteration(step) - 1)
                 params = preset("estep", n=c.samples_per_problem, max_tokens=c.max_tokens,
-                                temperature=c.temperature, top_k=c.top_k, seed=c.seed + 1000)
+                                temperature=c.temperature, top_k=c.top_k, seed=seed)
                 # Shards are kept across a restart, outside the step's `.partial` directory.
                 evaluate(self._estep_problems(), self._sampler_for(policy), self._verify(),
                          params, tmp, shards_dir=self.dir / step / "shards",
@@ -549,6 +555,32 @@ class Run:
     def _prompts(self) -> dict[str, Any]:
         return {p.task_id: render(p, self.data_dir, chat=self.config.chat) for p in self.train}
 
+    def _preflight(self) -> None:
+        """What would otherwise fail after the base evaluation or a whole E-step, checked
+        before any work: the sampling engines the cluster gives (its GPUs counted where the
+        engines run, not on this machine), and the M-step's batch arithmetic for the
+        processes it will have."""
+        c = self.config
+        gpus = cluster_gpus(c.cluster, c.ray_address)
+        self.engine_gpus = c.tensor_parallel_size if gpus else 0
+        self.replicas = c.replicas or default_replicas(c.cluster, c.ray_address,
+                                                       c.tensor_parallel_size)
+        if self.replicas < 1:
+            raise ConfigError(f"config key 'replicas': 0 means one engine per "
+                              f"tensor_parallel_size = {c.tensor_parallel_size} GPU(s), and the "
+                              f"cluster has {gpus}; lower tensor_parallel_size or set replicas")
+        self.backend = sampler_backend(c.sampler, gpus)
+        workers = c.train_workers or default_workers(c.cluster, c.ray_address)
+        recipe = FinetuneConfig(**{**c.finetune, "model": "-", "data": "-", "out": "-"})
+        try:
+            recipe.accumulation(workers)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}: the M-step will run {workers} process(es); change "
+                              f"finetune.global_batch_size, finetune.micro_batch_size or "
+                              f"train_workers") from None
+        _log(f"plan: {self.replicas} sampling engine(s) of {self.engine_gpus or 'no'} GPU(s) "
+             f"with {self.backend}; fine-tuning on {workers} process(es)")
+
     def _sampler_for(self, model: str) -> Engines | Sampler:
         """The sampling engines of a model (one engine at a time: a new model closes the
         previous one's). They live in other processes, so closing them frees their GPUs."""
@@ -563,15 +595,14 @@ class Run:
         else:
             from restem_client.engines import open_engines
 
-            backend = sampler_backend(c.sampler)
-            options = sampler_options(backend, batch_size=c.hf_batch_size,
+            options = sampler_options(self.backend, batch_size=c.hf_batch_size,
                                       tensor_parallel_size=c.tensor_parallel_size,
                                       max_model_len=c.max_model_len,
                                       gpu_memory_utilization=c.gpu_memory_utilization)
-            gpus = c.tensor_parallel_size if gpu_count() else 0
-            _log(f"sampling {Path(model).name} with {backend} on cluster {c.cluster!r}")
-            engines = open_engines(EngineSpec(backend, model, options, gpus), c.cluster,
-                                   c.replicas, c.ray_address, StallLimit.of(c.stall_s))
+            _log(f"sampling {Path(model).name} with {self.backend} on cluster {c.cluster!r}")
+            engines = open_engines(EngineSpec(self.backend, model, options, self.engine_gpus),
+                                   c.cluster, self.replicas, c.ray_address,
+                                   StallLimit.of(c.stall_s))
         self._sampler = (model, engines)
         return engines
 
@@ -636,13 +667,14 @@ def select(results: Path, prompts: dict[str, Any], cap: int, seed: str) -> list[
     return kept
 
 
-def sampler_backend(sampler: str) -> str:
-    """The sampler `auto` means here: vLLM on a machine with a GPU, transformers without one.
-    A GPU machine with no vLLM, or with the CPU build, fails naming the fix."""
+def sampler_backend(sampler: str, gpus: int | None = None) -> str:
+    """The sampler `auto` means where the engines run (`gpus` of them; default: this
+    machine's): vLLM with GPUs, transformers without. GPUs with no vLLM, or with its CPU
+    build, fail naming the fix."""
     import importlib.metadata
     import importlib.util
 
-    gpus = gpu_count()
+    gpus = gpu_count() if gpus is None else gpus
     backend = sampler if sampler != "auto" else ("vllm" if gpus else "hf")
     if backend == "vllm" and gpus:
         try:
@@ -661,6 +693,9 @@ def sampler_backend(sampler: str) -> str:
 def _transfer_dir(task: str) -> str:
     """Where a transfer task's eval goes under <step>/eval/ (`bbh/navigate`: bbh-navigate)."""
     return task.replace("/", "-")
+
+
+ESTEP_SEED_STRIDE = 100_003  # more shards than any dataset has: iterations never share a seed
 
 
 def _iteration(step: str) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.finetune import error_line
+from bench.finetune import error_line, peak_tflops
 from tests.conftest import REPO
 
 GPU_CHECK = str(REPO / "bench" / "gpu_check.sh")
@@ -107,3 +107,12 @@ def test_the_error_of_a_run_is_its_one_meaningful_line() -> None:
     assert error_line("killed\n") == "killed"
     assert error_line("") is None
     assert len(error_line("RuntimeError: " + "x" * 5000) or "") == 600
+
+
+@pytest.mark.parametrize(("name", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 NVL", 835.0), ("NVIDIA H100 PCIe", 756.0),
+    ("NVIDIA H200", 989.0), ("NVIDIA H200 NVL", 835.0), ("NVIDIA A100-SXM4-80GB", 312.0),
+    ("Tesla T4", None),
+])
+def test_each_gpu_model_gets_its_own_dense_bf16_peak(name: str, peak: float | None) -> None:
+    assert peak_tflops(name) == peak

@@ -41,7 +41,7 @@ class VLLMSampler:
 
         self.llm = LLM(
             model=str(path), tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization or (0.85 if on_gpu else 0.1),
+            gpu_memory_utilization=gpu_memory_utilization or (0.9 if on_gpu else 0.1),
             max_model_len=max_model_len, dtype=dtype if on_gpu or dtype != "auto" else "float32",
             enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
             **engine_args)
