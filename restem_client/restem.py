@@ -386,11 +386,9 @@ class Run:
             if tmp:
                 _log(f"{step}: generate {c.samples_per_problem} samples for each of "
                      f"{len(self.train)} problems")
-                # Each iteration its own seeds (shard k: this + k), or distill mode would
-                # sample the same teacher outputs every iteration; iteration 1 keeps seed + 1000.
-                seed = c.seed + 1000 + ESTEP_SEED_STRIDE * (_iteration(step) - 1)
                 params = preset("estep", n=c.samples_per_problem, max_tokens=c.max_tokens,
-                                temperature=c.temperature, top_k=c.top_k, seed=seed)
+                                temperature=c.temperature, top_k=c.top_k,
+                                seed=estep_seed(c.seed, step))
                 # Shards are kept across a restart, outside the step's `.partial` directory.
                 evaluate(self._estep_problems(), self._sampler_for(policy), self._verify(),
                          params, tmp, shards_dir=self.dir / step / "shards",
@@ -696,6 +694,13 @@ def _transfer_dir(task: str) -> str:
 
 
 ESTEP_SEED_STRIDE = 100_003  # more shards than any dataset has: iterations never share a seed
+
+
+def estep_seed(seed: int, step: str) -> int:
+    """The E-step's seed for iter_<i> (shard k samples with this + k): each iteration its
+    own, or distill mode would sample the same teacher outputs every iteration. Iteration 1
+    keeps seed + 1000, so earlier run directories resume with the seeds they began with."""
+    return seed + 1000 + ESTEP_SEED_STRIDE * (_iteration(step) - 1)
 
 
 def _iteration(step: str) -> int:

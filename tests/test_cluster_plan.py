@@ -13,7 +13,7 @@ import pytest
 
 from restem_client.config import ConfigError, load_config
 from restem_client.engines import cluster_gpus, default_replicas, gpu_count
-from restem_client.restem import Run, RunConfig
+from restem_client.restem import Run, RunConfig, estep_seed
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +65,10 @@ def test_the_plan_is_made_from_the_cluster(tmp_path: Path, gpu_cluster: str) -> 
     run._preflight()
     assert (run.replicas, run.engine_gpus, run.backend) == (2, 2, "hf")
 
+
+
+def test_every_estep_iteration_samples_with_seeds_of_its_own() -> None:
+    assert estep_seed(7, "iter_1") == 1007  # what runs begun before this still resume with
+    shards = range(20_000)  # shard k samples with estep_seed + k
+    seeds = [{estep_seed(7, f"iter_{i}") + k for k in shards} for i in (1, 2, 3)]
+    assert not (seeds[0] & seeds[1]) and not (seeds[1] & seeds[2])
