@@ -46,6 +46,7 @@ from verifier_server.exact import check_exact
 from verifier_server.exact import extract as exact_extract
 from verifier_server.math import check, check_many
 from verifier_server.math import extract as ex
+from verifier_server.math.check import INLINE_CHARS
 from verifier_server.math.pool import WorkerPool
 from verifier_server.math.values import parse_answer
 
@@ -118,7 +119,31 @@ CRAFTED = {
     "CJK": fill("答"),
     "lone surrogates": fill("\ud800x", after="\\boxed{5}"),
     "reasoning markers": fill("</think>"),
+    # issue 30's rules, read as an attacker: overlapping runs after a value (backtracking),
+    # a slice per number (quadratic copying), an opener per block (a scan each), nested
+    # answer fields (recursion)
+    "dots after a value": fill(".", before="The answer is 5 a", after="1"),
+    "commas after an equals sign": fill(",", before="So x = 1", after="x5"),
+    "many numbers in an answer phrase": fill("1 ", before="The answer is ", after="cats."),
+    "output blocks never closed": fill("```output\n"),
+    "answer fields never closed": fill('"answer": "'),
+    "nested answer fields": '"answer": "' + '\\"answer\\": \\"' * 20_000 + '5"',
+    "answer tags": fill("<answer>", after="</answer>" * 3),
+    "parentheses after answer": fill("the answer (", after="is 5"),
+    "brackets": fill("[", after="5]"),
 }
+
+
+@pytest.mark.parametrize("name", [n for n in CRAFTED if not n.startswith("unclosed math, 1")])
+def test_the_rules_read_crafted_text_in_linear_time(name: str) -> None:
+    """The extraction rules themselves, on the longest text the checker reads inline
+    (INLINE_CHARS) and on the most it reads at all: a rule that is quadratic on either takes
+    minutes at 200,000 characters, where these take well under a second each."""
+    text = CRAFTED[name]
+    for size in (INLINE_CHARS, ex.MAX_COMPLETION_CHARS):
+        for mode in ("math", "gsm8k"):
+            within(10, ex.extract_answer, text[-size:], mode)
+            within(10, ex.gold_answer, text[-size:], mode)
 
 
 @pytest.fixture(scope="module")

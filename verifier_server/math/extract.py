@@ -2,30 +2,37 @@
 
 The rules are a table (`RULES`): a mode is the list of rules it tries, in order, and the name
 of the rule that fired is recorded so that every reward can be audited. Each rule is a small
-function of the text that returns an answer or None.
+function of the text that returns an answer or None; an answer that is a fragment cut at an
+operator ("12 =") is no answer, and the next rule reads on. Both modes start with:
 - `minerva`: "Final Answer: The final answer is ... I hope it is correct." (when no box
   comes after it);
 - `boxed`: the last \\boxed{...} or \\fbox{...} (also `\\boxed 5`); boxes that follow each
   other with only commas, "and", `\\quad` or math delimiters between are one answer list;
-- `gsm8k_hashes` (`#### n`), `answer_is` ("The (final/correct) answer is ..."),
-  `answer_label` ("Final Answer: ...", "Answer: ...", "**Answer:**", "答案", or "Answer"
-  opening a line);
-- in GSM8K mode a phrase's answer is its last number, and `last_number` ends the table;
-- otherwise `choice` (a leading multiple-choice letter: "D. it can't be A or B"), `bare`
-  (the whole text, only when it is short and a value or formula, never a sentence),
-  `last_math` (the closing display or inline formula, when at most a few words follow it)
-  and `closing_statement` ("... is X." read after its last verb; in a script whose words
-  we do not read, such as Chinese, Arabic or Hindi, the closing sentence's last value).
+- `answer_tag` (`<answer>...</answer>`), `json_answer` (a JSON "answer" field), both read as
+  completions of their own in MATH mode's table; `gsm8k_hashes` (`#### n`);
+- `answer_is` ("The (final/correct) answer is ...", "the answer (arabic numerals) is:", MGSM's
+  phrases), `answer_label` ("Final Answer: ...", "Answer: ...", "Jibu:", "答案", or "Answer"
+  opening a line), `a_line` (a closing "A: 18" line).
+GSM8K mode reads a phrase's last number and ends with `last_number`. MATH mode (the default)
+reads a phrase's value, without the words after it, and goes on with `choice` (a leading
+multiple-choice letter), `bracketed` ("second try [5]"), `bare` (the whole text, only when
+it is short and a value or formula, never a sentence), `closing_result` (what a closing
+computation equals: "9 * 2 = $18 every day"), `program_output` (a printed ```output value),
+`last_math` (the closing formula, when at most a few words follow it) and
+`closing_statement` ("... is X." read after its last verb; in a script whose words we do not
+read, such as Chinese, Arabic or Hindi, the closing sentence's last value).
 The text is first cut at stop markers (a following "Problem:", chat end tokens) and a
 reasoning trace to what follows its `</think>`. A phrase is read the way a person reads
-"the largest $n$ is $34$": what follows its last verb, math delimiters dropped. Never a
-number picked out of prose in MATH mode.
+"the largest $n$ is $34$": what follows its last verb, math delimiters dropped. MATH mode
+never takes the last number of free prose: a number is read only where an answer phrase, a
+label, a closing "= n" or a concluding sentence puts it.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,8 +62,8 @@ _HASHES = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 # "Final Answer:" or "Answer:" anywhere; without the colon only at the start of a line.
 _LABEL = re.compile(r"(?P<line>(?:^|\n)[ \t#*]*)?(?<![a-z])(?:final\s+answer|answer|réponse"
-                    r"|respuesta|antwort|jibu|উত্তর|ответ|సమాధానం|คำตอบ|答案|答え|答)(?![a-z])\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?"
-                    r"\s*(?:\*\*)?", re.I)
+                    r"|respuesta|antwort|jibu|উত্তর|ответ|సమాధానం|คำตอบ|答案|答え|答)(?![a-z])"
+                    r"\s*(?:\*\*)?\s*(?P<colon>[:\uff1a])?\s*(?:\*\*)?", re.I)
 # Math spans are what r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$" (re.S)
 # finds; `_math_matches` finds them in linear time (the expression is quadratic on openers
 # that never close, such as `\[` repeated).
@@ -142,6 +149,7 @@ def cut_reasoning(text: str) -> str:
     return text[at + len("</think>"):] if at >= 0 else text
 
 
+@functools.lru_cache(maxsize=16)  # the minerva and boxed rules both ask
 def boxes(text: str) -> str | None:
     """The last box's content; with boxes right before it (only commas, "and", spaces or math
     delimiters between), all of them as one comma-separated list."""
@@ -394,10 +402,13 @@ _VALUE_THEN_CLAUSE = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*[,;]\s*"
                                 r"(?:since|because|as|which|so|and this|that is)\b", re.I)
 
 
+_ORDINAL_SUFFIX = re.compile(r"(?:st|nd|rd|th)\b")
+
+
 def _quantities(text: str) -> list[str]:
     """The numbers of a text but ordinals ("the 7th grade" counts nothing)."""
     return [m.group(0).rstrip(",") for m in _NUMBER.finditer(text)
-            if not re.match(r"(?:st|nd|rd|th)\b", text[m.end():])]
+            if not _ORDINAL_SUFFIX.match(text, m.end())]
 
 
 def _value_of(answer: str) -> str:
@@ -430,6 +441,29 @@ def _stated_choice(phrase: str) -> str | None:
     return None
 
 
+def closing_statement(text: str) -> str | None:
+    """The value a closing "... is X." states: "Therefore, the probability is 2/3." -> "2/3".
+    In a script whose verbs we do not read (Chinese, Arabic, Hindi), the closing sentence's
+    last value; a concluding sentence with one number and no formula ("Therefore, she has 12
+    apples left.", "Donc, il a déjà 79 g de cire."), that number."""
+    text = _drop_hope(text.strip())
+    sentences = [x for x in _SENTENCE_END.split(_drop_trailing(text).rstrip("。")) if x.strip()]
+    last = sentences[-1] if sentences else ""
+    if foreign(last):
+        return last_value(last)
+    if _VERB.search(_mask_math(last)):
+        answer = answer_in_phrase(last)
+        if re.fullmatch(r"\(?[A-E]\)?", answer):  # "therefore I think it's B": a letter
+            return answer.strip("()")
+        value = _value_of(answer)  # "12 square units" -> "12", "[30 degrees]" -> "30"
+        if answer and re.search(r"\d", answer) and (value != answer or _words(answer) <= 1):
+            return value
+    numbers = re.findall(f"(?:{_NUMBER.pattern})" + r"(?:\s*%)?", last)
+    if _CONCLUDES.match(last) and len(numbers) == 1 and not math_spans(last):
+        return numbers[0].rstrip(",")
+    return None
+
+
 # ---------------------------------------------------------------- the rules
 # Each rule reads a completion (cut at stop markers and after its reasoning trace) and returns
 # the answer it finds, or None to let the next rule try. A mode is a table of rules, tried in
@@ -445,20 +479,23 @@ def _minerva_rule(text: str) -> str | None:
     return None
 
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 # A JSON object's "answer" field, as structured outputs write it: "answer": "75.00" or 75.
 _JSON_ANSWER = re.compile(r'"(?:final_)?answer"\s*:\s*'
                           r'(?:"((?:[^"\\\n]|\\.){1,400})"|(-?\d[\d.,]*))')
 
 
 def _answer_tag_rule(text: str) -> str | None:
-    """The last `<answer>...</answer>` (the tag format of many RL recipes), read as a
-    completion of its own when it holds more than a value."""
-    tags = [t.strip() for t in _ANSWER_TAG.findall(text) if t.strip()]
-    if not tags:
+    """What the last `<answer>...</answer>` holds (the tag format of many RL recipes), read as
+    a completion of its own when it holds more than a value. Found from the end with rfind:
+    a pattern would rescan the text from every opener that never closes."""
+    lowered = text.lower()
+    end = lowered.rfind("</answer>")
+    start = lowered.rfind("<answer>", 0, end) if end >= 0 else -1
+    tag = text[start + len("<answer>") : end].strip() if start >= 0 else ""
+    if not tag:
         return None
-    inner = extract_answer(tags[-1]) if len(tags[-1]) <= MAX_COMPLETION_CHARS else None
-    return inner.answer if inner else tags[-1]
+    inner = extract_answer(tag)  # it holds no <answer> of its own: one level deep
+    return inner.answer if inner else tag
 
 
 def _json_answer_rule(text: str) -> str | None:
@@ -467,8 +504,12 @@ def _json_answer_rule(text: str) -> str | None:
     fields = list(_JSON_ANSWER.finditer(text))
     if not fields:
         return None
-    field = fields[-1].group(1) or fields[-1].group(2)
-    field = field.replace('\\"', '"').replace("\\\\", "\\").strip()
+    quoted, number = fields[-1].groups()
+    try:
+        field = json.loads(f'"{quoted}"') if quoted else number
+    except ValueError:  # an escape JSON does not know: the field as written
+        field = quoted
+    field = field.strip()
     if not field:
         return None
     inner = extract_answer(field)
@@ -529,12 +570,13 @@ def _bracketed_rule(text: str) -> str | None:
     """A value in brackets closing a few words: "second try [5]" (the words hold no number)."""
     body = _drop_trailing(text.strip())
     at = body.rfind("[")
+    if not body.endswith("]") or at <= 0 or len(body) > MAX_BARE_CHARS or "\n" in body:
+        return None
     before = re.sub(r"\[[^\[\]]*\]", " ", body[:at])  # "first try [30], second try [45]"
-    if body.endswith("]") and at > 0 and len(body) <= MAX_BARE_CHARS and "\n" not in body and (
-            not re.search(r"\d|\$|\\", before)):
-        inner = _value_of(body[at:])
-        return inner if inner != body[at:] and re.search(r"\d", inner) else None
-    return None
+    inner = _value_of(body[at:])
+    if re.search(r"\d|\$|\\", before) or inner == body[at:] or not re.search(r"\d", inner):
+        return None
+    return inner
 
 
 _OUTPUT_BLOCK = re.compile(r"```output[ \t]*\n(.*?)\n\s*```", re.S)
@@ -623,7 +665,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
              Rule("closing_result", _closing_result),
              Rule("program_output", _program_output_rule),
              Rule("last_math", _last_math_rule),
-             Rule("closing_statement", lambda text: closing_statement(text))),
+             Rule("closing_statement", closing_statement)),
     "gsm8k": (*_SHARED,
               Rule("answer_is", functools.partial(_answer_is, numbers=True)),
               Rule("answer_label", functools.partial(_answer_label, numbers=True)),
@@ -639,29 +681,6 @@ def extract_answer(text: str, mode: str = "math") -> Extraction | None:
         answer = rule.read(text)
         if answer is not None and not fragment(answer):  # a fragment: the next rule reads on
             return Extraction(answer, rule.name)
-    return None
-
-
-def closing_statement(text: str) -> str | None:
-    """The value a closing "... is X." states: "Therefore, the probability is 2/3." -> "2/3".
-    In a script whose verbs we do not read (Chinese, Arabic, Hindi), the closing sentence's
-    last value; a concluding sentence with one number and no formula ("Therefore, she has 12
-    apples left.", "Donc, il a déjà 79 g de cire."), that number."""
-    text = _drop_hope(text.strip())
-    sentences = [x for x in _SENTENCE_END.split(_drop_trailing(text).rstrip("。")) if x.strip()]
-    last = sentences[-1] if sentences else ""
-    if foreign(last):
-        return last_value(last)
-    if _VERB.search(_mask_math(last)):
-        answer = answer_in_phrase(last)
-        if re.fullmatch(r"\(?[A-E]\)?", answer):  # "therefore I think it's B": a letter
-            return answer.strip("()")
-        value = _value_of(answer)  # "12 square units" -> "12", "[30 degrees]" -> "30"
-        if answer and re.search(r"\d", answer) and (value != answer or _words(answer) <= 1):
-            return value
-    numbers = re.findall(f"(?:{_NUMBER.pattern})" + r"(?:\s*%)?", last)
-    if _CONCLUDES.match(last) and len(numbers) == 1 and not math_spans(last):
-        return numbers[0].rstrip(",")
     return None
 
 
