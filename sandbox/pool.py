@@ -53,6 +53,14 @@ NAMESPACE_HINT = (
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0  # backoff between tries to start a worker
 
 
+def _ping(worker: Worker) -> dict:
+    """What a worker's executor says is left in it, or {"error": why} (bounded by 30 s)."""
+    try:
+        return worker.request({"op": "ping"}, 30.0)
+    except WorkerError as exc:
+        return {"error": str(exc)}
+
+
 class Sandbox:
     def __init__(
         self,
@@ -219,14 +227,7 @@ class Sandbox:
 
     def inspect(self) -> list[dict]:
         """Ask every idle worker what is left in it: {"processes": n, "scratch": [names]}."""
-
-        def ping(worker: Worker) -> dict:
-            try:
-                return worker.request({"op": "ping"}, 30.0)
-            except WorkerError as exc:
-                return {"error": str(exc)}
-
-        return self._on_idle_workers(ping)
+        return self._on_idle_workers(_ping)
 
     def _on_idle_workers(self, fn):
         idle = []
@@ -376,11 +377,13 @@ class Sandbox:
 
     def _settled(self, worker: Worker) -> bool:
         """The after-job check: only the executor's own processes, and empty scratch."""
-        try:
-            reply = worker.request({"op": "ping"}, 30.0)
-        except WorkerError:
-            return False
-        return reply.get("processes") == 0 and reply.get("scratch") == []
+        left = _ping(worker)
+        if left.get("processes") == 0 and left.get("scratch") == []:
+            return True
+        log.warning("sandbox worker %s is not clean after a timeout (%s); replacing it",
+                    worker.name, left.get("error") or
+                    f"{left.get('processes')} process(es), scratch {left.get('scratch')}")
+        return False
 
     def _canary_passes(self, worker: Worker) -> bool:
         program, expected = CANARY

@@ -26,7 +26,8 @@ class Status(StrEnum):
     INVALID_REQUEST = "INVALID_REQUEST"
 
 
-# Statuses after which a worker is replaced before it runs anything else.
+# Statuses after which a worker is replaced before it runs anything else (but a TIMEOUT
+# that left nothing behind: the pool checks that worker and keeps it when it is clean).
 ANOMALIES = frozenset(
     {Status.TIMEOUT, Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.SANDBOX_ERROR}
 )
