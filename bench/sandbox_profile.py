@@ -181,7 +181,10 @@ def fork_floor(count: int = 2000) -> tuple[float, float]:
     code = FLOOR.replace("COUNT", str(count))
     done = subprocess.run([jail_python(), *EXECUTOR_ARGS, "-c", code], cwd=JAIL_DIR,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(JAIL_DIR)},
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise SystemExit(f"the fork floor's interpreter failed (exit {done.returncode}): "
+                         f"{done.stderr.strip()[-1000:]}")
     parent, child = (1000 * float(x) for x in done.stdout.split())
     return parent, child
 

@@ -68,6 +68,9 @@ def main() -> None:
     print("| --- | --- | ---: | ---: | --- | ---: |")
     for name in args.workloads.split(","):
         items = workload(name, args.data_dir)
+        if items[0].peer is None:
+            raise SystemExit(f"workload {name!r} has no peer to compare with; "
+                             f"bench/sandbox_profile.py profiles it")
 
         def peer_round(items=items) -> tuple[float, list[bool]]:
             start = time.perf_counter()
