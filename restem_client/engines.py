@@ -368,17 +368,21 @@ def cluster_gpus(cluster: str, address: str = "") -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
+def cluster_nodes(address: str = "") -> int:
+    """The Ray cluster's alive nodes."""
+    import ray
+
+    connect_ray(address)
+    return sum(1 for node in ray.nodes() if node["Alive"])
+
+
 def default_replicas(cluster: str, address: str, tensor_parallel_size: int) -> int:
     """What `replicas = 0` means: one engine per `tensor_parallel_size` GPUs of the cluster,
     or one per alive node on a cluster without GPUs (CPU samplers); 1 without Ray."""
     if cluster != "ray":
         return 1
-    import ray
-
     gpus = cluster_gpus(cluster, address)
-    if gpus:
-        return gpus // tensor_parallel_size
-    return sum(1 for node in ray.nodes() if node["Alive"])
+    return gpus // tensor_parallel_size if gpus else cluster_nodes(address)
 
 
 def gpu_count() -> int:

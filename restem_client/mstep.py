@@ -64,14 +64,7 @@ def finetune_on_ray(config_path: Path, workers: int, storage: Path, name: str,
 def default_workers(cluster: str, address: str = "") -> int:
     """Every GPU: of this machine (1 without one), or of the Ray cluster (one per node
     without GPUs)."""
-    if cluster == "ray":
-        import ray
+    from restem_client.engines import cluster_gpus, cluster_nodes
 
-        from restem_client.engines import connect_ray
-
-        connect_ray(address)
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        return gpus or sum(1 for node in ray.nodes() if node["Alive"])
-    from restem_client.engines import gpu_count
-
-    return max(gpu_count(), 1)
+    gpus = cluster_gpus(cluster, address)
+    return gpus or (cluster_nodes(address) if cluster == "ray" else 1)

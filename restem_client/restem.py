@@ -84,7 +84,6 @@ from restem_client.engines import (
     StallLimit,
     cluster_gpus,
     default_replicas,
-    gpu_count,
 )
 from restem_client.finetune import Config as FinetuneConfig
 from restem_client.mstep import default_workers, finetune_local, finetune_on_ray
@@ -231,12 +230,23 @@ class RunConfig:
 # ----------------------------------------------------------------------------- the run
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a run will use, settled before any work (`Run._preflight`)."""
+
+    backend: str  # the sampler
+    replicas: int  # sampling engines
+    engine_gpus: int  # GPUs per engine (0: on CPUs)
+    train_workers: int  # the M-step's processes
+
+
 class Run:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.dir = Path(config.run_dir or Path("runs") / config.name)
         self.data_dir = Path(config.data_dir) if config.data_dir else None
         self._sampler: tuple[str, Engines | Sampler] | None = None
+        self.plan: Plan | None = None  # settled by _preflight, before any work
         self._verifier: Any = None
         self.tracker = Tracker([], self.dir, {})  # run() opens the configured trackers
 
@@ -268,7 +278,7 @@ class Run:
                 render(self.train[0], self.data_dir, chat=c.chat, shots=c.estep_shots)
             except ValueError as exc:
                 raise ConfigError(f"config key 'estep_shots': {exc}") from None
-        self._preflight()
+        self.plan = self._preflight()
         _log(f"run {self.dir}: {len(self.train)} train, {len(self.val)} validation, "
              f"{len(self.test)} test problems of {c.task}")
         # A run that raises marks its tracker runs failed; a tracker never stops the run.
@@ -458,7 +468,7 @@ class Run:
                 config_path.write_text(to_toml(settings))
                 _log(f"{step}: fine-tune {Path(start).name} on {data.name}")
                 c = self.config
-                workers = c.train_workers or default_workers(c.cluster, c.ray_address)
+                workers = self.plan.train_workers
                 if c.cluster == "ray":
                     finetune_on_ray(config_path, workers, self.dir / "ray_train", step,
                                     c.ray_address)
@@ -553,21 +563,19 @@ class Run:
     def _prompts(self) -> dict[str, Any]:
         return {p.task_id: render(p, self.data_dir, chat=self.config.chat) for p in self.train}
 
-    def _preflight(self) -> None:
+    def _preflight(self) -> Plan:
         """What would otherwise fail after the base evaluation or a whole E-step, checked
         before any work: the sampling engines the cluster gives (its GPUs counted where the
         engines run, not on this machine), and the M-step's batch arithmetic for the
         processes it will have."""
         c = self.config
         gpus = cluster_gpus(c.cluster, c.ray_address)
-        self.engine_gpus = c.tensor_parallel_size if gpus else 0
-        self.replicas = c.replicas or default_replicas(c.cluster, c.ray_address,
-                                                       c.tensor_parallel_size)
-        if self.replicas < 1:
+        replicas = c.replicas or default_replicas(c.cluster, c.ray_address,
+                                                  c.tensor_parallel_size)
+        if replicas < 1:
             raise ConfigError(f"config key 'replicas': 0 means one engine per "
                               f"tensor_parallel_size = {c.tensor_parallel_size} GPU(s), and the "
                               f"cluster has {gpus}; lower tensor_parallel_size or set replicas")
-        self.backend = sampler_backend(c.sampler, gpus)
         workers = c.train_workers or default_workers(c.cluster, c.ray_address)
         recipe = FinetuneConfig(**{**c.finetune, "model": "-", "data": "-", "out": "-"})
         try:
@@ -576,8 +584,11 @@ class Run:
             raise ConfigError(f"{exc}: the M-step will run {workers} process(es); change "
                               f"finetune.global_batch_size, finetune.micro_batch_size or "
                               f"train_workers") from None
-        _log(f"plan: {self.replicas} sampling engine(s) of {self.engine_gpus or 'no'} GPU(s) "
-             f"with {self.backend}; fine-tuning on {workers} process(es)")
+        plan = Plan(sampler_backend(c.sampler, gpus), replicas,
+                    c.tensor_parallel_size if gpus else 0, workers)
+        _log(f"plan: {plan.replicas} sampling engine(s) of {plan.engine_gpus or 'no'} GPU(s) "
+             f"with {plan.backend}; fine-tuning on {plan.train_workers} process(es)")
+        return plan
 
     def _sampler_for(self, model: str) -> Engines | Sampler:
         """The sampling engines of a model (one engine at a time: a new model closes the
@@ -593,13 +604,14 @@ class Run:
         else:
             from restem_client.engines import open_engines
 
-            options = sampler_options(self.backend, batch_size=c.hf_batch_size,
+            plan = self.plan
+            options = sampler_options(plan.backend, batch_size=c.hf_batch_size,
                                       tensor_parallel_size=c.tensor_parallel_size,
                                       max_model_len=c.max_model_len,
                                       gpu_memory_utilization=c.gpu_memory_utilization)
-            _log(f"sampling {Path(model).name} with {self.backend} on cluster {c.cluster!r}")
-            engines = open_engines(EngineSpec(self.backend, model, options, self.engine_gpus),
-                                   c.cluster, self.replicas, c.ray_address,
+            _log(f"sampling {Path(model).name} with {plan.backend} on cluster {c.cluster!r}")
+            engines = open_engines(EngineSpec(plan.backend, model, options, plan.engine_gpus),
+                                   c.cluster, plan.replicas, c.ray_address,
                                    StallLimit.of(c.stall_s))
         self._sampler = (model, engines)
         return engines
@@ -665,14 +677,12 @@ def select(results: Path, prompts: dict[str, Any], cap: int, seed: str) -> list[
     return kept
 
 
-def sampler_backend(sampler: str, gpus: int | None = None) -> str:
-    """The sampler `auto` means where the engines run (`gpus` of them; default: this
-    machine's): vLLM with GPUs, transformers without. GPUs with no vLLM, or with its CPU
-    build, fail naming the fix."""
+def sampler_backend(sampler: str, gpus: int) -> str:
+    """The sampler `auto` means where the engines run, with `gpus` GPUs: vLLM with GPUs,
+    transformers without. GPUs with no vLLM, or with its CPU build, fail naming the fix."""
     import importlib.metadata
     import importlib.util
 
-    gpus = gpu_count() if gpus is None else gpus
     backend = sampler if sampler != "auto" else ("vllm" if gpus else "hf")
     if backend == "vllm" and gpus:
         try:

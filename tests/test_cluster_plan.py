@@ -61,9 +61,9 @@ def test_a_global_batch_the_mstep_cannot_split_fails_before_any_work(
 
 
 def test_the_plan_is_made_from_the_cluster(tmp_path: Path, gpu_cluster: str) -> None:
-    run = _run(tmp_path, gpu_cluster, "tensor_parallel_size=2")
-    run._preflight()
-    assert (run.replicas, run.engine_gpus, run.backend) == (2, 2, "hf")
+    plan = _run(tmp_path, gpu_cluster, "tensor_parallel_size=2")._preflight()
+    assert (plan.replicas, plan.engine_gpus, plan.backend) == (2, 2, "hf")
+    assert plan.train_workers == 4  # the M-step: every GPU of the cluster
 
 
 

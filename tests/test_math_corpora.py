@@ -18,7 +18,8 @@ import pytest
 from verifier_server.math import check_many
 
 DATA = Path(__file__).resolve().parent / "data"
-# (file, prediction field, agreement floor, most false positives allowed, default call only)
+# (file, prediction field, agreement floor, most false positives allowed, whether every case
+# gets the default call instead of its own mode)
 CORPORA = [
     ("math_peer_cases.jsonl", "prediction", 0.96, 1, False),
     ("math_model_cases.jsonl", "completion", 0.99, 1, False),
