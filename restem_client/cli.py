@@ -134,6 +134,10 @@ def score(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         print(f"restem score: input file not found: {args.input}", file=sys.stderr)
         return 2
+    if not 0 <= args.cpu_limit < float("inf"):  # NaN fails this too
+        print(f"restem score: --cpu-limit must be a number of seconds >= 0, "
+              f"not {args.cpu_limit}", file=sys.stderr)
+        return 2
     problems = None
     if args.dataset:
         from evals.tasks import load
@@ -146,7 +150,8 @@ def score(args: argparse.Namespace) -> int:
     verifier = make_verifier(args)
     output = args.output or default_output(args.input)
     try:
-        summary = score_file(args.input, output, verifier, problems=problems)
+        summary = score_file(args.input, output, verifier, problems=problems,
+                             cpu_s=args.cpu_limit)
     except OSError as exc:  # the input cannot be read or the results written: one line
         print(f"restem score: {exc.filename or args.input}: {exc.strerror or exc}",
               file=sys.stderr)
@@ -228,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "humaneval, apps, mbpp, mbpp/sanitized")
     p.add_argument("--split", default="test", help="dataset split (default test)")
     p.add_argument("--data-dir", type=Path, help="local datasets (the ../shared/data layout)")
+    p.add_argument("--cpu-limit", type=float, default=0.0, metavar="SECONDS",
+                   help="CPU seconds each program may use (default: the verifier's limit, "
+                   "4 in this process)")
     add_verifier_options(p)
     p.set_defaults(handler=score)
 

