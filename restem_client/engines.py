@@ -340,7 +340,7 @@ class RayEngines:
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []
-        wait_gpus_free([])
+        wait_cluster_gpus_free()
 
 
 # ----------------------------------------------------------------------------- both
@@ -385,6 +385,46 @@ def default_replicas(cluster: str, address: str, tensor_parallel_size: int) -> i
     return gpus // tensor_parallel_size if gpus else cluster_nodes(address)
 
 
+def gpu_memory(cluster: str, address: str = "") -> int | None:
+    """Bytes of the smallest GPU the M-step will use, read by nvidia-smi where the GPUs are
+    (on a Ray cluster, in a task holding one GPU); None where no nvidia-smi answers (a CPU
+    machine, or Ray's logical GPUs)."""
+    if cluster != "ray":
+        return local_gpu_memory()
+    import ray
+    from ray.exceptions import GetTimeoutError
+
+    connect_ray(address)
+    if not ray.cluster_resources().get("GPU"):
+        return None
+    task = ray.remote(num_gpus=1, num_cpus=0)(local_gpu_memory).remote()
+    try:
+        return ray.get(task, timeout=GPU_FREE_TIMEOUT_S)
+    except GetTimeoutError:
+        ray.cancel(task, force=True)
+        log.warning(f"no GPU of the Ray cluster was free for {GPU_FREE_TIMEOUT_S:.0f} s to "
+                    "read its memory; the M-step's memory is not checked (set gpu_memory_gb)")
+        return None
+
+
+def local_gpu_memory() -> int | None:
+    """Bytes of this machine's smallest visible GPU; None without nvidia-smi."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    query = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total",
+                            "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                           timeout=30, check=False)
+    sizes = {}
+    for line in query.stdout.splitlines():
+        index, mib = (part.strip() for part in line.split(","))
+        if mib.isdigit():
+            sizes[index] = int(mib) * 2**20
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        sizes = {i: b for i, b in sizes.items() if i in {d.strip() for d in visible.split(",")}}
+    return min(sizes.values()) if sizes else None
+
+
 def gpu_count() -> int:
     """GPUs this process may use: nvidia-smi's list, narrowed by CUDA_VISIBLE_DEVICES; 0
     without nvidia-smi. (No torch import: the loop's process never touches a GPU.)"""
@@ -412,6 +452,33 @@ def gpu_holders() -> list[tuple[int, str, int]]:
         if pid.isdigit():
             holders.append((int(pid), name, int(mib) if mib.isdigit() else 0))
     return holders
+
+
+def wait_cluster_gpus_free(timeout_s: float = GPU_FREE_TIMEOUT_S) -> list[str]:
+    """`wait_gpus_free` on every alive node of the Ray cluster that has GPUs, at once (an
+    engine's vLLM processes can outlive its actor on any node). Returns the nodes checked;
+    GPUsBusy names the node whose GPUs stayed held."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
+    check = ray.remote(num_cpus=0)(_wait_node_gpus_free)
+    refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        n["NodeID"], soft=False)).remote(n["NodeManagerAddress"], timeout_s) for n in nodes]
+    # Each check ends by itself within timeout_s; the margin covers scheduling the task.
+    for error in ray.get(refs, timeout=timeout_s + WAIT_LOG_S):
+        if error:
+            raise GPUsBusy(error)
+    return [n["NodeID"] for n in nodes]
+
+
+def _wait_node_gpus_free(node: str, timeout_s: float) -> str:
+    """On one node: "" once its GPUs are free, else the error naming the node."""
+    try:
+        wait_gpus_free([], timeout_s)
+    except GPUsBusy as exc:
+        return f"node {node}: {exc}"
+    return ""
 
 
 def wait_gpus_free(engine_pids: list[int], timeout_s: float = GPU_FREE_TIMEOUT_S) -> None:

@@ -74,7 +74,7 @@ from evals.evaluate import evaluate
 from evals.problem import Problem
 from evals.prompts import render
 from evals.report import flat_metrics, format_table, plot_iterations, write_atomic
-from evals.sampling import Sampler, preset
+from evals.sampling import Sampler, SamplingParams, preset
 from evals.tasks import load, show_tests
 from restem_client.config import ConfigError, table, to_toml
 from restem_client.engines import (
@@ -84,12 +84,14 @@ from restem_client.engines import (
     StallLimit,
     cluster_gpus,
     default_replicas,
+    gpu_memory,
 )
 from restem_client.finetune import Config as FinetuneConfig
 from restem_client.mstep import default_workers, finetune_local, finetune_on_ray
 from restem_client.reward_audit import audit_kept
 from restem_client.run_lock import RunLock
 from restem_client.tracking import Tracker, check_trackers, open_tracker
+from restem_client.train_memory import GiB, Shape, check_fits, estimate
 
 MODES = ("restem", "sft", "distill")
 # Keys a resumed run may change: they add steps, or say where and how work runs, not what.
@@ -97,7 +99,7 @@ RESUME_MAY_CHANGE = {"name", "run_dir", "data_dir", "iterations", "early_stop", 
                      "verifier", "verifier_token_file", "sandbox", "hf_batch_size", "tracking",
                      "cluster", "ray_address", "replicas", "tensor_parallel_size",
                      "gpu_memory_utilization", "max_model_len", "train_workers",
-                     "transfer"}
+                     "gpu_memory_gb", "transfer"}
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,9 @@ class RunConfig:
     samples_per_problem: int = 32
     cap: int = 10
     seed: int = 0
+    # E-step shards sampled with seeds of their own (the same samples on 1 or N engines, and
+    # on a rerun); false lets vLLM use its batched sampler, which per-request seeds turn off
+    reproducible_sampling: bool = True
     sampler: str = "auto"  # "auto" (vllm on a GPU machine, else hf), "hf" or "vllm"
     hf_batch_size: int = 32
     max_tokens: int = 512
@@ -162,6 +167,9 @@ class RunConfig:
     # 4 x stall_s for a step's first shard, is stuck: its engine is ended. 0 = never.
     stall_s: float = 1800.0
     train_workers: int = 0  # fine-tuning processes; 0 = every GPU of the machine (1 on CPU)
+    # Memory of each GPU the M-step uses, checked against its estimate before any work;
+    # 0 = read by nvidia-smi where the GPUs are
+    gpu_memory_gb: float = 0.0
     # any of "tensorboard", "mlflow", "wandb" (override: tracking=tensorboard,wandb)
     tracking: list[str] = field(default_factory=list)
     # restem_client.finetune keys but those the loop sets itself (the seed is the run's)
@@ -181,6 +189,7 @@ class RunConfig:
             raise ConfigError("config key 'replicas': several sampling engines need cluster = "
                               "\"ray\" (one machine runs one engine over its GPUs)")
         for key, least in (("shard_size", 1), ("tensor_parallel_size", 1), ("replicas", 0),
+                           ("gpu_memory_gb", 0),
                            ("train_workers", 0), ("max_model_len", 1), ("stall_s", 0),
                            ("transfer_limit", 0), ("estep_shown_tests", 0),
                            ("val_from_train", 0), ("test_from_train", 0)):
@@ -263,7 +272,6 @@ class Run:
 
         c = self.config
         self._check_resumable()
-        write_atomic(self.dir / "config.toml", to_toml(asdict(c)))
         self.base = str(resolve(c.model))
         self.train, self.val, self.test = self._splits()
         self.transfer: list[tuple[str, list[Problem]]] = []
@@ -279,6 +287,8 @@ class Run:
             except ValueError as exc:
                 raise ConfigError(f"config key 'estep_shots': {exc}") from None
         self.plan = self._preflight()
+        # Written once the plan holds, so a refused plan can be fixed with other keys.
+        write_atomic(self.dir / "config.toml", to_toml(asdict(c)))
         _log(f"run {self.dir}: {len(self.train)} train, {len(self.val)} validation, "
              f"{len(self.test)} test problems of {c.task}")
         # A run that raises marks its tracker runs failed; a tracker never stops the run.
@@ -328,6 +338,12 @@ class Run:
             if c.mode != "distill":
                 policy = checkpoint
                 shots = 0  # it was trained on the plain prompt, so it is sampled with that
+
+    def _estep_params(self, step: str) -> SamplingParams:
+        c = self.config
+        return preset("estep", n=c.samples_per_problem, max_tokens=c.max_tokens,
+                      temperature=c.temperature, top_k=c.top_k,
+                      seed=estep_seed(c.seed, step) if c.reproducible_sampling else None)
 
     def _check_resumable(self) -> None:
         """A run directory continues only under the configuration that made its steps, or
@@ -396,9 +412,7 @@ class Run:
             if tmp:
                 _log(f"{step}: generate {c.samples_per_problem} samples for each of "
                      f"{len(self.train)} problems")
-                params = preset("estep", n=c.samples_per_problem, max_tokens=c.max_tokens,
-                                temperature=c.temperature, top_k=c.top_k,
-                                seed=estep_seed(c.seed, step))
+                params = self._estep_params(step)
                 # Shards are kept across a restart, outside the step's `.partial` directory.
                 evaluate(self._estep_problems(), self._sampler_for(policy), self._verify(),
                          params, tmp, shards_dir=self.dir / step / "shards",
@@ -567,7 +581,7 @@ class Run:
         """What would otherwise fail after the base evaluation or a whole E-step, checked
         before any work: the sampling engines the cluster gives (its GPUs counted where the
         engines run, not on this machine), and the M-step's batch arithmetic for the
-        processes it will have."""
+        processes it will have, and its memory per GPU."""
         c = self.config
         gpus = cluster_gpus(c.cluster, c.ray_address)
         replicas = c.replicas or default_replicas(c.cluster, c.ray_address,
@@ -584,11 +598,55 @@ class Run:
             raise ConfigError(f"{exc}: the M-step will run {workers} process(es); change "
                               f"finetune.global_batch_size, finetune.micro_batch_size or "
                               f"train_workers") from None
+        self._check_memory(recipe, workers, gpus)
         plan = Plan(sampler_backend(c.sampler, gpus), replicas,
                     c.tensor_parallel_size if gpus else 0, workers)
         _log(f"plan: {plan.replicas} sampling engine(s) of {plan.engine_gpus or 'no'} GPU(s) "
              f"with {plan.backend}; fine-tuning on {plan.train_workers} process(es)")
         return plan
+
+    def _check_memory(self, recipe: FinetuneConfig, workers: int, gpus: int) -> None:
+        """finetune.max_seq_len against the model's positions; with GPUs (or gpu_memory_gb),
+        the M-step's estimated memory per GPU against theirs (train_memory), before any
+        model is loaded. A model whose shape the estimate does not know is logged, not
+        refused."""
+        c = self.config
+        try:
+            shape = Shape.of_checkpoint(self.base)
+        except ValueError as exc:
+            _log(f"M-step memory not estimated: {exc}")
+            return
+        positions = shape.positions or recipe.max_seq_len or 2**31
+        if recipe.max_seq_len > positions:
+            raise ConfigError(f"config key 'finetune.max_seq_len': {recipe.max_seq_len} is "
+                              f"more than the model's {positions} positions")
+        if not gpus and not c.gpu_memory_gb:
+            return  # fine-tuning on CPUs: host memory, which the estimate does not model
+        seq_len = recipe.max_seq_len or min(positions,
+                                            self._longest_prompt_tokens() + c.max_tokens)
+        need = estimate(shape, processes=workers, shard_group_size=recipe.shard_group_size,
+                        micro_batch_size=recipe.micro_batch_size, seq_len=seq_len,
+                        activation_checkpointing=recipe.activation_checkpointing,
+                        fp32=recipe.mixed_precision == "fp32")
+        gpu_bytes = int(c.gpu_memory_gb * GiB) or gpu_memory(c.cluster, c.ray_address)
+        _log(f"M-step memory: {need.describe()}, for micro-batches of "
+             f"{recipe.micro_batch_size} x {seq_len} tokens; GPUs of "
+             + (f"{gpu_bytes / GiB:.1f} GiB" if gpu_bytes else
+                "unknown memory (no nvidia-smi answered; set gpu_memory_gb to check)"))
+        if gpu_bytes:
+            check_fits(need, gpu_bytes, processes=workers,
+                       shard_group_size=recipe.shard_group_size,
+                       activation_checkpointing=recipe.activation_checkpointing)
+
+    def _longest_prompt_tokens(self) -> int:
+        """Tokens of the longest training prompt (of the 16 longest in characters)."""
+        from transformers import AutoTokenizer
+
+        from restem_client.sampling import prompt_ids
+
+        tokenizer = AutoTokenizer.from_pretrained(self.base)
+        longest = sorted(self._prompts().values(), key=lambda p: len(str(p)))[-16:]
+        return max(len(prompt_ids(tokenizer, p)) for p in longest)
 
     def _sampler_for(self, model: str) -> Engines | Sampler:
         """The sampling engines of a model (one engine at a time: a new model closes the

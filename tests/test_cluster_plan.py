@@ -6,14 +6,26 @@ processes cannot split) fails before any work, naming the key."""
 
 from __future__ import annotations
 
+import logging
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from restem_client.config import ConfigError, load_config
-from restem_client.engines import cluster_gpus, default_replicas, gpu_count
+from restem_client.engines import (
+    cluster_gpus,
+    default_replicas,
+    gpu_count,
+    gpu_memory,
+    wait_cluster_gpus_free,
+)
+from restem_client.models import resolve
 from restem_client.restem import Run, RunConfig, estep_seed
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +73,80 @@ def test_a_global_batch_the_mstep_cannot_split_fails_before_any_work(
 
 
 def test_the_plan_is_made_from_the_cluster(tmp_path: Path, gpu_cluster: str) -> None:
-    plan = _run(tmp_path, gpu_cluster, "tensor_parallel_size=2")._preflight()
+    run = _run(tmp_path, gpu_cluster, "tensor_parallel_size=2")
+    run.base = str(resolve(run.config.model))  # what Run.run settles before its plan
+    run.train, run.val, run.test = run._splits()
+    plan = run._preflight()
     assert (plan.replicas, plan.engine_gpus, plan.backend) == (2, 2, "hf")
     assert plan.train_workers == 4  # the M-step: every GPU of the cluster
+    # Read in a task holding one of the cluster's GPUs: logical GPUs have no nvidia-smi.
+    assert gpu_memory("ray", gpu_cluster) is None
 
+
+def test_a_plan_whose_mstep_cannot_fit_the_gpus_fails_before_any_work(
+        tmp_path: Path, gpu_cluster: str) -> None:
+    """SmolLM2-135M's M-step at the default micro-batch (4 sequences of the longest prompt
+    plus max_tokens) without activation checkpointing needs about 3 GiB per GPU."""
+    with pytest.raises(ConfigError, match=r"M-step needs about .* GiB per GPU.*1.0 GiB GPU.*"
+                                          r"activation_checkpointing = true"):
+        _run(tmp_path, gpu_cluster, "gpu_memory_gb=1").run()
+    assert not (tmp_path / "run" / "base").exists()
+    with pytest.raises(ConfigError, match=r"'finetune.max_seq_len': 9000 .* 8192 positions"):
+        _run(tmp_path, gpu_cluster, "finetune.max_seq_len=9000").run()
+
+
+def test_gpus_are_checked_free_on_every_node_that_has_them(gpu_cluster: str) -> None:
+    import ray
+
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2
+    assert set(wait_cluster_gpus_free(timeout_s=5)) == nodes
+
+
+
+def _documented_recipes() -> list[list[str]]:
+    """The `restem run` commands of docs/loop.md's Slurm and KubeRay sections, as words."""
+    text = (REPO / "docs" / "loop.md").read_text().split("### Slurm")[1]
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = []
+    for block in blocks:
+        joined = block.replace("\\\n", " ")
+        commands += [shlex.split(line[line.index("restem run"):].split("#")[0])
+                     for line in joined.splitlines() if "restem run" in line]
+    return commands
+
+
+def test_the_documented_cluster_recipes_get_past_their_plan(
+        tmp_path: Path, gpu_cluster: str, data_dir: Path, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """In their CPU form: the embedded model for the checkpoint, the transformers sampler
+    (logical GPUs cannot run vLLM), this cluster and H100-sized GPUs; nothing else edited."""
+    recipes = _documented_recipes()
+    assert len(recipes) == 2  # Slurm, KubeRay
+    for words in recipes:
+        keys = words[2:]
+        config = keys[keys.index("--config") + 1]
+        assert config.endswith("math.toml"), words
+        overrides = [k for k in keys[keys.index("--config") + 2:]
+                     if not k.startswith(("model=", "ray_address=", "run_dir="))]
+        assert "cluster=ray" in overrides and len(overrides) < len(keys) - 2, words
+        run = Run(load_config(RunConfig, REPO / "configs" / "math.toml", [
+            *overrides, f"ray_address={gpu_cluster}", f"run_dir={tmp_path / 'run'}",
+            f"data_dir={data_dir}", "sampler=hf", "gpu_memory_gb=80"]))
+        run.base = str(resolve(run.config.model))
+        run.train, run.val, run.test = run._splits()
+        with caplog.at_level(logging.INFO, logger="restem_client.restem"):
+            plan = run._preflight()
+        assert (plan.replicas, plan.engine_gpus, plan.train_workers) == (4, 1, 4)
+        assert "M-step memory:" in caplog.text and "GPUs of 80.0 GiB" in caplog.text
+
+
+def test_reproducible_sampling_is_a_switch_for_the_estep_seeds() -> None:
+    seeded = Run(load_config(RunConfig, None, ["seed=7"]))
+    assert seeded._estep_params("iter_2").seed == estep_seed(7, "iter_2")
+    unseeded = Run(load_config(RunConfig, None, ["seed=7", "reproducible_sampling=false"]))
+    params = unseeded._estep_params("iter_2")
+    assert params.seed is None and params.temperature == 0.7 and params.top_k == 40
 
 
 def test_every_estep_iteration_samples_with_seeds_of_its_own() -> None:
