@@ -1,0 +1,305 @@
+"""restem eval beside lm-evaluation-harness: the same model, data, prompts and greedy decoding.
+
+For each task the script runs (1) lm-evaluation-harness 0.4.x from its own virtual
+environment (`--lm-eval`, never this project's venv), `--model hf` on the prepared
+checkpoint, its shipped task config pointed at the local data file, `--limit N` and
+`--log_samples`; (2) `restem eval` on the same first N problems with the prompt variant
+that matches the harness's task; (3) restem's checker (evals.score with an in-process
+verifier) on the harness's *own* generations, so that verdicts are compared on the same
+text. It prints one table per run:
+
+    task  n  harness  restem  restem checker on harness text  verdict agreement
+          same prompt  same text
+
+and, for every sample where the two verdicts on the same text differ, its class
+(extraction or scoring, read off what each side extracted) with one example per class.
+
+    .venv/bin/python bench/lm_eval_compare.py --lm-eval /work/lmeval-venv/bin/lm_eval \\
+        --gsm8k 40 --math 30 --bbh navigate,boolean_expressions --bbh-n 20
+
+Pairs of tasks (harness task -> restem task and prompt variant):
+    gsm8k_cot (Wei et al. 8-shot)       -> gsm8k, wei-8shot
+    minerva_math500 (Minerva 4-shot)    -> math, split math500, minerva-4shot
+    bbh_cot_fewshot_<task>              -> bbh/<task>, suzgun-3shot-cot
+Work is kept in --out: a side whose outputs exist is not run again (delete them to rerun).
+HumanEval and MBPP are not compared: the harness scores them with the `evaluate` library's
+`code_eval` metric, which it loads from the Hugging Face hub (no network here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from evals.prompts import render  # noqa: E402
+from evals.report import format_table  # noqa: E402
+from evals.score import score_file  # noqa: E402
+from evals.tasks import load  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One task on both sides."""
+
+    name: str  # our label, and the harness task's name under --out
+    shipped: str  # the harness's config, relative to lm_eval/tasks
+    data: str  # the local data file, relative to --data-dir
+    task: str  # restem's task
+    split: str
+    variant: str  # restem's prompt variant
+    metrics: tuple[tuple[str, str], ...]  # (metric, filter) of the harness, primary first
+    field: str | None = None  # the JSON field that holds the records
+
+    @property
+    def harness_task(self) -> str:
+        return "restem_" + self.name.replace("/", "_")
+
+
+def pairs(args: argparse.Namespace) -> list[tuple[Pair, int]]:
+    out = []
+    if args.gsm8k:
+        out.append((Pair("gsm8k", "gsm8k/gsm8k-cot.yaml", "gsm8k/test.jsonl", "gsm8k", "test",
+                         "wei-8shot", (("exact_match", "strict-match"),
+                                       ("exact_match", "flexible-extract"))), args.gsm8k))
+    if args.math:
+        out.append((Pair("math500", "minerva_math/minerva_math500.yaml",
+                         "math/math500_test.jsonl", "math", "math500", "minerva-4shot",
+                         (("exact_match", "none"), ("math_verify", "none"))), args.math))
+    for task in [t for t in args.bbh.split(",") if t] if args.bbh_n else []:
+        out.append((Pair(f"bbh/{task}", f"bbh/cot_fewshot/{task}.yaml", f"bbh/bbh/{task}.json",
+                         f"bbh/{task}", "test", "suzgun-3shot-cot",
+                         (("exact_match", "get-answer"),), field="examples"), args.bbh_n))
+    return out
+
+
+# ---------------------------------------------------------------------- the harness side
+
+
+def harness_tasks_dir(lm_eval: Path) -> Path:
+    python = lm_eval.parent / "python"
+    found = subprocess.run([str(python), "-c", "import lm_eval, os; "
+                            "print(os.path.dirname(lm_eval.__file__))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return Path(found) / "tasks"
+
+
+def write_task(pair: Pair, tasks: Path, data_dir: Path, out: Path) -> None:
+    """A task config that includes the shipped one and reads the local file."""
+    kwargs = {"data_files": {"test": str((data_dir / pair.data).resolve())}}
+    if pair.field:
+        kwargs["field"] = pair.field
+    lines = [f"include: {tasks / pair.shipped}", f"task: {pair.harness_task}",
+             "dataset_path: json", "dataset_name: null", "training_split: null",
+             "test_split: test", f"dataset_kwargs: {json.dumps(kwargs)}"]
+    path = out / "tasks" / f"{pair.harness_task}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_harness(pair: Pair, n: int, args: argparse.Namespace) -> Path:
+    """The harness's samples file for `pair` (run when absent)."""
+    out = args.out / "harness" / pair.harness_task
+    found = sorted(out.rglob(f"samples_{pair.harness_task}_*.jsonl"))
+    if found:
+        return found[-1]
+    command = [str(args.lm_eval), "--model", "hf", "--model_args",
+               f"pretrained={args.model},dtype=float32", "--device", "cpu",
+               "--batch_size", str(args.batch_size), "--include_path", str(args.out / "tasks"),
+               "--tasks", pair.harness_task, "--limit", str(n),
+               "--gen_kwargs", f"max_gen_toks={args.max_tokens}", "--log_samples",
+               "--output_path", str(out)]
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    print("$ " + " ".join(command), file=sys.stderr)
+    started = time.monotonic()
+    subprocess.run(command, env=env, check=True)
+    print(f"harness {pair.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return sorted(out.rglob(f"samples_{pair.harness_task}_*.jsonl"))[-1]
+
+
+# Run in the harness's venv: its own MATH extraction (Minerva's "Final Answer" line,
+# normalized), so that the classes name what the harness read.
+_MINERVA_EXTRACT = """
+import json, sys
+from lm_eval.tasks.minerva_math.utils import get_unnormalized_answer, normalize_final_answer
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print(json.dumps(normalize_final_answer(get_unnormalized_answer(r["resps"][0][0]))))
+"""
+
+
+def harness_rows(pair: Pair, path: Path, lm_eval: Path) -> list[dict]:
+    """Per document: its id, context, generation, the harness's verdicts and extraction."""
+    rows = sorted((json.loads(line) for line in path.read_text().splitlines()),
+                  key=lambda r: r["doc_id"])
+    by_doc: dict[int, dict] = {}
+    for r in rows:  # one line per filter
+        row = by_doc.setdefault(r["doc_id"], {
+            "doc_id": r["doc_id"], "context": r["arguments"]["gen_args_0"]["arg_0"],
+            "text": r["resps"][0][0], "verdicts": {}, "extracted": {}})
+        for metric, flt in pair.metrics:
+            if r["filter"] == flt and metric in r:
+                row["verdicts"][(metric, flt)] = bool(r[metric])
+                row["extracted"][flt] = r["filtered_resps"][0]
+    docs = [by_doc[k] for k in sorted(by_doc)]
+    if pair.task == "math":
+        read = subprocess.run([str(lm_eval.parent / "python"), "-c", _MINERVA_EXTRACT,
+                               str(path)], capture_output=True, text=True, check=True)
+        answers = [json.loads(line) for line in read.stdout.splitlines()]
+        first = {}
+        for r, answer in zip(sorted((json.loads(x) for x in path.read_text().splitlines()),
+                                    key=lambda r: r["doc_id"]), answers, strict=True):
+            first.setdefault(r["doc_id"], answer)
+        for row in docs:
+            row["extracted"]["none"] = first[row["doc_id"]]
+    return docs
+
+
+# ---------------------------------------------------------------------- the restem side
+
+
+def run_restem(pair: Pair, n: int, args: argparse.Namespace) -> Path:
+    out = args.out / "restem" / pair.name.replace("/", "-")
+    if not (out / "samples_results.jsonl").exists():
+        command = [sys.executable, "-m", "restem_client.cli", "eval", "--task", pair.task,
+                   "--split", pair.split, "--prompt", pair.variant, "--model", args.model,
+                   "--backend", "hf", "--limit", str(n), "--max-tokens", str(args.max_tokens),
+                   "--batch-size", str(args.batch_size), "--data-dir", str(args.data_dir),
+                   "--out", str(out), "--sandbox", "local"]
+        print("$ " + " ".join(command), file=sys.stderr)
+        started = time.monotonic()
+        subprocess.run(command, cwd=REPO, check=True)
+        print(f"restem {pair.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return out / "samples_results.jsonl"
+
+
+def rescore(pair: Pair, problems: list, docs: list[dict], out: Path) -> list[dict]:
+    """restem's checker on the harness's generations."""
+    from restem_client.local_verifier import LocalVerifier
+
+    source = out / "harness_text.jsonl"
+    source.write_text("".join(json.dumps({"task_id": p.task_id, "completion": d["text"]}) + "\n"
+                              for p, d in zip(problems, docs, strict=True)))
+    results = out / "harness_text_results.jsonl"
+    with LocalVerifier(sandbox=None) as verifier, open(os.devnull, "w") as quiet:
+        score_file(source, results, verifier, log=quiet, problems={p.task_id: p for p in problems})
+    return [json.loads(line) for line in results.read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------- comparing
+
+
+def _plain(answer: str | None) -> str:
+    """An extracted answer without the marks both sides ignore (commas, $, a final period,
+    spaces), for telling an extraction difference from a scoring one."""
+    return re.sub(r"[\s,$]|\.$", "", answer or "").lower()
+
+
+def classify(harness_said: str | None, ours: dict) -> str:
+    """Why the two verdicts on the same text differ, from what each side read."""
+    invalid = harness_said in (None, "", "[invalid]", "[invalidanswer]")
+    if invalid and ours.get("extracted"):
+        return f"extraction: the harness reads no answer, restem's rule {ours.get('rule')} does"
+    if not ours.get("extracted") and not invalid:
+        return "extraction: restem reads no answer, the harness does"
+    if _plain(harness_said) == _plain(ours.get("extracted")):
+        return "scoring: the same answer read, judged differently"
+    return f"extraction: different answers read (restem's rule {ours.get('rule')})"
+
+
+def compare(pair: Pair, n: int, args: argparse.Namespace) -> tuple[list, list[str]]:
+    problems = load(pair.task, pair.split, args.data_dir)[:n]
+    docs = harness_rows(pair, run_harness(pair, n, args), args.lm_eval)
+    ours_path = run_restem(pair, n, args)
+    ours = [json.loads(line) for line in ours_path.read_text().splitlines()]
+    checked = rescore(pair, problems, docs, ours_path.parent)
+    if len(docs) != len(problems) or len(ours) != len(problems):
+        raise SystemExit(f"{pair.name}: {len(docs)} harness and {len(ours)} restem samples "
+                         f"for {len(problems)} problems")
+    same_prompt = sum(d["context"] == render(p, args.data_dir, prompt=pair.variant)
+                      for p, d in zip(problems, docs, strict=True))
+    same_text = sum(d["text"].strip() == o["completion"].strip()
+                    for d, o in zip(docs, ours, strict=True))
+    rows, notes = [], []
+    for index, (metric, flt) in enumerate(pair.metrics):
+        harness = [d["verdicts"][(metric, flt)] for d in docs]
+        on_text = [c["verdict"] == "PASS" for c in checked]
+        agree = sum(h == r for h, r in zip(harness, on_text, strict=True))
+        rows.append([pair.name if index == 0 else "", n, f"{metric}/{flt}", _pct(harness),
+                     _pct([o["verdict"] == "PASS" for o in ours]) if index == 0 else "",
+                     _pct(on_text) if index == 0 else "", f"{agree}/{n}",
+                     f"{same_prompt}/{n}" if index == 0 else "",
+                     f"{same_text}/{n}" if index == 0 else ""])
+        classes: dict[str, list] = {}
+        for p, d, h, c in zip(problems, docs, harness, checked, strict=True):
+            if h != (c["verdict"] == "PASS"):
+                said = d["extracted"].get(flt)
+                key = f"harness {'PASS' if h else 'FAIL'}, restem {c['verdict']}: " + \
+                    classify(said, c)
+                classes.setdefault(key, []).append((p, d, said, c))
+        for key, cases in sorted(classes.items()):
+            p, d, said, c = cases[0]
+            notes.append(f"{pair.name} {metric}/{flt}: {len(cases)} x {key}\n"
+                         f"    e.g. {p.task_id}: gold {p.gold!r}; harness read {said!r}; "
+                         f"restem read {c.get('extracted')!r} (rule {c.get('rule')})\n"
+                         f"    text tail: {d['text'][-160:]!r}")
+    return rows, notes
+
+
+def _pct(values: list[bool]) -> str:
+    return f"{100 * sum(values) / len(values):.1f}%" if values else "-"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lm-eval", type=Path, default=Path("/work/lmeval-venv/bin/lm_eval"),
+                        help="the lm_eval script of a separate venv with lm-eval[hf,math]")
+    parser.add_argument("--model", default=None, help="checkpoint dir (default: the prepared "
+                        "smollm2-135m-instruct)")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "lm-eval-compare")
+    parser.add_argument("--gsm8k", type=int, default=40, help="GSM8K test problems (0: skip)")
+    parser.add_argument("--math", type=int, default=30, help="MATH-500 problems (0: skip)")
+    parser.add_argument("--bbh", default="navigate,boolean_expressions", help="BBH tasks")
+    parser.add_argument("--bbh-n", type=int, default=20, help="problems per BBH task (0: skip)")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    if not args.lm_eval.is_file():
+        raise SystemExit(f"no lm_eval at {args.lm_eval}: python3 -m venv /work/lmeval-venv && "
+                         "/work/lmeval-venv/bin/pip install 'lm-eval[hf,math]==0.4.*'")
+    if args.model is None:
+        from restem_client.models import resolve
+
+        args.model = str(resolve("smollm2-135m-instruct"))
+    tasks = harness_tasks_dir(args.lm_eval)
+    chosen = pairs(args)
+    for pair, _ in chosen:
+        write_task(pair, tasks, args.data_dir, args.out)
+    rows, notes = [], []
+    for pair, n in chosen:
+        more_rows, more_notes = compare(pair, n, args)
+        rows += more_rows
+        notes += more_notes
+    header = ["task", "n", "harness metric", "harness", "restem", "restem checker on harness "
+              "text", "verdict agreement (same text)", "same prompt", "same text"]
+    print(f"# {os.cpu_count()} cores, model {args.model}, greedy, max {args.max_tokens} "
+          f"tokens, batch {args.batch_size}\n# {' '.join(sys.argv)}")
+    print(format_table(header, rows))
+    print("\nDisagreements on the same text:" if notes else "\nNo disagreement on the same text.")
+    print("\n".join(notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
