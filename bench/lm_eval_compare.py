@@ -35,6 +35,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,12 @@ def harness_tasks_dir(lm_eval: Path) -> Path:
                             "print(os.path.dirname(lm_eval.__file__))"],
                            capture_output=True, text=True, check=True).stdout.strip()
     return Path(found) / "tasks"
+
+
+def harness_version(lm_eval: Path) -> str:
+    return subprocess.run([str(lm_eval.parent / "python"), "-c", "from importlib.metadata "
+                           "import version; print(version('lm_eval'))"], capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def write_task(pair: Pair, tasks: Path, data_dir: Path, out: Path) -> None:
@@ -286,6 +293,12 @@ def main() -> int:
     chosen = pairs(args)
     for pair, _ in chosen:
         write_task(pair, tasks, args.data_dir, args.out)
+    # The two sides run at once, each its tasks in turn (two processes on a shared machine).
+    with ThreadPoolExecutor(max_workers=2) as lanes:
+        futures = [lanes.submit(lambda: [run_harness(p, n, args) for p, n in chosen]),
+                   lanes.submit(lambda: [run_restem(p, n, args) for p, n in chosen])]
+        for future in futures:
+            future.result()
     rows, notes = [], []
     for pair, n in chosen:
         more_rows, more_notes = compare(pair, n, args)
@@ -293,8 +306,9 @@ def main() -> int:
         notes += more_notes
     header = ["task", "n", "harness metric", "harness", "restem", "restem checker on harness "
               "text", "verdict agreement (same text)", "same prompt", "same text"]
-    print(f"# {os.cpu_count()} cores, model {args.model}, greedy, max {args.max_tokens} "
-          f"tokens, batch {args.batch_size}\n# {' '.join(sys.argv)}")
+    print(f"# lm-eval {harness_version(args.lm_eval)}, {os.cpu_count()} cores, model "
+          f"{args.model}, greedy, max {args.max_tokens} tokens, batch {args.batch_size}\n"
+          f"# {' '.join(sys.argv)}")
     print(format_table(header, rows))
     print("\nDisagreements on the same text:" if notes else "\nNo disagreement on the same text.")
     print("\n".join(notes))
