@@ -25,6 +25,9 @@ losses, less GPU memory), with 4 micro-batches of 2 (same losses), with micro-ba
 check always ends with one JSON summary (also written to `--summary`): a run that failed or
 ran out of the time limit (`--time-limit`, 450 s) has its error line and the steps it
 logged, and every check that needs it is false. Exit 1 if a run or a check failed.
+Beside each run: its median step time and restem_client.train_memory's estimate of its
+GPU memory (to hold against the measured peak). Where vLLM is installed, it then samples the
+bf16 checkpoint with and without per-request seeds (`sampling`: tokens/s and their ratio).
 `--cpu-smoke` runs the same plan with a tiny shape in bf16 on the CPU, in one process.
 `--runs a,b` runs only some of the plan; `--keys RUN:key=value` adds a key to one run.
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -52,8 +56,9 @@ sys.path.insert(0, str(REPO))
 # Model shapes: Llama 3.2 1B (1.24B parameters with its 128k vocabulary), and a tiny one.
 LLAMA_1B = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
             "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256}
-TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}
+# Heads of 64: vLLM's CPU attention has no kernel for 16.
+TINY = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 512}
 # Dense bf16 peak TFLOP/s by device name (the first key the name contains).
 # The NVL (PCIe, lower clock) parts before the SXM ones their names contain.
 PEAK_TFLOPS = {"H200 NVL": 835.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H200": 989.0,
@@ -73,8 +78,10 @@ WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa",
          "seven", "eight", "ninety", "apple", "orange", "purple", "silver")
 
 
-def make_model(out: Path, shape: dict[str, int], tokenizer: Any, device: str) -> Path:
-    """A randomly initialized bf16 Llama of `shape`, saved as a Hugging Face checkpoint."""
+def make_model(out: Path, shape: dict[str, int], tokenizer: Any) -> Path:
+    """A randomly initialized bf16 Llama of `shape`, saved as a Hugging Face checkpoint. It
+    is built on the CPU: this process never holds GPU memory that the runs, which are
+    other processes, would miss (the first H100 check lost 3 GB of GPU 0 to it)."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -83,15 +90,9 @@ def make_model(out: Path, shape: dict[str, int], tokenizer: Any, device: str) ->
                          eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    del model
-    if torch.device(device).type == "cuda":
-        # Give the GPU memory back: the runs that follow are other processes, and the 1B
-        # shape's 2.5 GB, cached here, was missing to them (the first H100 check).
-        torch.cuda.empty_cache()
     return out
 
 
@@ -277,7 +278,7 @@ def compare(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = (make_model(Path(tmp, "llama-1b"),
                             {**LLAMA_1B, "vocab_size": len(AutoTokenizer.from_pretrained(base))},
-                            AutoTokenizer.from_pretrained(base), device)
+                            AutoTokenizer.from_pretrained(base))
                  if args.model == "llama-1b" else resolve(args.model))
         data = write_gsm8k(Path(tmp, "sft.jsonl"), args.steps * args.micro_batch_size * args.nproc)
         name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
@@ -369,6 +370,59 @@ def error_line(stderr: str, limit: int = 600) -> str | None:
     return found if found is None or len(found) <= limit else found[:limit - 3] + "..."
 
 
+VLLM_MIN_S = 120.0  # the least time left worth starting the vLLM part in
+VLLM_PREFIX = re.compile(r"^\(\w+ pid=\d+\) (?:ERROR|WARNING|INFO) \S+ \S+ \[[^\]]*\] ")
+
+
+def sampling_rates(model: Path) -> dict[str, Any]:
+    """vLLM on a checkpoint: generated tokens/s for 64 prompts x 8 samples of 64 tokens, with
+    per-request seeds (restem's `reproducible_sampling = true`) and without, interleaved
+    three times each; medians and their ratio. Runs in a process of its own (`--sampling`)."""
+    from evals.sampling import preset
+    from restem_client.sampling.vllm_offline import VLLMSampler
+
+    sampler = VLLMSampler(str(model), max_model_len=1024)
+    rng = random.Random(0)
+    prompts = [f"Reverse: {' '.join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))}"
+               "\nAnswer:" for _ in range(64)]
+    rates: dict[str, list[float]] = {"seeded": [], "unseeded": []}
+    try:
+        sampler.generate(prompts[:4], preset("estep", n=2, max_tokens=8, seed=0))  # warm-up
+        for _ in range(3):
+            for label, seed in (("seeded", 0), ("unseeded", None)):
+                started = time.perf_counter()
+                out = sampler.generate(prompts, preset("estep", n=8, max_tokens=64, seed=seed))
+                tokens = sum(c.tokens for completions in out for c in completions)
+                rates[label].append(tokens / (time.perf_counter() - started))
+    finally:
+        sampler.close()
+    seeded, unseeded = (statistics.median(rates[k]) for k in ("seeded", "unseeded"))
+    return {"seeded_tokens_per_s": round(seeded), "unseeded_tokens_per_s": round(unseeded),
+            "unseeded_over_seeded": round(unseeded / seeded, 3)}
+
+
+def sampling_part(model: Path, timeout: float) -> dict[str, Any]:
+    """`sampling_rates` in a child process, or why it did not run."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return {"skipped": "vLLM is not installed"}
+    if timeout < VLLM_MIN_S:
+        return {"skipped": "the check's time limit was spent"}
+    try:
+        done = subprocess.run([sys.executable, __file__, "--sampling", str(model)],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"not done in {timeout:.0f} s"}
+    if done.returncode:
+        # vLLM's processes log the root cause first, under prefixes, and the driver's
+        # EngineDeadError last.
+        lines = [VLLM_PREFIX.sub("", x).strip() for x in done.stderr.splitlines()]
+        cause = next((x for x in lines if EXCEPTION_LINE.match(x)), None)
+        return {"error": cause or error_line(done.stderr) or f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def max_relative_gap(a: list[dict], b: list[dict]) -> float:
     return max(abs(x["loss"] - y["loss"]) / abs(y["loss"]) for x, y in zip(a, b, strict=True))
 
@@ -448,14 +502,16 @@ def check(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, plan: dict[str, list[str]], summary: dict[str, Any],
            deadline: float) -> None:
     """Run `plan` and fill `summary` with the runs' figures, the checks and `ok`."""
+    from restem_client.train_memory import GiB, Shape, estimate
+
     smoke, nproc = args.cpu_smoke, summary["processes"]
     device, peak = "cpu" if smoke else "cuda", summary["peak_tflops_per_device"]
     steps = 4 if smoke else args.steps
     runs: dict[str, dict[str, Any]] = {}
     reload: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
-        model = make_model(Path(tmp, "base"), TINY if smoke else LLAMA_1B, byte_tokenizer(),
-                           device)
+        model = make_model(Path(tmp, "base"), TINY if smoke else LLAMA_1B, byte_tokenizer())
+        shape = Shape.of_checkpoint(model)
         data = synthetic_sft(Path(tmp, "sft.jsonl"), steps * 16 * nproc,
                              (3, 12) if smoke else CHECK_WORDS)
         params, flops = step_flops(model)
@@ -477,6 +533,8 @@ def _check(args: argparse.Namespace, plan: dict[str, list[str]], summary: dict[s
                 reload = reload_and_generate(Path(tmp, "bf16_micro8"), device)
             except Exception as exc:  # recorded; the checks on it fail
                 reload = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"}
+            summary["sampling"] = sampling_part(Path(tmp, "bf16_micro8"),
+                                                deadline - time.perf_counter() - RESERVE_S)
 
     def figures(label: str) -> dict[str, Any]:
         run = runs[label]
@@ -488,10 +546,25 @@ def _check(args: argparse.Namespace, plan: dict[str, list[str]], summary: dict[s
                 "mfu": (round(flop_rate / (peak * 1e12 * nproc), 3)
                         if flop_rate and peak else None),
                 "losses": [round(e["loss"], 4) for e in log],
+                "step_s_median": (round(statistics.median(
+                    b["elapsed_s"] - a["elapsed_s"] for a, b in itertools.pairwise(log)), 3)
+                    if len(log) > 2 else None),
                 "peak_gpu_gib": result.get("peak_gpu_gib"),
+                "estimated_gpu_gib": estimated_gib(label, result.get("max_seq_len")),
                 "peak_host_gib": result.get("peak_host_gib"),
                 "precision": result.get("precision"),
                 "accumulation": result.get("accumulation"), "wall_s": run["wall_s"]}
+
+    def estimated_gib(label: str, seq_len: int | None) -> float | None:
+        """restem_client.train_memory's estimate for the run, beside its measured peak."""
+        if not seq_len:
+            return None
+        keys = dict(key.split("=", 1) for key in [*common, *plan[label]])
+        need = estimate(shape, processes=nproc, shard_group_size=0,
+                        micro_batch_size=int(keys["micro_batch_size"]), seq_len=seq_len,
+                        activation_checkpointing=keys.get("activation_checkpointing") == "true",
+                        fp32=keys.get("mixed_precision") == "fp32")
+        return round(need.total / GiB, 4)
 
     def passed(labels: tuple[str, ...], test: Any) -> bool | None:
         """False where a run the check needs failed (a check passes only on the figures of
@@ -564,7 +637,11 @@ def main() -> int:
     parser.add_argument("--time-limit", type=float, default=450.0,
                         help="with --check: seconds for the whole check; a run still going "
                         "when they are spent is stopped and recorded as failed")
+    parser.add_argument("--sampling", metavar="MODEL", help=argparse.SUPPRESS)  # the check's
     args = parser.parse_args()
+    if args.sampling:
+        print(json.dumps(sampling_rates(Path(args.sampling))))
+        return 0
     return check(args) if args.check else compare(args)
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The fine-tuning script on a bare GPU machine, in one command and under 8 minutes:
-# bf16 FSDP steps on a randomly initialized Llama 3.2 1B shape (no downloads, no network,
-# no vLLM; only torch and transformers), save, reload and greedy generation, fp32 for two
-# steps, activation checkpointing on and off, accumulation 4 x 2 against 1 x 8, and MFU
-# at two micro-batch sizes, on every visible GPU. Every run is tried even when another
-# failed, and it always prints one JSON summary (a failed run with its error line); exit 0
+# bf16 FSDP steps on a randomly initialized Llama 3.2 1B shape (no downloads, no network;
+# only torch and transformers), save, reload and greedy generation, fp32 for two steps,
+# activation checkpointing on and off, accumulation 4 x 2 against 1 x 8, and MFU at two
+# micro-batch sizes, on every visible GPU, each run's memory estimate beside its peak,
+# and vLLM's tokens/s with and without seeds where vLLM is installed. Every run is tried
+# even when another failed, and it always prints one JSON summary (a failed run with its error line); exit 0
 # when every run and check passed, 1 when one failed, 2 when the machine cannot run it.
 #
 #   bench/gpu_check.sh [--summary FILE] [--steps 12] [--peak-tflops 989]

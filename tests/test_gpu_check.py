@@ -30,6 +30,14 @@ def test_the_gpu_check_runs_its_plan_on_the_cpu(tmp_path: Path) -> None:
     assert not failed, failed
     assert report["reload"]["dtype"] == "bfloat16"  # saved in the base model's dtype
     assert max(report["loss_gaps"].values()) < 1e-3  # same losses, however the batch is cut
+    runs = report["runs"]
+    assert all(runs[label]["step_s_median"] > 0 for label in runs if label != "fp32")
+    # vLLM (the CPU build here) samples the trained checkpoint, with and without seeds
+    sampling = report["sampling"]
+    assert sampling["seeded_tokens_per_s"] > 0 and sampling["unseeded_tokens_per_s"] > 0
+    # train_memory's estimate beside each run (measured beside it on a GPU)
+    assert 0 < runs["activation_checkpointing"]["estimated_gpu_gib"] \
+        < runs["bf16_micro8"]["estimated_gpu_gib"] < runs["bf16_micro16"]["estimated_gpu_gib"]
 
 
 @pytest.mark.slow
