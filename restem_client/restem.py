@@ -603,6 +603,10 @@ class Run:
                     c.tensor_parallel_size if gpus else 0, workers)
         _log(f"plan: {plan.replicas} sampling engine(s) of {plan.engine_gpus or 'no'} GPU(s) "
              f"with {plan.backend}; fine-tuning on {plan.train_workers} process(es)")
+        if c.cluster == "local" and gpus > c.tensor_parallel_size:
+            log.warning(f"[restem] one engine samples on {c.tensor_parallel_size} of this "
+                        f"machine's {gpus} GPUs; cluster = \"ray\" (no ray_address: a Ray "
+                        f"instance on this machine) runs {gpus // c.tensor_parallel_size}")
         return plan
 
     def _check_memory(self, recipe: FinetuneConfig, workers: int, gpus: int) -> None:

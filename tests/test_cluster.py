@@ -20,6 +20,7 @@ import pytest
 from evals.evaluate import evaluate, shard_path
 from evals.sampling import preset
 from evals.tasks import load
+from restem_client.config import to_toml
 from restem_client.engines import (
     EngineSpec,
     EngineStalled,
@@ -330,3 +331,29 @@ def test_the_mstep_on_ray_train_matches_torchrun_with_the_same_global_batch(
         assert any(not torch.equal(a[k], base[k]) for k in a if k in base)
     summaries = [json.loads((outs[n] / "train_summary.json").read_text()) for n in outs]
     assert all(s["processes"] == 2 and s["accumulation"] == 2 for s in summaries), summaries
+
+
+@pytest.mark.slow
+def test_a_whole_run_on_the_cluster_with_its_cluster_keys_at_their_defaults(
+        ray_cluster: str, tiny_model: Path, tmp_path: Path) -> None:
+    """`restem run cluster=ray` as a user starts it, with replicas, train_workers, sampler and
+    tensor_parallel_size left at their defaults: on two nodes without GPUs, one transformers
+    engine per node for the evaluations and the E-step, and the SFT baseline's M-step on
+    Ray Train with one worker per node (the tiny model solves nothing, so no iteration
+    trains); then the summary."""
+    run_dir = tmp_path / "run"
+    config = tmp_path / "run.toml"
+    config.write_text(to_toml({
+        "run_dir": str(run_dir), "task": "arith", "model": str(tiny_model), "cluster": "ray",
+        "ray_address": ray_cluster, "num_problems": 32, "val_limit": 4, "test_limit": 4,
+        "iterations": 1, "samples_per_problem": 1, "max_tokens": 8, "sft_baseline": True,
+        "shard_size": 8}))
+    done = subprocess.run([sys.executable, "-m", "restem_client.cli", "run", "--config",
+                           str(config)], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "plan: 2 sampling engine(s) of no GPU(s) with hf; fine-tuning on 2 process(es)" \
+        in done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["sft"]["test_pass@1"] is not None
+    assert (run_dir / "sft" / "checkpoint" / "config.json").exists()
+    assert len((run_dir / "sft" / "train.jsonl").read_text().splitlines()) == 32
