@@ -170,3 +170,30 @@ def test_evaluate_refuses_an_unknown_variant_before_sampling(data_dir: Path,
         evaluate(problems, sampler, None, SamplingParams(), tmp_path, data_dir=data_dir,
                  prompt="minerva-4shot")
     assert sampler.prompts == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("option", "expected"), [([], "wei-8shot"),
+                                                  (["--prompt", "zero-shot"], "zero-shot")])
+def test_restem_eval_prints_and_records_the_variant(option: list[str], expected: str,
+                                                    tiny_model: Path, data_dir: Path,
+                                                    tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "eval"
+    run = subprocess.run(
+        [sys.executable, "-m", "restem_client.cli", "eval", "--task", "gsm8k", "--model",
+         str(tiny_model), "--backend", "hf", "--limit", "2", "--max-tokens", "4",
+         "--data-dir", str(data_dir), "--out", str(out), "--sandbox", "local", *option],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    used = variant("gsm8k", expected)
+    assert f"prompt: {expected} ({used.source}); extraction: {used.extraction}" in run.stderr
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["prompt"]["variant"] == expected
+    assert config["prompt"]["extraction"] == used.extraction
+    assert config["sampling"]["stop"] == list(stop_sequences(load("gsm8k", "test", data_dir)[0],
+                                                             prompt=expected))
