@@ -25,9 +25,11 @@ baseline; `sft_baseline = true` adds it to a ReST-EM run); `mode = "distill"` sa
 `continue_from_previous = true` fine-tunes from the previous iteration's weights (the paper's
 ReST variant). `num_problems` and `samples_per_problem` set the data size.
 
-Run directory (each step is skipped when its output exists; outputs appear atomically, so a
-run killed at any point continues where it stopped; it continues only under the same
-configuration, apart from the keys in RESUME_MAY_CHANGE such as `iterations`):
+Run directory (its names have one home, restem_client.run_layout; summary.json and the final
+table come from restem_client.run_report). Each step is skipped when its output exists;
+outputs appear atomically, so a run killed at any point continues where it stopped; it
+continues only under the same configuration, apart from the keys in RESUME_MAY_CHANGE such
+as `iterations`:
     config.toml                  the resolved configuration
     base/eval/{val,test}/        evals.evaluate outputs (samples, verdicts, results.json)
     base/eval/<task>/            the same for each `transfer` task (e.g. humaneval)
@@ -73,7 +75,7 @@ from typing import Any
 from evals.evaluate import evaluate
 from evals.problem import Problem
 from evals.prompts import render
-from evals.report import flat_metrics, format_table, plot_iterations, write_atomic
+from evals.report import flat_metrics, plot_iterations, write_atomic
 from evals.sampling import Sampler, SamplingParams, preset
 from evals.tasks import load, show_tests
 from restem_client.config import ConfigError, table, to_toml
@@ -89,7 +91,10 @@ from restem_client.engines import (
 from restem_client.finetune import Config as FinetuneConfig
 from restem_client.mstep import default_workers, finetune_local, finetune_on_ray
 from restem_client.reward_audit import audit_kept
+from restem_client.run_layout import RunLayout, transfer_split
 from restem_client.run_lock import RunLock
+from restem_client.run_report import pass_at_1, results, summarize
+from restem_client.run_report import table as summary_table
 from restem_client.tracking import Tracker, check_trackers, open_tracker
 from restem_client.train_memory import GiB, Shape, check_fits, estimate
 
@@ -253,6 +258,7 @@ class Run:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.dir = Path(config.run_dir or Path("runs") / config.name)
+        self.layout = RunLayout(self.dir)
         self.data_dir = Path(config.data_dir) if config.data_dir else None
         self._sampler: tuple[str, Engines | Sampler] | None = None
         self.plan: Plan | None = None  # settled by _preflight, before any work
@@ -280,7 +286,7 @@ class Run:
                 problems = load(name, "test", self.data_dir)[: c.transfer_limit or None]
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ConfigError(f"config key 'transfer': {name}: {exc}") from None
-            self.transfer.append((_transfer_dir(name), problems))
+            self.transfer.append((transfer_split(name), problems))
         if c.estep_shots:  # a task with fewer exemplars fails now, not after the base eval
             try:
                 render(self.train[0], self.data_dir, chat=c.chat, shots=c.estep_shots)
@@ -288,7 +294,7 @@ class Run:
                 raise ConfigError(f"config key 'estep_shots': {exc}") from None
         self.plan = self._preflight()
         # Written once the plan holds, so a refused plan can be fixed with other keys.
-        write_atomic(self.dir / "config.toml", to_toml(asdict(c)))
+        write_atomic(self.layout.config, to_toml(asdict(c)))
         _log(f"run {self.dir}: {len(self.train)} train, {len(self.val)} validation, "
              f"{len(self.test)} test problems of {c.task}")
         # A run that raises marks its tracker runs failed; a tracker never stops the run.
@@ -304,19 +310,19 @@ class Run:
                     self._sft()
             finally:
                 self._close()
-            summary = self.summary()
-            write_atomic(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            summary = summarize(self.layout, task=c.task, mode=c.mode, transfer=c.transfer,
+                                base=self.base)
+            write_atomic(self.layout.summary, json.dumps(summary, indent=2) + "\n")
             rows = [{"iteration": 0, **summary["base"]}, *summary["iterations"]]
-            plot_iterations(rows, self.dir / "pass_at_1.png", title=f"ReST-EM on {c.task}")
-            print(self.table(summary))
-            self.tracker.close(artifacts=[
-                self.dir / "config.toml", self.dir / "summary.json", self.dir / "pass_at_1.png",
-                *sorted(self.dir.glob("*/train.jsonl"))])
+            plot_iterations(rows, self.layout.plot, title=f"ReST-EM on {c.task}")
+            print(summary_table(summary))
+            self.tracker.close(artifacts=[self.layout.config, self.layout.summary,
+                                          self.layout.plot, *self.layout.kept_sets()])
         return summary
 
     def _iterate(self) -> None:
         c = self.config
-        best = self._result("base", "val")
+        best = pass_at_1(self.layout.step("base"), "val")
         policy = c.teacher if c.mode == "distill" else self.base
         shots = c.estep_shots
         for i in range(1, c.iterations + 1):
@@ -326,10 +332,10 @@ class Run:
                 _log(f"{step}: no correct sample to train on; stopping")
                 break
             start = self.base if not c.continue_from_previous or i == 1 else \
-                str(self.dir / f"iter_{i - 1}" / "checkpoint")
+                str(self.layout.iteration(i - 1).checkpoint)
             checkpoint = self._finetune(step, start, kept)
             self._evaluate(step, checkpoint)
-            score = self._result(step, "val")
+            score = pass_at_1(self.layout.step(step), "val")
             if score <= best and c.early_stop:
                 _log(f"{step}: validation pass@1 {score:.3f} did not improve on {best:.3f}; "
                      "stopping")
@@ -348,7 +354,7 @@ class Run:
     def _check_resumable(self) -> None:
         """A run directory continues only under the configuration that made its steps, or
         finished steps would be silently reused by a different experiment."""
-        saved_path = self.dir / "config.toml"
+        saved_path = self.layout.config
         if not saved_path.exists():
             return
         # A key the saved file lacks is newer than the run, which had its default's behaviour.
@@ -384,10 +390,11 @@ class Run:
                 test[: c.test_limit or None])
 
     def _evaluate(self, step: str, model: str) -> None:
+        where = self.layout.step(step)
         for split, problems in (("val", self.val), ("test", self.test), *self.transfer):
             # Shards are kept across a restart, outside the `.partial` directory.
-            shards = self.dir / step / "eval" / f"{split}.shards"
-            with self._output(self.dir / step / "eval" / split) as tmp:
+            shards = where.eval_shards(split)
+            with self._output(where.eval(split)) as tmp:
                 if tmp:
                     _log(f"{step}: greedy pass@1 on {split} ({len(problems)} problems)")
                     evaluate(problems, self._sampler_for(model), self._verify(),
@@ -397,9 +404,9 @@ class Run:
             shutil.rmtree(shards, ignore_errors=True)  # merged into eval/<split>/
         with self.tracker.once(f"{step}/eval") as todo:
             if todo:
-                splits = ("val", "test", *map(_transfer_dir, self.config.transfer))
+                splits = ("val", "test", *map(transfer_split, self.config.transfer))
                 metrics = {f"{split}/{name}": value for split in splits
-                           for name, value in flat_metrics(self._results(step, split)).items()}
+                           for name, value in flat_metrics(results(where, split)).items()}
                 if step == "sft":
                     self.tracker.log({f"sft/{k}": v for k, v in metrics.items()}, step=0)
                 else:
@@ -408,26 +415,26 @@ class Run:
     def _generate_and_filter(self, step: str, policy: str, shots: int) -> Path | None:
         """The kept solutions, or None when the policy solved nothing."""
         c = self.config
-        with self._output(self.dir / step / "generate") as tmp:
+        where = self.layout.step(step)
+        with self._output(where.generate) as tmp:
             if tmp:
                 _log(f"{step}: generate {c.samples_per_problem} samples for each of "
                      f"{len(self.train)} problems")
                 params = self._estep_params(step)
                 # Shards are kept across a restart, outside the step's `.partial` directory.
                 evaluate(self._estep_problems(), self._sampler_for(policy), self._verify(),
-                         params, tmp, shards_dir=self.dir / step / "shards",
+                         params, tmp, shards_dir=where.shards,
                          shard_size=c.shard_size, data_dir=self.data_dir, chat=c.chat,
                          label=step, shots=shots or None)
-        shutil.rmtree(self.dir / step / "shards", ignore_errors=True)  # merged into generate/
-        kept = self.dir / step / "train.jsonl"
+        shutil.rmtree(where.shards, ignore_errors=True)  # merged into generate/
+        kept = where.kept
         if not kept.exists():
-            results = self.dir / step / "generate" / "samples_results.jsonl"
-            records = select(results, self._prompts(), c.cap, f"{c.seed}/{step}")
+            records = select(where.sample_verdicts, self._prompts(), c.cap, f"{c.seed}/{step}")
             write_atomic(kept, "".join(json.dumps(r) + "\n" for r in records))
             _log(f"{step}: kept {len(records)} correct samples (cap {c.cap} per problem)")
-        audit = self.dir / step / "audit.json"
+        audit = where.audit
         if c.task.startswith("mbpp") and c.estep_shown_tests and not audit.exists():
-            report = audit_kept(self.dir / step / "generate", self._estep_problems(),
+            report = audit_kept(where.generate, self._estep_problems(),
                                 self._verify(), select, self._prompts(), c.cap,
                                 f"{c.seed}/{step}")
             write_atomic(audit, json.dumps(report, indent=2) + "\n")
@@ -440,7 +447,7 @@ class Run:
                      "assert")
         with self.tracker.once(f"{step}/generate") as todo:
             if todo:
-                report = json.loads((self.dir / step / "generate" / "results.json").read_text())
+                report = json.loads(where.generate_results.read_text())
                 self.tracker.log({**{f"estep/{k}": v for k, v in
                                      flat_metrics(report["results"]).items()},
                                   "estep/samples_per_s": report.get("timing", {}).get(
@@ -460,7 +467,7 @@ class Run:
         return self.train
 
     def _sft(self) -> None:
-        kept = self.dir / "sft" / "train.jsonl"
+        kept = self.layout.step("sft").kept
         if not kept.exists():
             prompts = self._prompts()
             records = [{"task_id": p.task_id, "prompt": prompts[p.task_id],
@@ -472,19 +479,20 @@ class Run:
         self._evaluate("sft", checkpoint)
 
     def _finetune(self, step: str, start: str, data: Path) -> str:
-        final = self.dir / step / "checkpoint"
+        where = self.layout.step(step)
+        final = where.checkpoint
         with self._output(final) as tmp:
             if tmp:
                 self._release_sampler()  # the trainer needs the memory
                 settings = {**self.config.finetune, "model": start, "data": str(data),
                             "out": str(tmp), "seed": self.config.seed}
-                config_path = self.dir / step / "finetune.toml"
+                config_path = where.finetune_config
                 config_path.write_text(to_toml(settings))
                 _log(f"{step}: fine-tune {Path(start).name} on {data.name}")
                 c = self.config
                 workers = self.plan.train_workers
                 if c.cluster == "ray":
-                    finetune_on_ray(config_path, workers, self.dir / "ray_train", step,
+                    finetune_on_ray(config_path, workers, self.layout.ray_train, step,
                                     c.ray_address)
                 else:
                     finetune_local(config_path, workers)
@@ -506,71 +514,6 @@ class Run:
                       "tokens_per_s": row["input_tokens"] / took if took > 0 else None}
             self.tracker.log({f"{prefix}/train/{k}": v for k, v in values.items()},
                              step=row["step"], axis=f"{prefix}/train/step")
-
-    # -- results
-
-    def _results(self, step: str, split: str) -> dict[str, Any]:
-        path = self.dir / step / "eval" / split / "results.json"
-        return json.loads(path.read_text())["results"]
-
-    def _result(self, step: str, split: str) -> float:
-        return self._results(step, split)["pass@1"]
-
-    def _train_reward(self, step: str) -> float | None:
-        path = self.dir / step / "generate" / "results.json"
-        return json.loads(path.read_text())["results"]["pass@1"] if path.exists() else None
-
-    def summary(self) -> dict[str, Any]:
-        def entry(step: str, reward_step: str | None) -> dict[str, Any]:
-            test = json.loads((self.dir / step / "eval" / "test" / "results.json").read_text())
-            transfer = {f"{name}_pass@1": self._result(step, _transfer_dir(name))
-                        for name in self.config.transfer
-                        if (self.dir / step / "eval" / _transfer_dir(name)).exists()}
-            return {"train_reward": self._train_reward(reward_step) if reward_step else None,
-                    "val_pass@1": self._result(step, "val"),
-                    "test_pass@1": test["results"]["pass@1"], **transfer,
-                    "test_breakdown": test["results"].get("breakdown", {})}
-
-        distill = self.config.mode == "distill"
-        out: dict[str, Any] = {"task": self.config.task, "mode": self.config.mode,
-                               "transfer": list(self.config.transfer),
-                               "base": {"model": self.base,
-                                        **entry("base", None if distill else "iter_1")}}
-        if (self.dir / "sft" / "eval" / "test" / "results.json").exists():
-            out["sft"] = entry("sft", None)
-        iterations = []
-        i = 1
-        while (self.dir / f"iter_{i}" / "eval" / "test" / "results.json").exists():
-            kept = (self.dir / f"iter_{i}" / "train.jsonl").read_text().count("\n")
-            audit = self.dir / f"iter_{i}" / "audit.json"
-            iterations.append({"iteration": i, "kept_samples": kept,
-                               **entry(f"iter_{i}", None if distill else f"iter_{i + 1}"),
-                               **({"audit": json.loads(audit.read_text())}
-                                  if audit.exists() else {})})
-            i += 1
-        out["iterations"] = iterations
-        candidates = [{"iteration": 0, **out["base"]}, *iterations]
-        best = max(candidates, key=lambda e: e["val_pass@1"])  # earliest wins a tie
-        out["best"] = {"iteration": best["iteration"], "val_pass@1": best["val_pass@1"],
-                       "test_pass@1": best["test_pass@1"], "train_reward": best["train_reward"]}
-        return out
-
-    @staticmethod
-    def table(summary: dict[str, Any]) -> str:
-        def pct(value: float | None) -> str | None:
-            return None if value is None else f"{100 * value:.1f}"
-
-        transfer = [f"{name}_pass@1" for name in summary.get("transfer", [])]
-        keys = ("test_pass@1", "val_pass@1", *transfer, "train_reward")
-        rows = [["base", *(pct(summary["base"].get(k)) for k in keys)]]
-        if "sft" in summary:
-            rows.append(["SFT", *(pct(summary["sft"].get(k)) for k in keys[:-1]), None])
-        for it in summary["iterations"]:
-            rows.append([f"iteration {it['iteration']}", *(pct(it.get(k)) for k in keys)])
-        header = ["model", "test pass@1 %", "val pass@1 %",
-                  *(f"{k.removesuffix('_pass@1')} pass@1 %" for k in transfer), "train reward %"]
-        return (f"\n{summary['task']}: best is iteration {summary['best']['iteration']} "
-                f"(0 = base)\n" + format_table(header, rows))
 
     # -- resources
 
@@ -758,11 +701,6 @@ def sampler_backend(sampler: str, gpus: int) -> str:
             raise ConfigError(f"sampler = {sampler!r} chose vllm on this machine's {gpus} GPU(s), "
                               "but vLLM is not installed: pip install vllm, or sampler = \"hf\"")
     return backend
-
-
-def _transfer_dir(task: str) -> str:
-    """Where a transfer task's eval goes under <step>/eval/ (`bbh/navigate`: bbh-navigate)."""
-    return task.replace("/", "-")
 
 
 ESTEP_SEED_STRIDE = 100_003  # more shards than any dataset has: iterations never share a seed
