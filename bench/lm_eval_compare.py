@@ -134,14 +134,18 @@ def run_harness(pair: Pair, n: int, args: argparse.Namespace) -> Path:
     return sorted(out.rglob(f"samples_{pair.harness_task}_*.jsonl"))[-1]
 
 
-# Run in the harness's venv: its own MATH extraction (Minerva's "Final Answer" line,
-# normalized), so that the classes name what the harness read.
-_MINERVA_EXTRACT = """
+# Run in the harness's venv: what its MATH metrics read, by its own code (exact_match:
+# Minerva's "Final Answer" line, normalized; math_verify: math-verify's parse of the text).
+_MATH_EXTRACT = """
 import json, sys
 from lm_eval.tasks.minerva_math.utils import get_unnormalized_answer, normalize_final_answer
+from math_verify import parse
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    print(json.dumps(normalize_final_answer(get_unnormalized_answer(r["resps"][0][0]))))
+    text = r["resps"][0][0]
+    parsed = parse(text)
+    print(json.dumps([r["doc_id"], normalize_final_answer(get_unnormalized_answer(text)),
+                      str(parsed[-1]) if parsed else None]))
 """
 
 
@@ -157,18 +161,16 @@ def harness_rows(pair: Pair, path: Path, lm_eval: Path) -> list[dict]:
         for metric, flt in pair.metrics:
             if r["filter"] == flt and metric in r:
                 row["verdicts"][(metric, flt)] = bool(r[metric])
-                row["extracted"][flt] = r["filtered_resps"][0]
+                row["extracted"][(metric, flt)] = r["filtered_resps"][0]
     docs = [by_doc[k] for k in sorted(by_doc)]
     if pair.task == "math":
-        read = subprocess.run([str(lm_eval.parent / "python"), "-c", _MINERVA_EXTRACT,
-                               str(path)], capture_output=True, text=True, check=True)
-        answers = [json.loads(line) for line in read.stdout.splitlines()]
-        first = {}
-        for r, answer in zip(sorted((json.loads(x) for x in path.read_text().splitlines()),
-                                    key=lambda r: r["doc_id"]), answers, strict=True):
-            first.setdefault(r["doc_id"], answer)
-        for row in docs:
-            row["extracted"]["none"] = first[row["doc_id"]]
+        read = subprocess.run([str(lm_eval.parent / "python"), "-c", _MATH_EXTRACT, str(path)],
+                              capture_output=True, text=True, check=True)
+        for line in read.stdout.splitlines():
+            doc_id, minerva, parsed = json.loads(line)
+            extracted = by_doc[doc_id]["extracted"]
+            extracted[("exact_match", "none")] = minerva
+            extracted[("math_verify", "none")] = parsed
     return docs
 
 
@@ -250,7 +252,7 @@ def compare(pair: Pair, n: int, args: argparse.Namespace) -> tuple[list, list[st
         classes: dict[str, list] = {}
         for p, d, h, c in zip(problems, docs, harness, checked, strict=True):
             if h != (c["verdict"] == "PASS"):
-                said = d["extracted"].get(flt)
+                said = d["extracted"].get((metric, flt))
                 key = f"harness {'PASS' if h else 'FAIL'}, restem {c['verdict']}: " + \
                     classify(said, c)
                 classes.setdefault(key, []).append((p, d, said, c))

@@ -70,7 +70,7 @@ class Variant:
     name: str
     source: str
     extraction: str
-    shots: int  # exemplars by default
+    shots: int  # exemplars when `shots` is not given
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
@@ -96,7 +96,8 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     "mbpp": (Variant("mbpp-3shot", "the MBPP paper's 3-shot [BEGIN]/[DONE] format, "
                      "exemplars 2, 3, 4", _CODE_EXTRACTION + " (its asserts)", 3),),
     "arith": (Variant("arith", "zero-shot instruction; worked train problems with shots",
-                      _GSM8K_EXTRACTION, 0),),
+                      'math: a stated answer ("The answer is N", a \\boxed{}, an answer '
+                      "label), never the last number of free prose; compared by value", 0),),
 }
 STANDARD = {task: variants[0].name for task, variants in VARIANTS.items()}
 LOOP = {**STANDARD, "gsm8k": "train-seeded", "math": "train-seeded"}
@@ -121,21 +122,22 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
     """The prompt for `problem` (its task is read from the task_id or kind) in variant
     `prompt` (None: the loop's variant, LOOP)."""
     task = task_of(problem)
-    name = variant(task, prompt).name
+    used = variant(task, prompt)
+    count = used.shots if shots is None else shots
     if task == "math":
-        text = (_minerva_prompt(4 if shots is None else shots) if name == "minerva-4shot"
-                else _math_prompt(str(data_dir), 4 if shots is None else shots))
-        text += f"Problem:\n{problem.question}\n\nSolution:" + (
-            "" if name == "minerva-4shot" else "\n")
+        if used.name == "minerva-4shot":
+            text = _minerva_prompt(count) + f"Problem:\n{problem.question}\n\nSolution:"
+        else:
+            text = _math_prompt(str(data_dir), count) + (
+                f"Problem:\n{problem.question}\n\nSolution:\n")
     elif task == "gsm8k":
-        if name == "zero-shot":
-            if shots:
+        if used.name == "zero-shot":
+            if count:
                 raise ValueError("the zero-shot GSM8K prompt takes no exemplars")
             text = f"Q: {problem.question}\nA: Let's think step by step."
         else:
-            text = (_wei_prompt(8 if shots is None else shots) if name == "wei-8shot"
-                    else _gsm8k_prompt(str(data_dir), 8 if shots is None else shots))
-            text += f"Q: {problem.question}\nA:"
+            text = (_wei_prompt(count) if used.name == "wei-8shot"
+                    else _gsm8k_prompt(str(data_dir), count)) + f"Q: {problem.question}\nA:"
     elif task == "bbh":
         text = _bbh_prompt(str(data_dir), problem.meta["task"]) + (
             f"\n\nQ: {problem.question}\nA: Let's think step by step.")
@@ -149,7 +151,7 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
                     "with nothing else.")
         else:
             text = _mbpp_prompt(str(data_dir), problem.meta["variant"],
-                                3 if shots is None else shots) + f"{mbpp_task(problem)}\n[BEGIN]\n"
+                                count) + f"{mbpp_task(problem)}\n[BEGIN]\n"
     else:
         text = apps_prompt(problem)
     return [{"role": "user", "content": text}] if chat else text
