@@ -108,7 +108,7 @@ def variant(task: str, name: str | None = None) -> Variant:
     ValueError that lists the task's variants."""
     base = task.partition("/")[0]
     if base not in VARIANTS:
-        raise ValueError(f"unknown task {task!r}; prompt variants exist for {sorted(VARIANTS)}")
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(VARIANTS)}")
     name = LOOP[base] if name is None else name
     for v in VARIANTS[base]:
         if v.name == name:

@@ -92,7 +92,7 @@ def evaluate(args: argparse.Namespace) -> int:
     try:
         # restem eval renders the standard prompt unless told otherwise (the loop, which
         # calls evals.evaluate without one, keeps its own; see evals.prompts).
-        prompt = variant(args.task, args.prompt or STANDARD[args.task.partition("/")[0]])
+        prompt = variant(args.task, args.prompt or STANDARD.get(args.task.partition("/")[0], ""))
         problems = load(args.task, args.split, args.data_dir)[: args.limit or None]
         overrides = {k: v for k, v in {
             "n": args.n, "temperature": args.temperature, "top_p": args.top_p,
