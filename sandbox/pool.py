@@ -14,7 +14,7 @@ that). A worker that fails to start is tried again with backoff (each failure lo
 until one starts, and while every slot is failing a job fails at once instead of waiting.
 An internal failure is retried on a fresh worker (`retries` times) and otherwise reported
 as SANDBOX_ERROR, never as FAIL. Identical runs (same program, tests, limits, profile) are
-executed once and answered from a bounded cache.
+executed once and answered from a bounded cache (sandbox.single_flight).
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import queue
 import shutil
 import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from sandbox import image as sandbox_image
 from sandbox import judge
@@ -39,6 +38,7 @@ from sandbox.cases import AssertTest, CallTest, StdioTest
 from sandbox.compare import check_profile
 from sandbox.limits import Limits
 from sandbox.results import ANOMALIES, DEADLINE_PASSED, Execution, RunResult, Status
+from sandbox.single_flight import SingleFlight
 from sandbox.worker import Worker, WorkerError
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,7 @@ class Sandbox:
         self._busy = 0
         self._closed = threading.Event()  # also wakes the retry waits when the pool closes
         self._all: set[Worker] = set()
-        self._cache: OrderedDict[str, RunResult] = OrderedDict()
-        self._cache_size = cache_size
-        self._in_flight: dict[str, Future] = {}
+        self._results = SingleFlight(cache_size, functools.partial(self._count, "cache_hits"))
         self._threads = ThreadPoolExecutor(max_workers=max(4, 2 * self.size))
         # Worker processes are started from this one long-lived thread: bubblewrap's
         # --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that forked it exits.
@@ -155,52 +153,20 @@ class Sandbox:
         check_profile(profile)
         limits = limits or self.limits
         key = hashlib.sha256(repr((program, tests, limits, profile, run_all)).encode()).hexdigest()
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                self.stats["cache_hits"] += 1
-                return self._cache[key]
-            waiting = self._in_flight.get(key)
-            if waiting is None:
-                mine: Future = Future()
-                self._in_flight[key] = mine
-        if waiting is not None:
-            try:  # the wait ends at this caller's own deadline
-                shared, owners_only = waiting.result(
-                    None if deadline is None else max(0.0, deadline - time.monotonic()))
-            except TimeoutError:  # concurrent.futures raises the builtin one
-                return RunResult(Status.TIMEOUT, detail=DEADLINE_PASSED)
-            if not owners_only:
-                self._count("cache_hits")
-                return shared
-            # The run it joined was cut short by that caller's deadline, which says nothing
-            # about this request: it runs on its own.
-            return self.run(program, tests, limits, profile=profile, run_all=run_all,
-                            deadline=deadline)
-        try:
-            start = time.monotonic()
+
+        def compute() -> tuple[RunResult, bool]:
+            started = time.monotonic()
             send = self._send if deadline is None else self._deadline_sender(deadline)
             try:
                 result = judge.run_tests(send, program, tests, limits, profile, run_all)
             except judge.SandboxFailure as exc:
                 result = RunResult(Status.SANDBOX_ERROR, detail=str(exc)[:2000])
             result = RunResult(result.verdict, result.tests, result.forgeable, result.detail,
-                               round(time.monotonic() - start, 4))
+                               round(time.monotonic() - started, 4))
             # A TIMEOUT under a deadline may be the deadline's doing: this caller's alone.
-            caller_specific = deadline is not None and result.verdict is Status.TIMEOUT
-            mine.set_result((result, caller_specific))
-        except BaseException as exc:
-            mine.set_exception(exc)
-            raise
-        finally:
-            with self._lock:
-                self._in_flight.pop(key, None)
-        if result.verdict is not Status.SANDBOX_ERROR and not caller_specific:
-            with self._lock:
-                self._cache[key] = result
-                while len(self._cache) > self._cache_size:  # cache_size=0: no caching
-                    self._cache.popitem(last=False)
-        return result
+            return result, not (deadline is not None and result.verdict is Status.TIMEOUT)
+
+        return self._results.run(key, compute, deadline)
 
     async def arun(
         self, program: str, tests: list, limits: Limits | None = None, **kw
