@@ -246,91 +246,110 @@ class VerifierService(pb_grpc.VerifierServicer):
         async for group in self._stream(lists(), context):
             yield pb.VerifyBatchResult(responses=group)
 
-    async def _stream(self, incoming, context):
-        """Lists of requests in, lists of finished responses out. Work moves in lists, not
-        items: asyncio costs tens of microseconds per queue operation."""
-        out: asyncio.Queue = asyncio.Queue()  # lists of responses; None at the end
-        deadline = self._deadline(context)
-        flow = context.peer()
-        tasks: set[asyncio.Task] = set()
-        pending: asyncio.Queue = asyncio.Queue()  # lists of math and exact requests
-        batches = asyncio.Semaphore(2)  # math/exact batches running at once, per stream
-        # This stream's requests admitted and not yet handed to gRPC, and the bytes of its
-        # finished answers waiting: reading stops while either is at its limit.
-        window = {"open": 0, "bytes": 0}
-        moved = asyncio.Condition()
+    def _stream(self, incoming, context):
+        return _Stream(self, incoming, self._deadline(context), context.peer()).answers()
 
-        def spawn(coroutine) -> None:
-            task = asyncio.create_task(coroutine)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+    async def GetInfo(self, request, context):
+        info = self.verifier.info()
+        info.max_queue = self.max_queue
+        info.in_flight = self.in_flight
+        return info
 
-        async def work(batch: list[pb.VerifyRequest], admitted: float, slot: bool) -> None:
-            try:
-                responses = await self._run(batch, deadline, admitted, flow)
-                window["bytes"] += sum(r.ByteSize() for r in responses)
-                out.put_nowait(responses)
-            finally:
-                await self._release(len(batch))
-                if slot:
-                    batches.release()
 
-        async def read() -> None:
-            async for requests in incoming:
-                async with moved:  # this client reads its answers, or it is not read
-                    await moved.wait_for(lambda: window["open"] < STREAM_WINDOW
-                                         and window["bytes"] < STREAM_BUFFER_BYTES)
-                    window["open"] += len(requests)
-                async with self._condition():  # backpressure, not an unbounded queue
-                    await self._condition().wait_for(lambda: self.in_flight < self.max_queue)
-                    self.in_flight += len(requests)  # may pass max_queue by one message
-                now = time.monotonic()
-                others = []
-                for request in requests:
-                    if request.WhichOneof("task") == "code":
-                        spawn(work([request], now, slot=False))
-                    else:
-                        others.append(request)
-                if others:
-                    pending.put_nowait(others)
-            pending.put_nowait(None)
+class _Stream:
+    """One stream's work: lists of requests in (`read`), math and exact requests gathered
+    into batches (`dispatch`), each batch or code request checked (`work`), and lists of
+    finished responses out (`answers`). Work moves in lists, not items: asyncio costs tens
+    of microseconds per queue operation."""
 
-        async def dispatch() -> None:
-            """While a batch runs, the next one fills up; it goes out when a slot frees."""
-            finished = False
-            while not finished:
-                first = await pending.get()
-                if first is None:
+    def __init__(self, servicer: VerifierService, incoming, deadline: float | None,
+                 flow: Hashable) -> None:
+        self.servicer, self.incoming = servicer, incoming
+        self.deadline, self.flow = deadline, flow
+        self.out: asyncio.Queue = asyncio.Queue()  # lists of responses; None at the end
+        self.pending: asyncio.Queue = asyncio.Queue()  # lists of math and exact requests
+        self.batches = asyncio.Semaphore(2)  # math/exact batches running at once
+        self.tasks: set[asyncio.Task] = set()
+        # Requests admitted and not yet handed to gRPC, and the bytes of finished answers
+        # waiting: reading stops while either is at its limit.
+        self.open, self.bytes = 0, 0
+        self.moved = asyncio.Condition()
+
+    def spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def work(self, batch: list[pb.VerifyRequest], admitted: float, slot: bool) -> None:
+        try:
+            responses = await self.servicer._run(batch, self.deadline, admitted, self.flow)
+            self.bytes += sum(r.ByteSize() for r in responses)
+            self.out.put_nowait(responses)
+        finally:
+            await self.servicer._release(len(batch))
+            if slot:
+                self.batches.release()
+
+    async def read(self) -> None:
+        servicer = self.servicer
+        async for requests in self.incoming:
+            async with self.moved:  # this client reads its answers, or it is not read
+                await self.moved.wait_for(lambda: self.open < STREAM_WINDOW
+                                          and self.bytes < STREAM_BUFFER_BYTES)
+                self.open += len(requests)
+            async with servicer._condition():  # backpressure, not an unbounded queue
+                await servicer._condition().wait_for(
+                    lambda: servicer.in_flight < servicer.max_queue)
+                servicer.in_flight += len(requests)  # may pass max_queue by one message
+            now = time.monotonic()
+            others = []
+            for request in requests:
+                if request.WhichOneof("task") == "code":
+                    self.spawn(self.work([request], now, slot=False))
+                else:
+                    others.append(request)
+            if others:
+                self.pending.put_nowait(others)
+        self.pending.put_nowait(None)
+
+    async def dispatch(self, reading: asyncio.Task) -> None:
+        """While a batch runs, the next one fills up; it goes out when a slot frees."""
+        finished = False
+        while not finished:
+            first = await self.pending.get()
+            if first is None:
+                break
+            await self.batches.acquire()
+            batch = list(first)
+            while len(batch) < BATCH and not self.pending.empty():
+                more = self.pending.get_nowait()
+                if more is None:
+                    finished = True
                     break
-                await batches.acquire()
-                batch = list(first)
-                while len(batch) < BATCH and not pending.empty():
-                    more = pending.get_nowait()
-                    if more is None:
-                        finished = True
-                        break
-                    batch += more
-                spawn(work(batch, time.monotonic(), slot=True))
-            await asyncio.gather(read_done, return_exceptions=True)
-            while tasks:
-                await asyncio.gather(*list(tasks), return_exceptions=True)
-            out.put_nowait(None)
+                batch += more
+            self.spawn(self.work(batch, time.monotonic(), slot=True))
+        await asyncio.gather(reading, return_exceptions=True)
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        self.out.put_nowait(None)
 
-        read_done = asyncio.create_task(read())
-        dispatcher = asyncio.create_task(dispatch())
+    async def answers(self):
+        """Lists of finished responses, what finishes within COALESCE_S of each other in
+        one list, each list under GROUP_BYTES."""
+        reading = asyncio.create_task(self.read())
+        dispatcher = asyncio.create_task(self.dispatch(reading))
         try:
             finished = False
             while not finished:
-                group = await out.get()
+                group = await self.out.get()
                 if group is None:
                     break
                 size = sum(r.ByteSize() for r in group)
-                # Coalesce what finishes in the next few milliseconds into the same message.
                 until = time.monotonic() + COALESCE_S
                 while (len(group) < BATCH and size < GROUP_BYTES
                        and (left := until - time.monotonic()) > 0):
                     try:
-                        more = await asyncio.wait_for(out.get(), left)
+                        more = await asyncio.wait_for(self.out.get(), left)
                     except TimeoutError:
                         break
                     if more is None:
@@ -340,22 +359,16 @@ class VerifierService(pb_grpc.VerifierServicer):
                     size += sum(r.ByteSize() for r in more)
                 for part in _parts(group):
                     yield part
-                async with moved:
-                    window["open"] -= len(group)
-                    window["bytes"] -= size
-                    moved.notify_all()
-            await read_done  # surfaces a reading error
+                async with self.moved:
+                    self.open -= len(group)
+                    self.bytes -= size
+                    self.moved.notify_all()
+            await reading  # surfaces a reading error
         finally:
-            read_done.cancel()
+            reading.cancel()
             dispatcher.cancel()
-            for task in list(tasks):
+            for task in list(self.tasks):
                 task.cancel()  # queued work of a client that went away never starts
-
-    async def GetInfo(self, request, context):
-        info = self.verifier.info()
-        info.max_queue = self.max_queue
-        info.in_flight = self.in_flight
-        return info
 
 
 class BearerToken(grpc.aio.ServerInterceptor):
