@@ -43,13 +43,14 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from tqdm import tqdm
 
+from evals.checks import Check, CheckResult
 from restem_client.requests import Verifier, VerifyTimeout
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
@@ -219,13 +220,13 @@ def _credentials(tls: Tls | bool | None) -> grpc.ChannelCredentials | None:
     return (tls if isinstance(tls, Tls) else Tls()).credentials()
 
 
-def _connect(api, target: str | list[str], token: str | None, tls: Tls | bool | None,
+def _connect(target: str | list[str], token: str | None, tls: Tls | bool | None,
              max_message_mb: int):
-    """(channel, stub, call metadata) with `api` = grpc (sync) or grpc.aio."""
+    """(channel, stub, call metadata)."""
     address, options = _channel_args(target, max_message_mb)
     credentials = _credentials(tls)
-    channel = (api.secure_channel(address, credentials, options) if credentials
-               else api.insecure_channel(address, options))
+    channel = (grpc.secure_channel(address, credentials, options) if credentials
+               else grpc.insecure_channel(address, options))
     metadata = [("authorization", f"Bearer {token}")] if token else []
     return channel, pb_grpc.VerifierStub(channel), metadata
 
@@ -296,7 +297,7 @@ class VerifierClient(Verifier):
                  backoff_s: float = 0.2, max_message_mb: int = 64,
                  connect_timeout_s: float | None = None) -> None:
         self.connect_timeout_s = _connect_timeout(connect_timeout_s)
-        self.channel, self.stub, self.metadata = _connect(grpc, target, token, tls,
+        self.channel, self.stub, self.metadata = _connect(target, token, tls,
                                                           max_message_mb)
         self.target = _describe(target)
         self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
@@ -412,99 +413,41 @@ class VerifierClient(Verifier):
 
 
 class AsyncVerifierClient:
-    """The same, for asyncio code (grpc.aio)."""
+    """The same client for asyncio code: each call is `VerifierClient`'s, run in a thread,
+    so both have one implementation (retries, the bounded wait, timeouts, the stream).
+    A cancelled call's thread ends when its call does, or when `close` closes the channel.
 
-    def __init__(self, target: str | list[str], *, token: str | None = None,
-                 tls: Tls | bool | None = None, max_in_flight: int = 256, retries: int = 8,
-                 backoff_s: float = 0.2, max_message_mb: int = 64,
-                 connect_timeout_s: float | None = None) -> None:
-        self.connect_timeout_s = _connect_timeout(connect_timeout_s)
-        self.channel, self.stub, self.metadata = _connect(grpc.aio, target, token, tls,
-                                                          max_message_mb)
-        self.target = _describe(target)
-        self.max_in_flight, self.retries, self.backoff_s = max_in_flight, retries, backoff_s
-        self.max_message_bytes = max_message_mb * 2**20
+        async with AsyncVerifierClient("127.0.0.1:50051") as client:
+            answers = await client.verify_many(requests)
+    """
 
-    async def _wait_for_server(self, cause: grpc.aio.AioRpcError, clock: _CallClock) -> None:
-        wait = _Wait(self.target, self.connect_timeout_s, cause, clock)
-        while True:
-            try:
-                await self.stub.GetInfo(pb.GetInfoRequest(), metadata=self.metadata,
-                                        timeout=wait.probe_timeout_s())
-                return
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in UNREACHABLE:
-                    return
-                await asyncio.sleep(wait.failed(exc))
-
-    async def _recover(self, exc: grpc.aio.AioRpcError, attempt: int,
-                       clock: _CallClock) -> None:
-        if not _retryable(exc) or attempt >= self.retries:
-            raise exc
-        await asyncio.sleep(clock.cap(_backoff_s(self.backoff_s, attempt)))
-        if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            await self._wait_for_server(exc, clock)
+    def __init__(self, target: str | list[str], **options) -> None:
+        self.client = VerifierClient(target, **options)
 
     async def verify(self, request: pb.VerifyRequest,
                      timeout_s: float | None = None) -> pb.VerifyResponse:
-        clock = _CallClock(timeout_s)
-        for attempt in itertools.count():
-            try:
-                return await self.stub.Verify(request, timeout=clock.left(),
-                                              metadata=self.metadata)
-            except grpc.aio.AioRpcError as exc:
-                _timed_out(exc, timeout_s)
-                await self._recover(exc, attempt, clock)
+        return await asyncio.to_thread(self.client.verify, request, timeout_s)
 
     async def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
                           timeout_s: float | None = None) -> list[pb.VerifyResponse]:
-        batch = _Batch(list(requests), _request_limit(self.max_message_bytes))
-        clock = _CallClock(timeout_s)
-        with tqdm(total=len(batch.wire), disable=not progress, unit="req",
-                  desc="verify") as bar:
-            for attempt in itertools.count():
-                if not (missing := batch.missing()):
-                    break
-                try:
-                    await self._stream(batch, missing, bar, clock.left())
-                except grpc.aio.AioRpcError as exc:
-                    _timed_out(exc, timeout_s)
-                    await self._recover(exc, attempt, clock)
-                    continue
-                if batch.missing():  # the stream ended early: counts as an attempt too
-                    await asyncio.sleep(batch.backoff_after_short_stream(attempt, self.retries,
-                                                                         self.backoff_s))
-        return batch.answers  # type: ignore[return-value]
+        """Every request answered once, in input order."""
+        return await asyncio.to_thread(self.client.verify_many, list(requests),
+                                       progress=progress, timeout_s=timeout_s)
 
-    async def _stream(self, batch: _Batch, indices: list[int], bar: tqdm,
-                      timeout_s: float | None) -> None:
-        slots = asyncio.Semaphore(self.max_in_flight)
-        pack_bytes = self.max_message_bytes // 2
+    async def check_many(self, checks: Sequence[Check], *, progress: bool = False,
+                         timeout_s: float | None = None) -> list[CheckResult]:
+        """Check records in, their results out, in order."""
+        return await asyncio.to_thread(self.client.check_many, checks, progress=progress,
+                                       timeout_s=timeout_s)
 
-        async def outgoing():
-            position = 0
-            while position < len(indices):
-                await slots.acquire()
-                group = [batch.wire[indices[position]]]
-                size = batch.sizes[indices[position]]
-                position += 1
-                while (position < len(indices) and len(group) < PACK and not slots.locked()
-                       and size + batch.sizes[indices[position]] <= pack_bytes):
-                    await slots.acquire()  # free: returns at once
-                    group.append(batch.wire[indices[position]])
-                    size += batch.sizes[indices[position]]
-                    position += 1
-                yield pb.VerifyBatch(requests=group)
-
-        call = self.stub.VerifyBatches(outgoing(), timeout=timeout_s, metadata=self.metadata)
-        try:
-            async for result in call:
-                for response in result.responses:
-                    slots.release()
-                    if batch.accept(response):
-                        bar.update(1)
-        finally:
-            call.cancel()
+    async def info(self) -> pb.ServerInfo:
+        return await asyncio.to_thread(self.client.info)
 
     async def close(self) -> None:
-        await self.channel.close()
+        self.client.close()
+
+    async def __aenter__(self) -> AsyncVerifierClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,12 +1,13 @@
 """One `Verifier` protocol, two implementations: the same assertions run against the
-in-process `LocalVerifier` and a `VerifierClient` over real gRPC on loopback to a real
-`restem serve` (code on the `local` sandbox backend, for speed), call timeouts included.
-Around it: the one verdict vocabulary and its wire mapping, the check records (their own
-validation, the scorer's lines, the results fields), the server's single validation, and
-the token file and log levels as the command line reports them."""
+in-process `LocalVerifier` and a `VerifierClient` (and its asyncio face) over real gRPC on
+loopback to a real `restem serve` (code on the `local` sandbox backend, for speed), call
+timeouts included. Around it: the one verdict vocabulary and its wire mapping, the check
+records (their own validation, the scorer's lines, the results fields), the server's single
+validation, and the token file and log levels as the command line reports them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from evals.checks import (
     parse_tests,
 )
 from evals.score import parse_line, result_fields
-from restem_client.client import VerifierClient
+from restem_client.client import AsyncVerifierClient, VerifierClient
 from restem_client.local_verifier import LocalVerifier
 from restem_client.requests import (
     Verifier,
@@ -58,14 +59,44 @@ SLOW = "import time\ntime.sleep(float(input()))\nprint('done')"
 SLACK_S = 5.0  # a busy 2-core machine
 
 
-@pytest.fixture(scope="module", params=["local", "grpc"])
+class _AwaitedEachCall(Verifier):
+    """AsyncVerifierClient driven through the protocol's calls, each awaited on an event
+    loop of its own, so that the same assertions hold for the asyncio client."""
+
+    def __init__(self, client: AsyncVerifierClient) -> None:
+        self.client, self.loop = client, asyncio.new_event_loop()
+
+    def verify(self, request, timeout_s=None):
+        return self.loop.run_until_complete(self.client.verify(request, timeout_s))
+
+    def verify_many(self, requests, *, progress=False, timeout_s=None):
+        return self.loop.run_until_complete(
+            self.client.verify_many(requests, progress=progress, timeout_s=timeout_s))
+
+    def check_many(self, checks, *, progress=False, timeout_s=None):
+        return self.loop.run_until_complete(
+            self.client.check_many(checks, progress=progress, timeout_s=timeout_s))
+
+    def info(self):
+        return self.loop.run_until_complete(self.client.info())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.close())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module", params=["local", "grpc", "grpc-asyncio"])
 def verifier(request: pytest.FixtureRequest) -> Iterator[Verifier]:
     if request.param == "local":
         with LocalVerifier(sandbox="local", sandbox_workers=2) as local:
             yield local
-    else:
+    elif request.param == "grpc":
         with ServerProcess(sandbox="local", workers=2) as server, \
                 VerifierClient(server.target) as client:
+            yield client
+    else:
+        with ServerProcess(sandbox="local", workers=2) as server, \
+                _AwaitedEachCall(AsyncVerifierClient(server.target)) as client:
             yield client
 
 
@@ -132,10 +163,6 @@ def test_a_call_timeout_raises_verify_timeout(verifier: Verifier) -> None:
 def test_a_call_timeout_covers_the_wait_for_a_server_that_is_not_up() -> None:
     # The client would wait up to connect_timeout_s (30 s) for a server to come up; the
     # call's own timeout_s bounds the whole call, that wait included, sync and async alike.
-    import asyncio
-
-    from restem_client.client import AsyncVerifierClient
-
     target = f"127.0.0.1:{free_port()}"
     request = math_request("\\boxed{1}", "1")
 
