@@ -141,6 +141,18 @@ def test_the_documented_cluster_recipes_get_past_their_plan(
         assert "M-step memory:" in caplog.text and "GPUs of 80.0 GiB" in caplog.text
 
 
+@pytest.mark.parametrize("config", ["demo.toml", "mbpp.toml"])
+def test_the_demo_configs_plan_on_a_machine_with_several_gpus(
+        tmp_path: Path, gpu_cluster: str, data_dir: Path, config: str) -> None:
+    """Their 8 / 8 batch is one micro-batch on one process: 4 GPUs do not split it."""
+    run = Run(load_config(RunConfig, REPO / "configs" / config, [
+        "cluster=ray", f"ray_address={gpu_cluster}", f"run_dir={tmp_path / 'run'}",
+        f"data_dir={data_dir}", "sampler=hf"]))
+    run.base = str(resolve(run.config.model))
+    run.train, run.val, run.test = run._splits()
+    assert run._preflight().train_workers == 1
+
+
 def test_reproducible_sampling_is_a_switch_for_the_estep_seeds() -> None:
     seeded = Run(load_config(RunConfig, None, ["seed=7"]))
     assert seeded._estep_params("iter_2").seed == estep_seed(7, "iter_2")
