@@ -414,12 +414,17 @@ def local_gpu_memory() -> int | None:
     query = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total",
                             "--format=csv,noheader,nounits"], capture_output=True, text=True,
                            timeout=30, check=False)
+    return smallest_gpu(query.stdout, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def smallest_gpu(listing: str, visible: str | None) -> int | None:
+    """Bytes of the smallest GPU in nvidia-smi's `index, memory.total` lines (MiB) that
+    CUDA_VISIBLE_DEVICES (`visible`, indices) lets this process use; None if none."""
     sizes = {}
-    for line in query.stdout.splitlines():
-        index, mib = (part.strip() for part in line.split(","))
-        if mib.isdigit():
-            sizes[index] = int(mib) * 2**20
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    for line in listing.splitlines():  # "0, 81559"; an error message is no GPU
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) == 2 and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1]) * 2**20
     if visible is not None:
         sizes = {i: b for i, b in sizes.items() if i in {d.strip() for d in visible.split(",")}}
     return min(sizes.values()) if sizes else None
@@ -447,10 +452,12 @@ def gpu_holders() -> list[tuple[int, str, int]]:
                             "--format=csv,noheader,nounits"], capture_output=True, text=True,
                            timeout=30, check=False)
     holders = []
-    for line in query.stdout.splitlines():
-        pid, name, mib = (part.strip() for part in line.split(","))
-        if pid.isdigit():
-            holders.append((int(pid), name, int(mib) if mib.isdigit() else 0))
+    for line in query.stdout.splitlines():  # "pid, name, MiB"; a name may hold commas
+        pid, _, rest = line.partition(",")
+        name, _, mib = rest.rpartition(",")
+        if pid.strip().isdigit():
+            mib = mib.strip()
+            holders.append((int(pid), name.strip(), int(mib) if mib.isdigit() else 0))
     return holders
 
 
@@ -459,6 +466,7 @@ def wait_cluster_gpus_free(timeout_s: float = GPU_FREE_TIMEOUT_S) -> list[str]:
     engine's vLLM processes can outlive its actor on any node). Returns the nodes checked;
     GPUsBusy names the node whose GPUs stayed held."""
     import ray
+    from ray.exceptions import GetTimeoutError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
@@ -466,7 +474,12 @@ def wait_cluster_gpus_free(timeout_s: float = GPU_FREE_TIMEOUT_S) -> list[str]:
     refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         n["NodeID"], soft=False)).remote(n["NodeManagerAddress"], timeout_s) for n in nodes]
     # Each check ends by itself within timeout_s; the margin covers scheduling the task.
-    for error in ray.get(refs, timeout=timeout_s + WAIT_LOG_S):
+    try:
+        errors = ray.get(refs, timeout=timeout_s + WAIT_LOG_S)
+    except GetTimeoutError:
+        raise GPUsBusy(f"the check that the GPUs are free did not finish on every node of "
+                       f"{len(nodes)} within {timeout_s + WAIT_LOG_S:.0f} s") from None
+    for error in errors:
         if error:
             raise GPUsBusy(error)
     return [n["NodeID"] for n in nodes]

@@ -20,6 +20,7 @@ from restem_client.engines import (
     default_replicas,
     gpu_count,
     gpu_memory,
+    smallest_gpu,
     wait_cluster_gpus_free,
 )
 from restem_client.models import resolve
@@ -151,6 +152,18 @@ def test_the_demo_configs_plan_on_a_machine_with_several_gpus(
     run.base = str(resolve(run.config.model))
     run.train, run.val, run.test = run._splits()
     assert run._preflight().train_workers == 1
+
+
+def test_gpu_memory_is_the_smallest_gpu_this_process_may_use() -> None:
+    """nvidia-smi --query-gpu=index,memory.total --format=csv,noheader,nounits on a node with
+    an H100 80GB and an H100 NVL (94 GB), and what it prints when its driver is gone."""
+    listing = "0, 81559\n1, 95830\n"
+    assert smallest_gpu(listing, None) == 81559 * 2**20
+    assert smallest_gpu(listing, "1") == 95830 * 2**20
+    assert smallest_gpu(listing, "") is None  # CUDA_VISIBLE_DEVICES="" hides every GPU
+    failed = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
+              "driver. Make sure that the latest NVIDIA driver is installed and running.\n")
+    assert smallest_gpu(failed, None) is None
 
 
 def test_reproducible_sampling_is_a_switch_for_the_estep_seeds() -> None:
