@@ -248,10 +248,12 @@ class _SamplerActor:
     def sample(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
         return self.sampler.generate(prompts, params)
 
-    def where(self) -> tuple[str, int]:
+    def where(self) -> tuple[str, int, str | None]:
+        """Its node, its process, and the GPUs Ray gave it (CUDA_VISIBLE_DEVICES)."""
         import ray
 
-        return ray.get_runtime_context().get_node_id(), os.getpid()
+        return (ray.get_runtime_context().get_node_id(), os.getpid(),
+                os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 class RayEngines:

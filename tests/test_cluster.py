@@ -87,7 +87,7 @@ def test_two_replicas_on_two_nodes_sample_what_one_local_engine_samples(
 
     engines = RayEngines(_spec(tiny_model), replicas=2, address=ray_cluster)
     try:
-        nodes = {node for node, _ in ray.get([a.where.remote() for a in engines.actors])}
+        nodes = {node for node, *_ in ray.get([a.where.remote() for a in engines.actors])}
         metrics = evaluate(_problems(), engines, verifier, PARAMS, tmp_path,
                            shard_size=SHARD_SIZE, chat=True)
     finally:

@@ -16,6 +16,8 @@ import pytest
 
 from restem_client.config import ConfigError, load_config
 from restem_client.engines import (
+    EngineSpec,
+    RayEngines,
     cluster_gpus,
     default_replicas,
     gpu_count,
@@ -152,6 +154,21 @@ def test_the_demo_configs_plan_on_a_machine_with_several_gpus(
     run.base = str(resolve(run.config.model))
     run.train, run.val, run.test = run._splits()
     assert run._preflight().train_workers == 1
+
+
+def test_each_engine_gets_gpus_of_its_own(gpu_cluster: str, tiny_model: Path) -> None:
+    """Two engines of two GPUs (tensor_parallel_size = 2) on the cluster's 2 x 2: one per
+    node, each seeing the two GPUs Ray gave it (CUDA_VISIBLE_DEVICES) and no other."""
+    import ray
+
+    engines = RayEngines(EngineSpec("hf", str(tiny_model), {"batch_size": 2}, gpus=2),
+                         replicas=2, address=gpu_cluster)
+    try:
+        placed = ray.get([actor.where.remote() for actor in engines.actors], timeout=600)
+    finally:
+        engines.close()
+    assert len({node for node, _, _ in placed}) == 2
+    assert [sorted(devices.split(",")) for _, _, devices in placed] == [["0", "1"]] * 2
 
 
 def test_gpu_memory_is_the_smallest_gpu_this_process_may_use() -> None:
