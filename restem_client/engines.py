@@ -359,32 +359,37 @@ def open_engines(spec: EngineSpec, cluster: str = "local", replicas: int = 1,
     raise ValueError(f"cluster must be one of {CLUSTERS}, not {cluster!r}")
 
 
-def cluster_gpus(cluster: str, address: str = "") -> int:
-    """GPUs the sampling engines will have: this machine's (`cluster = "local"`), or the Ray
-    cluster's, counted by Ray on its workers (a KubeRay head pod has none of its own)."""
-    if cluster != "ray":
-        return gpu_count()
-    import ray
+@dataclass(frozen=True)
+class ClusterFacts:
+    """Where the work will run, read once: its GPUs and nodes, and what `replicas = 0` and
+    `train_workers = 0` mean there."""
 
-    connect_ray(address)
-    return int(ray.cluster_resources().get("GPU", 0))
+    ray: bool  # cluster = "ray"
+    gpus: int  # this machine's, or the Ray cluster's as Ray counts them on its workers
+    nodes: int  # alive Ray nodes (1 without Ray)
 
+    @classmethod
+    def read(cls, cluster: str, address: str = "") -> ClusterFacts:
+        """A KubeRay head pod has no GPUs of its own: the cluster's are counted by Ray."""
+        if cluster != "ray":
+            return cls(False, gpu_count(), 1)
+        import ray
 
-def cluster_nodes(address: str = "") -> int:
-    """The Ray cluster's alive nodes."""
-    import ray
+        connect_ray(address)
+        return cls(True, int(ray.cluster_resources().get("GPU", 0)),
+                   sum(1 for node in ray.nodes() if node["Alive"]))
 
-    connect_ray(address)
-    return sum(1 for node in ray.nodes() if node["Alive"])
+    def replicas(self, tensor_parallel_size: int) -> int:
+        """One engine per `tensor_parallel_size` GPUs, or one per node without GPUs (CPU
+        samplers); 1 without Ray (one engine on this machine)."""
+        if not self.ray:
+            return 1
+        return self.gpus // tensor_parallel_size if self.gpus else self.nodes
 
-
-def default_replicas(cluster: str, address: str, tensor_parallel_size: int) -> int:
-    """What `replicas = 0` means: one engine per `tensor_parallel_size` GPUs of the cluster,
-    or one per alive node on a cluster without GPUs (CPU samplers); 1 without Ray."""
-    if cluster != "ray":
-        return 1
-    gpus = cluster_gpus(cluster, address)
-    return gpus // tensor_parallel_size if gpus else cluster_nodes(address)
+    @property
+    def workers(self) -> int:
+        """The M-step's processes: every GPU, else one per node."""
+        return self.gpus or self.nodes
 
 
 def gpu_memory(cluster: str, address: str = "") -> int | None:

@@ -59,12 +59,3 @@ def finetune_on_ray(config_path: Path, workers: int, storage: Path, name: str,
     result = trainer.fit()
     if result.error:
         raise FinetuneFailed(f"fine-tuning on Ray failed: {result.error}")
-
-
-def default_workers(cluster: str, address: str = "") -> int:
-    """Every GPU: of this machine (1 without one), or of the Ray cluster (one per node
-    without GPUs)."""
-    from restem_client.engines import cluster_gpus, cluster_nodes
-
-    gpus = cluster_gpus(cluster, address)
-    return gpus or (cluster_nodes(address) if cluster == "ray" else 1)

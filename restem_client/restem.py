@@ -81,15 +81,14 @@ from evals.tasks import load, show_tests
 from restem_client.config import ConfigError, table, to_toml
 from restem_client.engines import (
     CLUSTERS,
+    ClusterFacts,
     Engines,
     EngineSpec,
     StallLimit,
-    cluster_gpus,
-    default_replicas,
     gpu_memory,
 )
 from restem_client.finetune import Config as FinetuneConfig
-from restem_client.mstep import default_workers, finetune_local, finetune_on_ray
+from restem_client.mstep import finetune_local, finetune_on_ray
 from restem_client.reward_audit import audit_kept
 from restem_client.run_layout import RunLayout, transfer_split
 from restem_client.run_lock import RunLock
@@ -526,14 +525,14 @@ class Run:
         engines run, not on this machine), and the M-step's batch arithmetic for the
         processes it will have, and its memory per GPU."""
         c = self.config
-        gpus = cluster_gpus(c.cluster, c.ray_address)
-        replicas = c.replicas or default_replicas(c.cluster, c.ray_address,
-                                                  c.tensor_parallel_size)
+        facts = ClusterFacts.read(c.cluster, c.ray_address)
+        gpus = facts.gpus
+        replicas = c.replicas or facts.replicas(c.tensor_parallel_size)
         if replicas < 1:
             raise ConfigError(f"config key 'replicas': 0 means one engine per "
                               f"tensor_parallel_size = {c.tensor_parallel_size} GPU(s), and the "
                               f"cluster has {gpus}; lower tensor_parallel_size or set replicas")
-        workers = c.train_workers or default_workers(c.cluster, c.ray_address)
+        workers = c.train_workers or facts.workers
         recipe = FinetuneConfig(**{**c.finetune, "model": "-", "data": "-", "out": "-"})
         try:
             recipe.accumulation(workers)

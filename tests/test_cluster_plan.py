@@ -16,10 +16,9 @@ import pytest
 
 from restem_client.config import ConfigError, load_config
 from restem_client.engines import (
+    ClusterFacts,
     EngineSpec,
     RayEngines,
-    cluster_gpus,
-    default_replicas,
     gpu_count,
     gpu_memory,
     smallest_gpu,
@@ -47,9 +46,10 @@ def gpu_cluster() -> Iterator[str]:
 
 def test_replicas_zero_is_every_gpu_of_the_cluster_per_engine(gpu_cluster: str) -> None:
     assert gpu_count() == 0  # this machine: the GPUs are the cluster's workers'
-    assert cluster_gpus("ray", gpu_cluster) == 4
-    assert [default_replicas("ray", gpu_cluster, tp) for tp in (1, 2, 4, 8)] == [4, 2, 1, 0]
-    assert default_replicas("local", "", 1) == 1
+    facts = ClusterFacts.read("ray", gpu_cluster)
+    assert facts.gpus == 4
+    assert [facts.replicas(tp) for tp in (1, 2, 4, 8)] == [4, 2, 1, 0]
+    assert ClusterFacts.read("local").replicas(1) == 1
 
 
 def _run(tmp_path: Path, address: str, *overrides: str) -> Run:
