@@ -36,6 +36,7 @@ implement `restem_client.requests.Verifier`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -44,6 +45,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -423,28 +425,37 @@ class AsyncVerifierClient:
 
     def __init__(self, target: str | list[str], **options) -> None:
         self.client = VerifierClient(target, **options)
+        # Threads of its own, as many as requests may be in flight: asyncio's default
+        # executor has a few per core, which would cap concurrent calls at that.
+        self._threads = ThreadPoolExecutor(max_workers=self.client.max_in_flight,
+                                           thread_name_prefix="verifier-client")
+
+    async def _call(self, method, *args, **kwargs):
+        call = functools.partial(method, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def verify(self, request: pb.VerifyRequest,
                      timeout_s: float | None = None) -> pb.VerifyResponse:
-        return await asyncio.to_thread(self.client.verify, request, timeout_s)
+        return await self._call(self.client.verify, request, timeout_s)
 
     async def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
                           timeout_s: float | None = None) -> list[pb.VerifyResponse]:
         """Every request answered once, in input order."""
-        return await asyncio.to_thread(self.client.verify_many, list(requests),
-                                       progress=progress, timeout_s=timeout_s)
+        return await self._call(self.client.verify_many, list(requests), progress=progress,
+                                timeout_s=timeout_s)
 
     async def check_many(self, checks: Sequence[Check], *, progress: bool = False,
                          timeout_s: float | None = None) -> list[CheckResult]:
         """Check records in, their results out, in order."""
-        return await asyncio.to_thread(self.client.check_many, checks, progress=progress,
-                                       timeout_s=timeout_s)
+        return await self._call(self.client.check_many, checks, progress=progress,
+                                timeout_s=timeout_s)
 
     async def info(self) -> pb.ServerInfo:
-        return await asyncio.to_thread(self.client.info)
+        return await self._call(self.client.info)
 
     async def close(self) -> None:
-        self.client.close()
+        self.client.close()  # ends the calls still running in threads
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> AsyncVerifierClient:
         return self
