@@ -3,6 +3,7 @@ container, no temporary file, no open descriptor, and the scorer's memory stays 
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import tempfile
@@ -41,6 +42,7 @@ def rss_kb() -> int:
 
 
 def open_fds() -> int:
+    gc.collect()  # earlier tests' unreachable objects close their descriptors now, not mid-soak
     return len(os.listdir("/proc/self/fd"))
 
 
@@ -67,7 +69,9 @@ def test_two_thousand_runs_leave_nothing_behind(backend: str) -> None:
             sb.run(*job(i))
         assert sb.wait_ready(120)
         assert all(a["processes"] == 0 and a["scratch"] == [] for a in sb.inspect())
-        assert open_fds() == fds
+        # At most as many as before: a descriptor another test left to its threads may close
+        # during the soak (CI once saw 113 -> 101), while a leak of one per 100 runs shows as +20.
+        assert open_fds() <= fds, f"{open_fds() - fds} descriptors more than before the soak"
         assert rss_kb() - rss < 16 * 1024, "the scorer grew by more than 16 MiB"
         assert executor_processes() == others + PER_WORKER * sb.size
         if backend == "docker":
