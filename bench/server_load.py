@@ -8,7 +8,8 @@ HumanEval canonical solutions and one mutated solution per problem (tests/humane
   every request over one VerifyBatches call (as VerifierClient does: up to 64 requests per
   message) with at most --concurrency in flight, and records when each request went out and
   when its answer came back.
-- in-process: `LocalVerifier.verify_many` on the same requests, --concurrency at a time.
+- in-process: `LocalVerifier.check_many` on the same checks, as records (nothing encoded),
+  --concurrency at a time.
 
 Both use the same sandbox backend and worker count. Prints throughput, p50/p99 latency, lost
 and duplicated answers (must be 0), whether every verdict agrees, and the ratio
@@ -35,11 +36,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from restem_client.requests import code_request, math_request  # noqa: E402
+from evals.checks import AssertTests, Check, CodeCheck, MathCheck  # noqa: E402
 from restem_proto.v1 import verifier_pb2 as pb  # noqa: E402
+from verifier_server.wire import to_request, verdict_to_pb  # noqa: E402
 
 
-def build_requests(count: int, data: Path) -> list[pb.VerifyRequest]:
+def build_checks(count: int, data: Path) -> list[Check]:
     from tests.humaneval_cases import programs
 
     rows = [json.loads(line) for line in (data / "math" / "math500_test.jsonl").open()]
@@ -50,18 +52,9 @@ def build_requests(count: int, data: Path) -> list[pb.VerifyRequest]:
     code = []
     for p in programs():
         pr = p.problem
-        code.append(code_request(p.source, asserts=(pr["test"], pr["entry_point"], pr["prompt"])))
-    out = []
-    for i in range(count):
-        if i % 10 == 9:
-            request = pb.VerifyRequest()
-            request.CopyFrom(code[(i // 10) % len(code)])
-        else:
-            completion, gold = math[i % len(math)]
-            request = math_request(completion, gold)
-        request.request_id = str(i)
-        out.append(request)
-    return out
+        code.append(CodeCheck(p.source, AssertTests(pr["test"], pr["entry_point"], pr["prompt"])))
+    return [code[(i // 10) % len(code)] if i % 10 == 9 else MathCheck(*math[i % len(math)])
+            for i in range(count)]
 
 
 def client_process(target: str, requests_file: Path, concurrency: int) -> None:
@@ -109,22 +102,22 @@ def client_process(target: str, requests_file: Path, concurrency: int) -> None:
     }))
 
 
-def in_process(requests: list[pb.VerifyRequest], sandbox: str, workers: int, concurrency: int):
+def in_process(checks: list[Check], sandbox: str, workers: int, concurrency: int):
     from restem_client.local_verifier import LocalVerifier
     from sandbox.asserts import clear_caches
 
     clear_caches()  # the server process starts cold; so does every in-process round
     verifier = LocalVerifier(sandbox=sandbox, sandbox_workers=workers)
-    verifier.verify_many(requests[9:10])  # start the sandbox pool before timing
+    verifier.check_many(checks[9:10])  # start the sandbox pool before timing
     latencies, verdicts = [], {}
     start = time.perf_counter()
-    for i in range(0, len(requests), concurrency):
-        chunk = requests[i : i + concurrency]
+    for i in range(0, len(checks), concurrency):
+        chunk = checks[i : i + concurrency]
         t0 = time.perf_counter()
-        responses = verifier.verify_many(chunk)
+        results = verifier.check_many(chunk)
         t1 = time.perf_counter()
         latencies += [t1 - t0] * len(chunk)
-        verdicts.update({r.request_id: r.verdict for r in responses})
+        verdicts.update({str(i + j): verdict_to_pb(r.verdict) for j, r in enumerate(results)})
     seconds = time.perf_counter() - start
     verifier.close()
     return seconds, latencies, verdicts
@@ -145,7 +138,8 @@ def main() -> None:
 
     from tests.verifier_server_process import ServerProcess
 
-    requests = build_requests(args.requests, args.data)
+    checks = build_checks(args.requests, args.data)
+    requests = [to_request(c, request_id=str(i)) for i, c in enumerate(checks)]
     kinds = {r.request_id: r.WhichOneof("task") for r in requests}
     print(f"# {platform.node()}: {os.cpu_count()} cores; {len(requests)} requests "
           f"({sum(k == 'code' for k in kinds.values())} code), concurrency {args.concurrency}, "
@@ -157,7 +151,7 @@ def main() -> None:
     blob.write_bytes(pickle.dumps([r.SerializeToString() for r in requests]))
     local_runs, remote_runs = [], []
     for _ in range(args.rounds):  # fresh verifiers (cold caches) on both paths every round
-        local_runs.append(in_process(requests, args.sandbox, args.workers, args.concurrency))
+        local_runs.append(in_process(checks, args.sandbox, args.workers, args.concurrency))
         with ServerProcess(sandbox=args.sandbox, workers=args.workers) as server:
             done = subprocess.run(
                 [sys.executable, __file__, "--client", server.target, str(blob),

@@ -42,9 +42,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from evals.checks import AssertTests, CodeCheck, MathCheck  # noqa: E402
 from restem_client.client import VerifierClient  # noqa: E402
-from restem_client.requests import VerifyTimeout, code_request, math_request  # noqa: E402
+from restem_client.verifier import VerifyTimeout  # noqa: E402
 from restem_proto.v1 import verifier_pb2 as pb  # noqa: E402
+from verifier_server.wire import to_request  # noqa: E402
 
 SPIN = "def check(candidate):\n    while True: pass\n"
 ALLOCATE = "def check(candidate):\n    hoard = []\n    while True:\n" \
@@ -60,13 +62,13 @@ def benign_requests(data: Path, n_math: int, n_code: int) -> list[tuple[str, pb.
     for i in range(n_math):
         row = rows[(i // 2) % len(rows)]
         gold = row["answer"] if i % 2 == 0 else rows[(i // 2 + 1) % len(rows)]["answer"]
-        out.append(("math", math_request(row["solution"], gold, request_id=f"m{i}")))
+        out.append(("math", to_request(MathCheck(row["solution"], gold), request_id=f"m{i}")))
     problems = list(read_problems().values())
     for i in range(n_code):
         p = problems[i % len(problems)]
-        out.append(("code", code_request(p["prompt"] + p["canonical_solution"],
-                                         asserts=(p["test"], p["entry_point"], p["prompt"]),
-                                         request_id=f"c{i}")))
+        tests = AssertTests(p["test"], p["entry_point"], p["prompt"])
+        out.append(("code", to_request(CodeCheck(p["prompt"] + p["canonical_solution"], tests),
+                                       request_id=f"c{i}")))
     return out
 
 
@@ -82,12 +84,13 @@ def crafted_math(round_: int) -> list[pb.VerifyRequest]:
         "\\boxed{10^{10^{10^{10}}}}", "\\boxed{2^{2^{2^{2^{2^{2}}}}}}", "\\boxed{1000000!}",
         "\\boxed{(x+1)^{200} - (x-1)^{200}}", "\\boxed{" + "\\sin(" * 30 + "x" + ")" * 30 + "}",
     ]
-    return [math_request(f"{round_} {text}", gold) for text in texts
+    return [to_request(MathCheck(f"{round_} {text}", gold)) for text in texts
             for gold in ("5", "x^2 + 1")]
 
 
 def hostile_code(round_: int, deadline_s: float) -> list[pb.VerifyRequest]:
-    return [code_request(TRIVIAL + f"# {round_}\n", asserts=(test, "f"), timeout_s=deadline_s)
+    return [to_request(CodeCheck(TRIVIAL + f"# {round_}\n", AssertTests(test, "f"),
+                                 timeout_s=deadline_s))
             for test in (SPIN, ALLOCATE)]
 
 

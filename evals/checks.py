@@ -3,12 +3,14 @@
     MathCheck("... \\boxed{12}", "12")                       # mode "math" or "gsm8k"
     ExactCheck("So the answer is (B).", "(B)")               # BIG-Bench Hard style
     CodeCheck(program, StdioTests((("3 4\\n", "7\\n"),)))     # or CallTests, AssertTests
+    MathCheck(completion, gold, timeout_s=5)                 # any check: its own time budget
     CheckResult(Verdict.PASS, extracted="12", canonical="12", rule="boxed")
 
 `Verdict` is the one verdict vocabulary: the names of `enum Verdict` in
 proto/restem_proto/v1/verifier.proto (less VERDICT_UNSPECIFIED); the sandbox's `Status` and
-the math and exact checkers use these names. `verifier_server.wire` maps records and
-verdicts to and from the wire, `evals.score` reads input lines into records.
+the math and exact checkers use these names. These records are what every verifier takes and
+answers, in process and over gRPC; `verifier_server.wire` alone maps them to and from
+protobuf, `evals.score` reads input lines into records.
 
 A record checks its fields when it is built: `InvalidCheck` names the field that is wrong,
 as `restem score` reports it for a line. What only the verifier can judge (an empty gold,
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -51,9 +53,11 @@ PROFILES = ("strict", "apps", "human_eval")  # how code output is compared (see 
 TEST_KINDS = ("stdio", "call", "asserts")
 
 
+MAX_CASES = 10_000  # tests in one code check (APPS problems have at most a few hundred)
 MAX_VALUE_DEPTH = 64  # nesting of a call test's values (the sandbox's own limit)
 MAX_VALUE_ITEMS = 1_000_000  # values in one call test's arguments or expected value
 MAX_MEMORY_MB = 2**43 - 1  # memory_mb * 2**20 must fit the wire's int64
+MAX_BYTES = 2**63 - 1  # byte limits travel as int64
 
 
 def _string(name: str, value: Any) -> None:
@@ -102,6 +106,17 @@ def _json_value(name: str, value: Any) -> None:
             raise InvalidCheck(f"field {name!r} holds a {type(x).__name__}, not a JSON value")
 
 
+def _seconds(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value)
+                                       and value >= 0):
+        raise InvalidCheck(f"field {name!r} must be a number of seconds >= 0")
+
+
+def _count(name: str, value: Any, most: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise InvalidCheck(f"field {name!r} must be a whole number from 0 to {most}")
+
+
 def _flag(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise InvalidCheck(f"field {name!r} must be true or false")
@@ -113,8 +128,19 @@ def _one_of(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise InvalidCheck(f"field {name!r} must be {named}, not {value!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Check:
+    """What every check carries: `timeout_s`, seconds for this check alone (0: the
+    verifier's default; a call's own timeout bounds it too)."""
+
+    timeout_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        _seconds("timeout_s", self.timeout_s)
+
+
 @dataclass(frozen=True)
-class MathCheck:
+class MathCheck(_Check):
     """Is the final answer of `completion` equal to `gold`? `extract` False: the completion
     is the bare answer already."""
 
@@ -124,6 +150,7 @@ class MathCheck:
     extract: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _string("completion", self.completion)
         _string("gold", self.gold)
         _one_of("mode", self.mode, MATH_MODES)
@@ -131,7 +158,7 @@ class MathCheck:
 
 
 @dataclass(frozen=True)
-class ExactCheck:
+class ExactCheck(_Check):
     """Does the answer after "the answer is" in `completion` match `target` (BBH style)?"""
 
     completion: str
@@ -140,6 +167,7 @@ class ExactCheck:
     extract: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _string("completion", self.completion)
         _string("target", self.target)
         _one_of("answer_format", self.answer_format, ANSWER_FORMATS)
@@ -151,6 +179,8 @@ def _pairs(name: str, cases: Any) -> None:
         isinstance(c, list | tuple) and len(c) == 2 for c in cases
     )):
         raise InvalidCheck(f"field {name!r} must be a list of [input, expected]")
+    if len(cases) > MAX_CASES:
+        raise InvalidCheck(f"field {name!r} holds more than {MAX_CASES:,} cases")
 
 
 @dataclass(frozen=True)
@@ -195,9 +225,11 @@ Tests = StdioTests | CallTests | AssertTests
 
 
 @dataclass(frozen=True)
-class CodeCheck:
-    """Does `program` pass `tests`? Limits of 0 keep the verifier's defaults; `run_all`
-    runs every test instead of stopping at the first failure."""
+class CodeCheck(_Check):
+    """Does `program` pass `tests`? Limits, per test, of 0 keep the verifier's defaults
+    (`cpu_s` decides TIMEOUT, `wall_s` only catches sleepers, `output_bytes` is the stdout
+    kept, `file_bytes` the largest file written); `run_all` runs every test instead of
+    stopping at the first failure."""
 
     program: str
     tests: Tests
@@ -205,18 +237,20 @@ class CodeCheck:
     memory_mb: int = 0
     profile: str = "strict"
     run_all: bool = False
+    wall_s: float = 0.0
+    output_bytes: int = 0
+    file_bytes: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _string("program", self.program)
         if not isinstance(self.tests, StdioTests | CallTests | AssertTests):
             raise InvalidCheck("field 'tests' must be StdioTests, CallTests or AssertTests")
-        if not (isinstance(self.cpu_s, int | float) and math.isfinite(self.cpu_s)
-                and self.cpu_s >= 0):
-            raise InvalidCheck("field 'cpu_s' must be a number of seconds >= 0")
-        if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, int) \
-                or not 0 <= self.memory_mb <= MAX_MEMORY_MB:
-            raise InvalidCheck(f"field 'memory_mb' must be a whole number from 0 to "
-                               f"{MAX_MEMORY_MB}")
+        _seconds("cpu_s", self.cpu_s)
+        _seconds("wall_s", self.wall_s)
+        _count("memory_mb", self.memory_mb, MAX_MEMORY_MB)
+        _count("output_bytes", self.output_bytes, MAX_BYTES)
+        _count("file_bytes", self.file_bytes, MAX_BYTES)
         _one_of("profile", self.profile, PROFILES)
         _flag("run_all", self.run_all)
 
@@ -225,16 +259,38 @@ Check = MathCheck | ExactCheck | CodeCheck
 
 
 @dataclass(frozen=True)
+class TestOutcome:
+    """One test of a code check, as the sandbox saw it (`stdout`, `stderr` and `detail`
+    cut short)."""
+
+    passed: bool
+    verdict: Verdict
+    exit_code: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    detail: str = ""
+
+    __test__ = False
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """The verifier's answer to one check: `extracted` is the answer found (math, exact),
     `canonical` its key for majority voting, `rule` the extraction rule that fired (math);
-    `message` says why, for errors."""
+    `message` says why, for errors. Code: `tests`, one outcome per test run, and
+    `forgeable`, True when the verdict came from code run inside the jail (the human_eval
+    profile). `elapsed_ms`: the verifier's time on it (not compared)."""
 
     verdict: Verdict
     extracted: str | None = None
     canonical: str | None = None
     rule: str | None = None
     message: str = ""
+    tests: tuple[TestOutcome, ...] = ()
+    forgeable: bool = False
+    elapsed_ms: float = field(default=0.0, compare=False)
 
     @property
     def passed(self) -> bool:

@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     import grpc
 
     from restem_client.client import VerifierUnavailable
-    from restem_client.requests import VerifyTimeout
+    from restem_client.verifier import VerifyTimeout
 
     try:
         return args.handler(args)

@@ -1,8 +1,14 @@
 """`VerifierClient` and `AsyncVerifierClient`: the verifier service over gRPC.
 
     client = VerifierClient("127.0.0.1:50051", token=..., max_in_flight=256)
-    client.verify(math_request(completion, gold))            # one request
-    client.verify_many(requests, progress=True)              # streamed, results in input order
+    client.check_many([MathCheck(completion, gold)])         # records in, CheckResults out
+    client.verify_many(requests, progress=True)              # the wire itself: protobuf
+                                                             # requests and responses
+
+`check_many` is the `Verifier` protocol's one call: it translates records to the wire and
+back (`verifier_server.wire`) around `verify_many`, which streams protobuf requests and
+answers each once, in input order (`verify` is the unary RPC). The wire methods are for
+what records cannot say (a request from another language, a malformed one on purpose).
 
 `target` is "host:port", "dns:///host:port" (every address the name resolves to) or a list
 of "host:port" replicas; requests are balanced with gRPC's round_robin policy. `token` is
@@ -53,10 +59,10 @@ import grpc
 from tqdm import tqdm
 
 from evals.checks import Check, CheckResult
-from restem_client.requests import Verifier, VerifyTimeout
+from restem_client.verifier import Verifier, VerifyTimeout
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
-from verifier_server.wire import read_token
+from verifier_server.wire import read_token, to_request, to_result
 
 log = logging.getLogger(__name__)
 
@@ -355,9 +361,16 @@ class VerifierClient(Verifier):
                                                          metadata=self.metadata),
                               _CallClock(None))
 
+    def check_many(self, checks: Sequence[Check], *, progress: bool = False,
+                   timeout_s: float | None = None) -> list[CheckResult]:
+        """Every check answered once, in input order."""
+        responses = self.verify_many([to_request(c) for c in checks], progress=progress,
+                                     timeout_s=timeout_s)
+        return [to_result(r) for r in responses]
+
     def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
                     timeout_s: float | None = None) -> list[pb.VerifyResponse]:
-        """Every request answered once, in input order."""
+        """Every wire request answered once, in input order."""
         batch = _Batch(list(requests), _request_limit(self.max_message_bytes))
         clock = _CallClock(timeout_s)
         with tqdm(total=len(batch.wire), disable=not progress, unit="req",
@@ -420,7 +433,7 @@ class AsyncVerifierClient:
     A cancelled call's thread ends when its call does, or when `close` closes the channel.
 
         async with AsyncVerifierClient("127.0.0.1:50051") as client:
-            answers = await client.verify_many(requests)
+            results = await client.check_many(checks)
     """
 
     def __init__(self, target: str | list[str], **options) -> None:
@@ -433,16 +446,6 @@ class AsyncVerifierClient:
     async def _call(self, method, *args, **kwargs):
         call = functools.partial(method, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)
-
-    async def verify(self, request: pb.VerifyRequest,
-                     timeout_s: float | None = None) -> pb.VerifyResponse:
-        return await self._call(self.client.verify, request, timeout_s)
-
-    async def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
-                          timeout_s: float | None = None) -> list[pb.VerifyResponse]:
-        """Every request answered once, in input order."""
-        return await self._call(self.client.verify_many, list(requests), progress=progress,
-                                timeout_s=timeout_s)
 
     async def check_many(self, checks: Sequence[Check], *, progress: bool = False,
                          timeout_s: float | None = None) -> list[CheckResult]:

@@ -1,23 +1,24 @@
 """`LocalVerifier`: the verifier in this process, implementing the same `Verifier` protocol
-as `VerifierClient` (`verify`, `verify_many`, `check_many`, `info`, `close`). Math runs on the
-local worker pool; code starts a sandbox pool on first use (`sandbox="auto"`: docker if its
-engine answers, else namespace; or "docker", "namespace", "local", or None for math and exact
-only). A call's `timeout_s` is a deadline: code still running then is killed (TIMEOUT) and
-the call raises VerifyTimeout, as the service does."""
+as `VerifierClient` (`check_many`, `info`, `close`): records straight to the core, nothing
+encoded. Math runs on the local worker pool; code starts a sandbox pool on first use
+(`sandbox="auto"`: docker if its engine answers, else namespace; or "docker", "namespace",
+"local", or None for math and exact only). A call's `timeout_s` is a deadline: code still
+running then is killed (TIMEOUT) and the call raises VerifyTimeout, as the service does."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from restem_client.requests import Verifier, VerifyTimeout
+from evals.checks import Check, CheckResult
+from restem_client.verifier import Verifier, VerifyTimeout
 from restem_proto.v1 import verifier_pb2 as pb
 from verifier_server.core import Verifier as Core
 from verifier_server.math import DEFAULT_TIMEOUT_S
 
-CHUNK = 512
+CHUNK = 512  # checks per core call: the progress bar moves, a deadline is seen between
 
 
 class LocalVerifier(Verifier):
@@ -26,22 +27,17 @@ class LocalVerifier(Verifier):
         """`timeout_s`: seconds per symbolic math check (not a call's timeout)."""
         self.core = Core(sandbox, sandbox_workers, math_timeout_s=timeout_s, lazy_sandbox=True)
 
-    def verify(
-        self, request: pb.VerifyRequest, timeout_s: float | None = None
-    ) -> pb.VerifyResponse:
-        return self.verify_many([request], timeout_s=timeout_s)[0]
-
-    def verify_many(self, requests: Iterable[pb.VerifyRequest], *, progress: bool = False,
-                    timeout_s: float | None = None) -> list[pb.VerifyResponse]:
+    def check_many(self, checks: Sequence[Check], *, progress: bool = False,
+                   timeout_s: float | None = None) -> list[CheckResult]:
         """Results in input order, in chunks (math and exact batched, code in parallel)."""
-        requests = list(requests)
+        checks = list(checks)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        out: list[pb.VerifyResponse] = []
-        with tqdm(total=len(requests), disable=not progress, unit="req", desc="verify") as bar:
-            for start in range(0, len(requests), CHUNK):
+        out: list[CheckResult] = []
+        with tqdm(total=len(checks), disable=not progress, unit="check", desc="verify") as bar:
+            for start in range(0, len(checks), CHUNK):
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                chunk = self.core.verify_many(requests[start : start + CHUNK], deadline)
+                chunk = self.core.check_many(checks[start : start + CHUNK], deadline)
                 out.extend(chunk)
                 bar.update(len(chunk))
         if deadline is not None and time.monotonic() >= deadline:

@@ -1,5 +1,9 @@
 """The gRPC face of the `Verifier` core: servicer, admission control, auth and metrics.
 
+Protobuf stops here: `answer` reads each request into its check record (`wire.from_request`,
+plus what only the wire holds: the request id and max_processes), has the core check the
+records, and writes each result back as a response with its request's id.
+
 - `Verify`: one request; a malformed one is INVALID_ARGUMENT (the message names the field);
   a full queue is RESOURCE_EXHAUSTED; an empty program is a NO_ANSWER response.
 - `VerifyStream`: responses as they finish, matched by request_id; `VerifyBatches` the same
@@ -37,16 +41,11 @@ from functools import partial
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from evals.checks import Check, CheckResult, InvalidCheck, Verdict
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
-from verifier_server.core import (
-    InvalidRequest,
-    Job,
-    NoAnswer,
-    Verifier,
-    internal_error,
-    validate,
-)
+from verifier_server.core import Job, NoAnswer, Verifier, internal_error
+from verifier_server.wire import from_request, to_response
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,43 @@ CHECK_THREADS = 64  # math/exact batches at once: they mostly wait on the math w
 STREAM_WINDOW = 2048  # requests a stream may have admitted and not yet answered
 STREAM_BUFFER_BYTES = 32 << 20  # finished answers a stream holds while its client reads none
 GROUP_BYTES = 8 << 20  # answers put in one stream message at most (the limit is 64 MiB)
+MAX_REQUEST_ID_CHARS = 1_024
+
+
+def decode(request: pb.VerifyRequest, max_processes: int) -> Check:
+    """The check a request carries, or InvalidCheck naming the field: the wire's own fields
+    are judged here (a request id past MAX_REQUEST_ID_CHARS, more processes than the
+    server's), the rest by `wire.from_request` and the record."""
+    if len(request.request_id) > MAX_REQUEST_ID_CHARS:
+        raise InvalidCheck(f"request_id: longer than {MAX_REQUEST_ID_CHARS} characters")
+    processes = request.code.limits.max_processes
+    if not 0 <= processes <= max_processes:
+        raise InvalidCheck(f"code.limits.max_processes: this server allows 0 to "
+                           f"{max_processes}")
+    return from_request(request)
+
+
+def answer(verifier: Verifier, requests: list[pb.VerifyRequest],
+           deadline: float | None = None, flow: Hashable = None) -> list[pb.VerifyResponse]:
+    """Responses to wire requests, in order: each decoded (one that cannot be is answered
+    INVALID_REQUEST naming the field), the checks answered by the core, each result sent
+    with its request's id (an oversized id cut short)."""
+    results: list[CheckResult | None] = [None] * len(requests)
+    checks: list[tuple[int, Check]] = []
+    for i, request in enumerate(requests):
+        started = time.monotonic()
+        try:
+            checks.append((i, decode(request, verifier.max_processes)))
+        except InvalidCheck as exc:
+            results[i] = CheckResult(Verdict.INVALID_REQUEST, message=str(exc),
+                                     elapsed_ms=(time.monotonic() - started) * 1000)
+        except Exception as exc:  # a bug reading some input: that request's answer only
+            results[i] = internal_error(request, exc)
+    checked = verifier.check_many([check for _, check in checks], deadline, flow)
+    for (i, _), result in zip(checks, checked, strict=True):
+        results[i] = result
+    return [to_response(result, request.request_id[:MAX_REQUEST_ID_CHARS])  # type: ignore[arg-type]
+            for request, result in zip(requests, results, strict=True)]
 
 
 class FairGate:
@@ -172,16 +208,16 @@ class VerifierService(pb_grpc.VerifierServicer):
         code = requests[0].WhichOneof("task") == "code"
         gate = self._gates["code" if code else "check"]
         if job is None:
-            work = partial(self.verifier.verify_many, requests, deadline, flow)
+            work = partial(answer, self.verifier, requests, deadline, flow)
         else:
-            work = partial(self.verifier.run, [job], deadline, flow)
+            work = partial(self._run_job, job, requests[0].request_id, deadline, flow)
         await gate.acquire(flow)
         try:
             started = time.monotonic()
             responses = await loop.run_in_executor(
                 self.executor if code else self.check_executor, work)
         except Exception as exc:  # a bug on some input: answered, never a lost stream
-            responses = [internal_error(r, exc) for r in requests]
+            responses = [to_response(internal_error(r, exc), r.request_id) for r in requests]
         finally:
             gate.release()
         done = time.monotonic()
@@ -189,6 +225,14 @@ class VerifierService(pb_grpc.VerifierServicer):
             resp.queue_ms = (started - admitted) * 1000
             self.metrics.observe(request, resp, done - admitted)
         return responses
+
+    def _run_job(self, job: Job, request_id: str, deadline: float | None, flow: Hashable
+                 ) -> list[pb.VerifyResponse]:
+        (result,) = self.verifier.run([job], deadline, flow)
+        return [to_response(result, request_id)]
+
+    def _validate(self, request: pb.VerifyRequest) -> Job:
+        return self.verifier.validate(decode(request, self.verifier.max_processes))
 
     @staticmethod
     def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -209,15 +253,15 @@ class VerifierService(pb_grpc.VerifierServicer):
         try:
             # Off the event loop: reading call tests parses JSON (bounded, not free).
             job = await asyncio.get_running_loop().run_in_executor(
-                self.check_executor, validate, request, self.verifier.max_processes)
-        except InvalidRequest as exc:
+                self.check_executor, self._validate, request)
+        except InvalidCheck as exc:
             await self._release(1)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except NoAnswer:
             job = None  # a wrong answer: the batch path answers it NO_ANSWER and counts it
         except Exception as exc:
             await self._release(1)
-            return internal_error(request, exc)
+            return to_response(internal_error(request, exc), request.request_id)
         try:
             (resp,) = await self._run([request], self._deadline(context), time.monotonic(),
                                       context.peer(), job)
