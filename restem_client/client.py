@@ -36,7 +36,7 @@ grpc.RpcError with DEADLINE_EXCEEDED.
 
 `open_verifier(server, token_file)` is how commands get a verifier: this client, checked
 reachable at once, when a server is given, else the in-process `LocalVerifier` (both
-implement `restem_client.requests.Verifier`).
+implement `restem_client.verifier.Verifier`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ from evals.checks import Check, CheckResult
 from restem_client.verifier import Verifier, VerifyTimeout
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
-from verifier_server.wire import read_token, to_request, to_result
+from verifier_server.token_file import read_token
+from verifier_server.wire import to_request, to_result
 
 log = logging.getLogger(__name__)
 

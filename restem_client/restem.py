@@ -628,7 +628,7 @@ class Run:
     def _verify(self) -> Any:
         if self._verifier is None:
             from restem_client.client import open_verifier
-            from verifier_server.wire import TokenFileError
+            from verifier_server.token_file import TokenFileError
 
             c = self.config
             try:

@@ -18,9 +18,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from evals.checks import CodeCheck, MathCheck, StdioTests
 from restem_client.client import AsyncVerifierClient, VerifierClient, VerifierUnavailable
-from restem_client.requests import code_request, math_request
 from tests.verifier_server_process import ServerProcess, free_port
+from verifier_server.wire import to_request
 
 RESTEM = Path(sys.executable).parent / "restem"
 SLACK_S = 5.0  # process start-up and the first backoff, on a busy machine
@@ -89,9 +90,11 @@ def test_a_bad_timeout_is_one_line_naming_it(tmp_path: Path, args: list[str],
 
 def test_library_raises_verifier_unavailable_within_its_timeout() -> None:
     address = f"127.0.0.1:{free_port()}"
-    request = math_request("\\boxed{1}", "1")
+    check = MathCheck("\\boxed{1}", "1")
+    request = to_request(check)
     with VerifierClient(address, connect_timeout_s=1.0) as client:
-        for call in (lambda: client.verify(request), lambda: client.verify_many([request])):
+        for call in (lambda: client.verify(request), lambda: client.verify_many([request]),
+                     lambda: client.check_many([check])):
             start = time.monotonic()
             with pytest.raises(VerifierUnavailable) as info:
                 call()
@@ -104,7 +107,7 @@ def test_library_raises_verifier_unavailable_within_its_timeout() -> None:
     async def async_call() -> None:
         client = AsyncVerifierClient(address, connect_timeout_s=1.0)
         try:
-            await client.verify_many([request])
+            await client.check_many([check])
         finally:
             await client.close()
 
@@ -150,13 +153,13 @@ def test_a_server_that_comes_up_within_the_wait_is_used(tmp_path: Path) -> None:
 def test_a_server_that_goes_away_mid_batch_ends_in_verifier_unavailable() -> None:
     server = ServerProcess().wait_serving()
     # a few answers stream back, the rest would take longer than the test
-    requests = [code_request(SLOW, stdio=[(seconds, "done\n")])
-                for seconds in ["0.1"] * 4 + ["30"] * 8]
+    checks = [CodeCheck(SLOW, StdioTests(((seconds, "done\n"),)))
+              for seconds in ["0.1"] * 4 + ["30"] * 8]
     outcome: list[tuple[float, BaseException]] = []
 
     def run() -> None:
         try:
-            client.verify_many(requests)
+            client.check_many(checks)
         except BaseException as exc:  # the test inspects what ended it
             outcome.append((time.monotonic(), exc))
 
@@ -167,7 +170,7 @@ def test_a_server_that_goes_away_mid_batch_ends_in_verifier_unavailable() -> Non
         server.stop(signal.SIGKILL)
         killed = time.monotonic()
         worker.join(2.0 + SLACK_S)
-        assert not worker.is_alive(), "verify_many still waiting after the connect timeout"
+        assert not worker.is_alive(), "check_many still waiting after the connect timeout"
     os.unlink(server.log_path)
     (ended, error), = outcome
     assert isinstance(error, VerifierUnavailable), error

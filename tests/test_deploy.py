@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evals.checks import CodeCheck, MathCheck, StdioTests
 from restem_client.client import VerifierClient
-from restem_client.requests import code_request, math_request
 from restem_proto.v1 import verifier_pb2 as pb
 from tests.conftest import REPO
 from tests.verifier_server_process import (
@@ -27,6 +27,7 @@ from tests.verifier_server_process import (
     write_score_lines,
 )
 from verifier_server.server import MOUNTED_TOKEN
+from verifier_server.wire import to_request
 
 K8S = REPO / "deploy" / "k8s"
 KUBERNETES = "1.33.0"  # hostUsers (pod user namespaces) is on by default from 1.33
@@ -189,8 +190,8 @@ def test_server_container_without_the_socket_serves_math_and_says_why_code_is_of
         except TimeoutError:
             pytest.fail(_docker("logs", name).stderr[-3000:])
         with VerifierClient(f"127.0.0.1:{port}", token=token.read_text().strip()) as client:
-            math = client.verify(math_request("so $\\boxed{\\frac{1}{2}}$", "0.5"))
-            code = client.verify(code_request("print(1)", stdio=[("", "1\n")]))
+            math = client.verify(to_request(MathCheck("so $\\boxed{\\frac{1}{2}}$", "0.5")))
+            code = client.verify(to_request(CodeCheck("print(1)", StdioTests((("", "1\n"),)))))
             info = client.info()
         print(f"math: {pb.Verdict.Name(math.verdict)}; code: {pb.Verdict.Name(code.verdict)} "
               f"{code.message!r}")

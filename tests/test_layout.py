@@ -157,3 +157,16 @@ def test_verifier_server_takes_only_the_check_records_from_evals() -> None:
     wider = [f"{path.relative_to(REPO)} imports {name}" for path in package_files("verifier_server")
              for name in sorted(imported_modules(path, known) - {"evals.checks"})]
     assert not wider, wider
+
+
+def test_protobuf_is_translated_only_at_the_two_ends_of_the_wire() -> None:
+    """A check is a record from the caller down to the sandbox and back: `verifier_server.wire`
+    is imported by the gRPC client and the gRPC service only, and the core, the in-process
+    verifier, the scorer and the loop never touch protobuf requests or responses."""
+    known = {module_name(p) for package in ALLOWED for p in package_files(package)}
+    users = {module_name(path) for package in ALLOWED for path in package_files(package)
+             if "verifier_server.wire" in imported_modules(path, known | {"verifier_server.wire"})}
+    assert users == {"restem_client.client", "verifier_server.service"}
+    for module in ("verifier_server.core", "restem_client.local_verifier", "evals.score"):
+        source = (REPO / (module.replace(".", "/") + ".py")).read_text()
+        assert "VerifyRequest" not in source and "VerifyResponse" not in source, module

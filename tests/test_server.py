@@ -23,14 +23,33 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evals.checks import (
+    AssertTests,
+    CallTests,
+    CodeCheck,
+    ExactCheck,
+    MathCheck,
+    StdioTests,
+    Verdict,
+)
 from restem_client.client import AsyncVerifierClient, Tls, VerifierClient
-from restem_client.requests import code_request, exact_request, math_request
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 from tests.verifier_server_process import ServerProcess, free_port
+from verifier_server.wire import to_request
 
 V = pb.Verdict.Name
 SLOW = "import time\ntime.sleep(float(input()))\nprint('done')"
+
+
+def slow(seconds: str, request_id: str = "", *, timeout_s: float = 0.0) -> pb.VerifyRequest:
+    """A program that sleeps `seconds` (its stdin), then passes."""
+    return to_request(CodeCheck(SLOW, StdioTests(((seconds, "done\n"),)), timeout_s=timeout_s),
+                      request_id=request_id)
+
+
+def math_pb(completion: str, gold: str, request_id: str = "") -> pb.VerifyRequest:
+    return to_request(MathCheck(completion, gold), request_id=request_id)
 
 
 @pytest.fixture(scope="module")
@@ -45,35 +64,38 @@ def client(server):
         yield c
 
 
-CASES = [
-    (math_request("so $\\boxed{\\frac{1}{2}}$", "0.5"), "PASS"),
-    (math_request("so $\\boxed{3}$", "4"), "FAIL"),
-    (math_request("We add the two numbers, then we carry the one over,\n"
-                  "and then I ran out of time before finishing.", "4"), "NO_ANSWER"),
-    (math_request("#### 72", "72", mode="gsm8k"), "PASS"),
-    (exact_request("Let's think. So the answer is (B).", "(B)"), "PASS"),
-    (exact_request("So the answer is valid.", "invalid"), "FAIL"),
-    (exact_request("no idea", "True"), "NO_ANSWER"),
-    (code_request("print(int(input()) + 1)", stdio=[("1\n", "2\n")]), "PASS"),
-    (code_request("print(0)", stdio=[("1\n", "2\n")]), "FAIL"),
-    (code_request("print(", stdio=[("1\n", "2\n")]), "COMPILE_ERROR"),
-    (code_request("raise SystemExit(3)", stdio=[("", "")]), "RUNTIME_ERROR"),
-    (code_request("while True: pass", stdio=[("", "")], cpu_s=0.5), "TIMEOUT"),
-    (code_request("x = bytearray(2**34)", stdio=[("", "")]), "MEMORY_LIMIT"),
-    (code_request("while True: print('x' * 999)", stdio=[("", "")]), "OUTPUT_LIMIT"),
-    (code_request("def add(a, b):\n    return a + b", calls=("add", [([1, 2], 3)])), "PASS"),
-    (code_request("def add(a, b):\n    return a + b",
-                  asserts=("def check(candidate):\n    assert candidate(1, 2) == 3\n", "add")),
-     "PASS"),
-    (pb.VerifyRequest(math=pb.MathTask(completion="1", gold="")), "INVALID_REQUEST"),
+NOTHING = StdioTests((("", ""),))
+ONE_TWO = StdioTests((("1\n", "2\n"),))
+ADD = "def add(a, b):\n    return a + b"
+CASES = [  # check records, and the verdict each gets
+    (MathCheck("so $\\boxed{\\frac{1}{2}}$", "0.5"), "PASS"),
+    (MathCheck("so $\\boxed{3}$", "4"), "FAIL"),
+    (MathCheck("We add the two numbers, then we carry the one over,\n"
+               "and then I ran out of time before finishing.", "4"), "NO_ANSWER"),
+    (MathCheck("#### 72", "72", "gsm8k"), "PASS"),
+    (ExactCheck("Let's think. So the answer is (B).", "(B)"), "PASS"),
+    (ExactCheck("So the answer is valid.", "invalid"), "FAIL"),
+    (ExactCheck("no idea", "True"), "NO_ANSWER"),
+    (CodeCheck("print(int(input()) + 1)", ONE_TWO), "PASS"),
+    (CodeCheck("print(0)", ONE_TWO), "FAIL"),
+    (CodeCheck("print(", ONE_TWO), "COMPILE_ERROR"),
+    (CodeCheck("raise SystemExit(3)", NOTHING), "RUNTIME_ERROR"),
+    (CodeCheck("while True: pass", NOTHING, cpu_s=0.5), "TIMEOUT"),
+    (CodeCheck("x = bytearray(2**34)", NOTHING), "MEMORY_LIMIT"),
+    (CodeCheck("while True: print('x' * 999)", NOTHING), "OUTPUT_LIMIT"),
+    (CodeCheck(ADD, CallTests("add", (([1, 2], 3),))), "PASS"),
+    (CodeCheck(ADD, AssertTests("def check(candidate):\n    assert candidate(1, 2) == 3\n",
+                                "add")), "PASS"),
+    (MathCheck("1", ""), "INVALID_REQUEST"),  # an empty gold: the verifier refuses it
 ]
 
 
 def test_round_trips_every_kind_and_verdict(client: VerifierClient) -> None:
-    for request, expected in CASES:
+    requests = [to_request(check) for check, _ in CASES]
+    for request, (_, expected) in zip(requests, CASES, strict=True):
         if expected != "INVALID_REQUEST":
             assert V(client.verify(request).verdict) == expected, request
-    streamed = client.verify_many([r for r, _ in CASES])
+    streamed = client.verify_many(requests)
     assert [V(r.verdict) for r in streamed] == [e for _, e in CASES]
     first = streamed[0]
     assert first.reward == 1.0 and first.extracted == "\\frac{1}{2}" and first.canonical
@@ -84,9 +106,8 @@ def test_round_trips_every_kind_and_verdict(client: VerifierClient) -> None:
 
 
 def test_stream_keeps_order_and_ids(client: VerifierClient) -> None:
-    requests = [math_request(f"\\boxed{{{i}}}", str(i % 3), request_id=f"q{i}") for i in range(500)]
-    requests += [code_request(SLOW, stdio=[("0.05", "done\n")], request_id=f"c{i}")
-                 for i in range(8)]
+    requests = [math_pb(f"\\boxed{{{i}}}", str(i % 3), request_id=f"q{i}") for i in range(500)]
+    requests += [slow("0.05", request_id=f"c{i}") for i in range(8)]
     out = client.verify_many(requests)
     assert [r.request_id for r in out] == [r.request_id for r in requests]
     assert [r.verdict == pb.PASS for r in out[:500]] == [i == i % 3 for i in range(500)]
@@ -95,9 +116,9 @@ def test_stream_keeps_order_and_ids(client: VerifierClient) -> None:
 
 def test_plain_verify_stream_answers_each_request_once(server) -> None:
     """VerifyStream, one request per message (what grpcurl or another language would use)."""
-    requests = [math_request(f"\\boxed{{{i}}}", "3", request_id=f"s{i}") for i in range(40)]
-    requests.append(code_request(SLOW, stdio=[("0.3", "done\n")], request_id="slow"))
-    requests.append(math_request("\\boxed{3}", "3", request_id="last"))
+    requests = [math_pb(f"\\boxed{{{i}}}", "3", request_id=f"s{i}") for i in range(40)]
+    requests.append(slow("0.3", request_id="slow"))
+    requests.append(math_pb("\\boxed{3}", "3", request_id="last"))
     channel = grpc.insecure_channel(server.target)
     answers = list(pb_grpc.VerifierStub(channel).VerifyStream(iter(requests)))
     channel.close()
@@ -113,15 +134,16 @@ def test_async_client(server) -> None:
     async def go():
         c = AsyncVerifierClient(server.target)
         try:
-            one = await c.verify(math_request("\\boxed{7}", "7"))
-            many = await c.verify_many([math_request(str(i), str(i), extract=False)
-                                        for i in range(50)])
+            (one,) = await c.check_many([MathCheck("\\boxed{7}", "7")])
+            many = await c.check_many([MathCheck(str(i), str(i), extract=False)
+                                       for i in range(50)] + [MathCheck("\\boxed{7}", "8")])
             return one, many
         finally:
             await c.close()
 
     one, many = asyncio.run(go())
-    assert one.verdict == pb.PASS and all(r.verdict == pb.PASS for r in many)
+    assert one.verdict == Verdict.PASS and one.extracted == "7" and one.rule == "boxed"
+    assert [r.verdict for r in many] == [Verdict.PASS] * 50 + [Verdict.FAIL]
 
 
 def test_info_health_reflection_metrics(server, client: VerifierClient) -> None:
@@ -144,7 +166,7 @@ def test_info_health_reflection_metrics(server, client: VerifierClient) -> None:
 
 def test_an_empty_program_is_answered_no_answer(client: VerifierClient) -> None:
     """A model that wrote no code gave a wrong answer, on the unary call as in a batch."""
-    request = code_request("  \n", stdio=(("", "1\n"),))
+    request = to_request(CodeCheck("  \n", StdioTests((("", "1\n"),))))
     assert client.verify(request).verdict == pb.NO_ANSWER
     assert client.verify_many([request])[0].verdict == pb.NO_ANSWER
 
@@ -155,7 +177,7 @@ def test_malformed_unary_requests_name_the_field(client: VerifierClient) -> None
         (pb.VerifyRequest(timeout_s=-1, math=pb.MathTask(gold="1")), "timeout_s"),
         (pb.VerifyRequest(code=pb.CodeTask(program="")), "code.tests"),
         (pb.VerifyRequest(code=pb.CodeTask(program="x")), "code.tests"),
-        (code_request("x", calls=("f", [([1], 1)])), None),
+        (to_request(CodeCheck("x", CallTests("f", (([1], 1),)))), None),
     ]
     broken = bad[-1][0]
     broken.code.call.cases[0].args_json = "{1"
@@ -201,11 +223,11 @@ def test_generated_requests_never_crash_the_server(client: VerifierClient, reque
 
 
 def test_oversized_message_is_refused_cleanly(server, client: VerifierClient) -> None:
-    huge = math_request("x" * (65 * 2**20), "1")
+    huge = math_pb("x" * (65 * 2**20), "1")
     with pytest.raises(grpc.RpcError) as info:
         client.verify(huge)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert client.verify(math_request("\\boxed{1}", "1")).verdict == pb.PASS
+    assert client.verify(math_pb("\\boxed{1}", "1")).verdict == pb.PASS
 
 
 def test_refuses_to_expose_itself_without_protection() -> None:
@@ -249,13 +271,14 @@ def test_without_a_sandbox_math_is_served_and_code_refused_with_the_reason(
                 "none": "code execution is off by configuration (sandbox: none)"}[sandbox]
     with ServerProcess(sandbox=sandbox, env={"DOCKER_HOST": dead}) as proc, \
             VerifierClient(proc.target) as c:
-        assert c.verify(math_request("so $\\boxed{\\frac{1}{2}}$", "0.5")).verdict == pb.PASS
-        refused = c.verify(code_request("print(1)", stdio=[("", "1\n")]))
+        assert c.verify(math_pb("so $\\boxed{\\frac{1}{2}}$", "0.5")).verdict == pb.PASS
+        print_one = to_request(CodeCheck("print(1)", StdioTests((("", "1\n"),))))
+        refused = c.verify(print_one)
         assert V(refused.verdict) == "INVALID_REQUEST" and refused.message.startswith(expected)
         if sandbox == "auto":
             assert "RESTEM_SANDBOX (--sandbox) to namespace or none" in refused.message
-        streamed = c.verify_many([exact_request("So the answer is (B).", "(B)"),
-                                  code_request("print(1)", stdio=[("", "1\n")])])
+        streamed = c.verify_many([to_request(ExactCheck("So the answer is (B).", "(B)")),
+                                  print_one])
         assert [V(r.verdict) for r in streamed] == ["PASS", "INVALID_REQUEST"]
         info = c.info()
         assert list(info.sandbox_backends) == [] and info.code_off == refused.message
@@ -281,7 +304,7 @@ def test_bearer_token(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret-token\n")
     with ServerProcess("--token-file", str(token), sandbox="none") as proc:
-        request = math_request("\\boxed{1}", "1")
+        request = math_pb("\\boxed{1}", "1")
         for wrong in (None, "nope"):
             with VerifierClient(proc.target, token=wrong, retries=0) as c, \
                     pytest.raises(grpc.RpcError) as info:
@@ -310,16 +333,15 @@ def test_tls_with_a_self_signed_pair(tmp_path: Path) -> None:
     )
     with ServerProcess("--tls-cert", str(cert), "--tls-key", str(key), sandbox="none") as proc:
         with VerifierClient(proc.target, tls=Tls(ca=cert)) as c:
-            assert c.verify(math_request("\\boxed{2}", "2")).verdict == pb.PASS
+            assert c.verify(math_pb("\\boxed{2}", "2")).verdict == pb.PASS
         with VerifierClient(proc.target, retries=0) as plain, pytest.raises(grpc.RpcError):
-            plain.verify(math_request("\\boxed{2}", "2"), timeout_s=5)
+            plain.verify(math_pb("\\boxed{2}", "2"), timeout_s=5)
 
 
 @pytest.mark.docker
 def test_sandbox_container_killed_mid_batch() -> None:
     with ServerProcess(sandbox="docker") as proc, VerifierClient(proc.target) as c:
-        requests = [code_request(SLOW, stdio=[("0.3", "done\n")], request_id=str(i))
-                    for i in range(24)]
+        requests = [slow("0.3", request_id=str(i)) for i in range(24)]
         result: list = []
         worker = threading.Thread(target=lambda: result.extend(c.verify_many(requests)))
         worker.start()
@@ -338,9 +360,8 @@ def test_sandbox_container_killed_mid_batch() -> None:
 def test_server_killed_and_restarted_mid_batch() -> None:
     port = free_port()
     first = ServerProcess(port=port).wait_serving()
-    requests = [code_request(SLOW, stdio=[("0.05", "done\n")], request_id=f"r{i}")
-                for i in range(60)]
-    requests += [math_request(f"\\boxed{{{i}}}", str(i), request_id=f"m{i}") for i in range(300)]
+    requests = [slow("0.05", request_id=f"r{i}") for i in range(60)]
+    requests += [math_pb(f"\\boxed{{{i}}}", str(i), request_id=f"m{i}") for i in range(300)]
     result: list = []
     with VerifierClient(f"127.0.0.1:{port}", max_in_flight=8, backoff_s=0.5) as c:
         worker = threading.Thread(target=lambda: result.extend(c.verify_many(requests)))
@@ -357,8 +378,7 @@ def test_server_killed_and_restarted_mid_batch() -> None:
 def test_client_that_leaves_leaves_no_work_running(server, client: VerifierClient) -> None:
     channel = grpc.insecure_channel(server.target)
     stub = pb_grpc.VerifierStub(channel)
-    requests = [code_request(SLOW, stdio=[("0.5", "done\n")], request_id=str(i))
-                for i in range(40)]
+    requests = [slow("0.5", request_id=str(i)) for i in range(40)]
     call = stub.VerifyStream(iter(requests))
     next(call)  # work is running
     call.cancel()
@@ -373,7 +393,7 @@ def test_sigterm_finishes_in_flight_work() -> None:
     proc = ServerProcess().wait_serving()
     with VerifierClient(proc.target) as c:
         result: list = []
-        requests = [code_request(SLOW, stdio=[("1.5", "done\n")]) for _ in range(2)]
+        requests = [slow("1.5") for _ in range(2)]
         worker = threading.Thread(target=lambda: result.extend(c.verify_many(requests)))
         worker.start()
         time.sleep(0.8)
@@ -395,13 +415,14 @@ def test_sigterm_finishes_in_flight_work() -> None:
 
 
 def test_deadlines_reach_the_sandbox(client: VerifierClient) -> None:
-    sleeper = code_request(SLOW, stdio=[("30", "done\n")], timeout_s=1.0)
+    sleeper = slow("30", timeout_s=1.0)
+    assert sleeper.timeout_s == 1.0  # the check's own budget travels on the request
     start = time.monotonic()
     assert client.verify(sleeper).verdict == pb.TIMEOUT
     assert time.monotonic() - start < 6  # not the 13 s default wall limit
     start = time.monotonic()
     with pytest.raises(grpc.RpcError) as info:
-        client.verify(code_request(SLOW, stdio=[("30", "done\n")]), timeout_s=1.5)
+        client.verify(slow("30"), timeout_s=1.5)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     deadline = time.monotonic() + 10
     while client.info().in_flight and time.monotonic() < deadline:
@@ -411,7 +432,7 @@ def test_deadlines_reach_the_sandbox(client: VerifierClient) -> None:
 
 def test_full_queue_answers_resource_exhausted() -> None:
     with ServerProcess("--max-queue", "2") as proc:
-        request = code_request(SLOW, stdio=[("1.0", "done\n")])
+        request = slow("1.0")
         codes: list = []
 
         def one() -> None:
@@ -440,7 +461,7 @@ def test_round_robin_over_replicas() -> None:
             s.wait_serving()
         with VerifierClient([f"127.0.0.1:{p}" for p in ports]) as c:
             for i in range(20):
-                assert c.verify(math_request(f"\\boxed{{{i}}}", str(i))).verdict == pb.PASS
+                assert c.verify(math_pb(f"\\boxed{{{i}}}", str(i))).verdict == pb.PASS
         for s in servers:
             metrics_port = int(s.process.args[s.process.args.index("--metrics-port") + 1])
             text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read()
@@ -465,10 +486,10 @@ def test_mutual_tls(tmp_path: Path) -> None:
     with ServerProcess("--tls-cert", str(scert), "--tls-key", str(skey),
                        "--client-ca", str(ccert), sandbox="none") as proc:
         with VerifierClient(proc.target, tls=Tls(ca=scert, cert=ccert, key=ckey)) as c:
-            assert c.verify(math_request("\\boxed{5}", "5")).verdict == pb.PASS
+            assert c.verify(math_pb("\\boxed{5}", "5")).verdict == pb.PASS
         with VerifierClient(proc.target, tls=Tls(ca=scert), retries=0) as anonymous, \
                 pytest.raises(grpc.RpcError):
-            anonymous.verify(math_request("\\boxed{5}", "5"), timeout_s=5)
+            anonymous.verify(math_pb("\\boxed{5}", "5"), timeout_s=5)
 
 
 def test_restem_score_through_the_server(tmp_path: Path) -> None:
@@ -500,7 +521,10 @@ def test_local_verifier_has_the_same_interface_and_answers() -> None:
     from restem_client.local_verifier import LocalVerifier
 
     with LocalVerifier(sandbox="namespace", sandbox_workers=2) as local:
-        assert [V(r.verdict) for r in local.verify_many([r for r, _ in CASES])] == \
-            [e for _, e in CASES]
-        assert local.verify(CASES[0][0]).verdict == pb.PASS
+        results = local.check_many([check for check, _ in CASES])
+        assert [r.verdict for r in results] == [Verdict(e) for _, e in CASES]
+        first = results[0]
+        assert first.extracted == "\\frac{1}{2}" and first.rule == "boxed"
+        assert results[7].tests[0].passed and results[7].tests[0].stdout == "2\n"
+        assert "math.gold" in results[-1].message
         assert local.info().sandbox_backends == ["namespace"]

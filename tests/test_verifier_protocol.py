@@ -1,9 +1,10 @@
-"""One `Verifier` protocol, two implementations: the same assertions run against the
-in-process `LocalVerifier` and a `VerifierClient` (and its asyncio face) over real gRPC on
-loopback to a real `restem serve` (code on the `local` sandbox backend, for speed), call
-timeouts included. Around it: the one verdict vocabulary and its wire mapping, the check
-records (their own validation, the scorer's lines, the results fields), the server's single
-validation, and the token file and log levels as the command line reports them."""
+"""One `Verifier` protocol, check records in and results out, two implementations: the same
+assertions run against the in-process `LocalVerifier` and a `VerifierClient` (and its asyncio
+face) over real gRPC on loopback to a real `restem serve` (code on the `local` sandbox
+backend, for speed), call timeouts included. Around it: the one verdict vocabulary and its
+wire mapping (records to protobuf and back, losing nothing), the check records (their own
+validation, the scorer's lines, the results fields), the service's decoding and the core's
+single validation, and the token file and log levels as the command line reports them."""
 
 from __future__ import annotations
 
@@ -27,28 +28,26 @@ from evals.checks import (
     InvalidCheck,
     MathCheck,
     StdioTests,
+    TestOutcome,
     Verdict,
     parse_tests,
 )
 from evals.score import parse_line, result_fields
 from restem_client.client import AsyncVerifierClient, VerifierClient
 from restem_client.local_verifier import LocalVerifier
-from restem_client.requests import (
-    Verifier,
-    VerifyTimeout,
-    code_request,
-    exact_request,
-    math_request,
-)
+from restem_client.verifier import Verifier, VerifyTimeout
 from restem_proto.v1 import verifier_pb2 as pb
-from sandbox import StdioTest
+from sandbox import CallTest, StdioTest
 from sandbox.results import Status
 from tests.verifier_server_process import ServerProcess, free_port
-from verifier_server.core import InvalidRequest, sandbox_verdict, validate
+from verifier_server.core import NoAnswer, sandbox_verdict
+from verifier_server.core import Verifier as Core
+from verifier_server.service import decode
+from verifier_server.token_file import TokenFileError, read_token
 from verifier_server.wire import (
-    TokenFileError,
-    read_token,
+    from_request,
     to_request,
+    to_response,
     to_result,
     verdict_from_pb,
     verdict_to_pb,
@@ -65,13 +64,6 @@ class _AwaitedEachCall(Verifier):
 
     def __init__(self, client: AsyncVerifierClient) -> None:
         self.client, self.loop = client, asyncio.new_event_loop()
-
-    def verify(self, request, timeout_s=None):
-        return self.loop.run_until_complete(self.client.verify(request, timeout_s))
-
-    def verify_many(self, requests, *, progress=False, timeout_s=None):
-        return self.loop.run_until_complete(
-            self.client.verify_many(requests, progress=progress, timeout_s=timeout_s))
 
     def check_many(self, checks, *, progress=False, timeout_s=None):
         return self.loop.run_until_complete(
@@ -100,37 +92,32 @@ def verifier(request: pytest.FixtureRequest) -> Iterator[Verifier]:
             yield client
 
 
-def test_verify_and_verify_many_answer_every_request_in_order(verifier: Verifier) -> None:
-    requests = [
-        math_request("so $\\boxed{\\frac{1}{2}}$", "0.5", request_id="m"),
-        exact_request("So the answer is (B).", "(B)", request_id="e"),
-        code_request("print(int(input()) + 1)", stdio=[("1\n", "2\n")], request_id="c"),
-        pb.VerifyRequest(request_id="bad", math=pb.MathTask(completion="1", gold="")),
-    ]
-    out = verifier.verify_many(requests)
-    assert [r.request_id for r in out] == ["m", "e", "c", "bad"]
-    assert [verdict_from_pb(r.verdict) for r in out] == [Verdict.PASS] * 3 + [
-        Verdict.INVALID_REQUEST]
-    assert (out[0].extracted, out[0].rule, out[0].reward) == ("\\frac{1}{2}", "boxed", 1.0)
-    assert out[2].tests[0].stdout == "2\n" and "math.gold" in out[3].message
-    one = verifier.verify(requests[1])
-    assert one.request_id == "e" and one.verdict == pb.PASS and one.extracted == "(B)"
-
-
-def test_check_many_takes_records_and_answers_results(verifier: Verifier) -> None:
+def test_check_many_answers_every_check_in_order(verifier: Verifier) -> None:
     results = verifier.check_many([
+        MathCheck("so $\\boxed{\\frac{1}{2}}$", "0.5"),
         MathCheck("so \\boxed{3}", "4"),
         MathCheck("He has 12 in total.", "#### 12", mode="gsm8k"),
+        ExactCheck("So the answer is (B).", "(B)"),
         ExactCheck("no idea", "True"),
+        CodeCheck("print(int(input()) + 1)", StdioTests((("1\n", "2\n"),))),
         CodeCheck("def add(a, b):\n    return a + b", CallTests("add", (([1, 2], 3),))),
         CodeCheck("def add(a, b):\n    return a + b",
                   AssertTests("def check(candidate):\n    assert candidate(1, 2) == 3\n", "add")),
         CodeCheck("print(", StdioTests((("", ""),))),
+        MathCheck("1", ""),
     ])
-    assert [r.verdict for r in results] == [Verdict.FAIL, Verdict.PASS, Verdict.NO_ANSWER,
-                                           Verdict.PASS, Verdict.PASS, Verdict.COMPILE_ERROR]
-    assert results[0] == CheckResult(Verdict.FAIL, extracted="3", canonical="3", rule="boxed")
-    assert results[1].rule == "last_number" and results[2].extracted is None
+    assert [r.verdict for r in results] == [
+        Verdict.PASS, Verdict.FAIL, Verdict.PASS, Verdict.PASS, Verdict.NO_ANSWER, Verdict.PASS,
+        Verdict.PASS, Verdict.PASS, Verdict.COMPILE_ERROR, Verdict.INVALID_REQUEST]
+    assert (results[0].extracted, results[0].rule, results[0].passed) == (
+        "\\frac{1}{2}", "boxed", True)
+    assert results[1] == CheckResult(Verdict.FAIL, extracted="3", canonical="3", rule="boxed")
+    assert results[2].rule == "last_number" and results[4].extracted is None
+    assert results[3].extracted == "(B)" and results[3].elapsed_ms > 0
+    (test,) = results[5].tests
+    assert (test.passed, test.verdict, test.stdout) == (True, Verdict.PASS, "2\n")
+    assert not results[7].forgeable and results[8].tests[0].verdict is Verdict.COMPILE_ERROR
+    assert "math.gold" in results[9].message
 
 
 def test_info_names_the_backend(verifier: Verifier) -> None:
@@ -139,32 +126,31 @@ def test_info_names_the_backend(verifier: Verifier) -> None:
 
 
 def test_a_call_timeout_raises_verify_timeout(verifier: Verifier) -> None:
-    # Sleepers that differ: the sandbox shares one run among identical requests in flight.
-    def sleeper(seconds: str) -> pb.VerifyRequest:
-        return code_request(SLOW, stdio=[(seconds, "done\n")])
+    # Sleepers that differ: the sandbox shares one run among identical checks in flight.
+    def sleeper(seconds: str, **options) -> CodeCheck:
+        return CodeCheck(SLOW, StdioTests(((seconds, "done\n"),)), **options)
 
-    for call in (lambda: verifier.verify(sleeper("30"), timeout_s=1.0),
-                 lambda: verifier.verify_many([math_request("\\boxed{1}", "1"), sleeper("31")],
-                                              timeout_s=1.0)):
+    for checks in ([sleeper("30")], [MathCheck("\\boxed{1}", "1"), sleeper("31")]):
         start = time.monotonic()
         with pytest.raises(VerifyTimeout) as info:
-            call()
+            verifier.check_many(checks, timeout_s=1.0)
         assert 1.0 <= time.monotonic() - start < 1.0 + SLACK_S
         assert isinstance(info.value, TimeoutError) and isinstance(info.value, grpc.RpcError)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    # a request's own timeout_s bounds that request: an answer, TIMEOUT
-    bounded = code_request(SLOW, stdio=[("32", "done\n")], timeout_s=1.0)
+    # a check's own timeout_s bounds that check: an answer, TIMEOUT, and the others answered
     start = time.monotonic()
-    assert verifier.verify(bounded).verdict == pb.TIMEOUT
+    bounded, quick = verifier.check_many([sleeper("32", timeout_s=1.0),
+                                          MathCheck("\\boxed{1}", "1")])
+    assert (bounded.verdict, quick.verdict) == (Verdict.TIMEOUT, Verdict.PASS)
     assert time.monotonic() - start < 1.0 + SLACK_S
-
 
 
 def test_a_call_timeout_covers_the_wait_for_a_server_that_is_not_up() -> None:
     # The client would wait up to connect_timeout_s (30 s) for a server to come up; the
-    # call's own timeout_s bounds the whole call, that wait included, sync and async alike.
+    # call's own timeout_s bounds the whole call, that wait included, sync and async alike,
+    # on records and on the wire.
     target = f"127.0.0.1:{free_port()}"
-    request = math_request("\\boxed{1}", "1")
+    check = MathCheck("\\boxed{1}", "1")
 
     def timed(call) -> float:
         start = time.monotonic()
@@ -173,18 +159,17 @@ def test_a_call_timeout_covers_the_wait_for_a_server_that_is_not_up() -> None:
         return time.monotonic() - start
 
     with VerifierClient(target, connect_timeout_s=30) as client:
-        waits = [timed(lambda: client.verify(request, timeout_s=1.0)),
-                 timed(lambda: client.verify_many([request], timeout_s=1.0))]
+        waits = [timed(lambda: client.check_many([check], timeout_s=1.0)),
+                 timed(lambda: client.verify(to_request(check), timeout_s=1.0))]
 
-    async def call_async(method: str) -> None:
+    async def call_async() -> None:
         client = AsyncVerifierClient(target, connect_timeout_s=30)
         try:
-            payload = request if method == "verify" else [request]
-            await getattr(client, method)(payload, timeout_s=1.0)
+            await client.check_many([check], timeout_s=1.0)
         finally:
             await client.close()
 
-    waits += [timed(lambda m=m: asyncio.run(call_async(m))) for m in ("verify", "verify_many")]
+    waits.append(timed(lambda: asyncio.run(call_async())))
     assert all(1.0 <= w < 1.0 + SLACK_S for w in waits), waits
 
 
@@ -214,8 +199,8 @@ def test_the_wire_mapping_goes_both_ways_and_fails_loudly() -> None:
 
 
 def test_records_become_requests_and_responses_results() -> None:
-    request = to_request(MathCheck("0.5", "\\frac12", mode="gsm8k", extract=False),
-                         request_id="r", timeout_s=2.0)
+    request = to_request(MathCheck("0.5", "\\frac12", mode="gsm8k", extract=False,
+                                   timeout_s=2.0), request_id="r")
     assert (request.request_id, request.timeout_s) == ("r", 2.0)
     assert request.math == pb.MathTask(completion="0.5", gold="\\frac12", extract=False,
                                        mode=pb.MATH_MODE_GSM8K)
@@ -230,6 +215,39 @@ def test_records_become_requests_and_responses_results() -> None:
         to_request({"kind": "math"})  # type: ignore[arg-type]
     response = pb.VerifyResponse(verdict=pb.FAIL, extracted="", canonical="7", message="m")
     assert to_result(response) == CheckResult(Verdict.FAIL, None, "7", None, "m")
+
+
+ROUND_TRIP = [
+    MathCheck("so \\boxed{1}", "1"),
+    MathCheck("0.5", "1/2", mode="gsm8k", extract=False, timeout_s=2.5),
+    ExactCheck("So the answer is (B).", "(B)", answer_format="multiple_choice", extract=False),
+    CodeCheck("print(1)", StdioTests((("", "1\n"), ("x\n", "é\n")))),
+    CodeCheck("p", CallTests("f", (([1, [2.5, None]], {"a": [True]}), ([], "s")))),
+    CodeCheck("p", AssertTests("def check(c): pass", "f", "prompt"), cpu_s=1.5, memory_mb=64,
+              profile="human_eval", run_all=True, wall_s=7.0, output_bytes=1000,
+              file_bytes=2000, timeout_s=9.0),
+]
+
+
+@pytest.mark.parametrize("check", ROUND_TRIP, ids=lambda c: type(c).__name__)
+def test_every_record_field_crosses_the_wire_and_back(check) -> None:
+    """The service reads back exactly the record the client sent: a field that one side
+    forgets fails here."""
+    wire = pb.VerifyRequest.FromString(to_request(check, request_id="r").SerializeToString())
+    assert from_request(wire) == check
+
+
+def test_every_result_field_crosses_the_wire_and_back() -> None:
+    result = CheckResult(
+        Verdict.RUNTIME_ERROR, extracted="x", canonical="y", rule="boxed", message="m",
+        tests=(TestOutcome(True, Verdict.PASS, 0, "1\n", "", 0.5, 0.75, ""),
+               TestOutcome(False, Verdict.RUNTIME_ERROR, 1, "", "Traceback", 0.25, 0.5, "why")),
+        forgeable=True, elapsed_ms=12.5)
+    response = pb.VerifyResponse.FromString(to_response(result, "r").SerializeToString())
+    assert (response.request_id, response.reward) == ("r", 0.0)
+    back = to_result(response)
+    assert back == result and back.elapsed_ms == 12.5
+    assert to_response(CheckResult(Verdict.PASS)).reward == 1.0
 
 
 @pytest.mark.parametrize(("build", "message"), [
@@ -275,15 +293,28 @@ def test_score_lines_become_records_and_results_keep_their_fields() -> None:
     assert result_fields(CheckResult(Verdict.SANDBOX_ERROR, message="lost"))["message"] == "lost"
 
 
-def test_the_server_validates_once_and_hands_the_tests_on() -> None:
-    job = validate(code_request("print(2)", stdio=[("1\n", "2\n")]), max_processes=32)
-    assert (job.kind, job.tests) == ("code", (StdioTest("1\n", "2\n"),))
-    assert validate(math_request("x", "1"), max_processes=32).tests == ()
-    with pytest.raises(InvalidRequest, match=r"math\.mode: unknown value 7"):
-        validate(pb.VerifyRequest(math=pb.MathTask(completion="x", gold="1", mode=7)), 32)
-    with pytest.raises(InvalidRequest, match=r"code\.profile: unknown value 9"):
-        validate(pb.VerifyRequest(code=pb.CodeTask(
+def test_the_service_decodes_once_and_the_core_hands_the_tests_on() -> None:
+    core = Core(None, math_workers=1)
+    try:
+        job = core.validate(decode(to_request(CodeCheck("print(2)", StdioTests(
+            (("1\n", "2\n"),)))), max_processes=32))
+        assert job.tests == (StdioTest("1\n", "2\n"),)
+        job = core.validate(CodeCheck("def f(x): return x", CallTests("f", (([1], 1),))))
+        assert job.tests == (CallTest("f", [1], 1),)
+        assert core.validate(MathCheck("x", "1")).tests == ()
+        with pytest.raises(InvalidCheck, match=r"code\.memory_mb: this verifier allows at most"):
+            core.validate(CodeCheck("p", StdioTests((("", ""),)), memory_mb=1 << 20))
+    finally:
+        core.close()
+    with pytest.raises(InvalidCheck, match=r"math\.mode: unknown value 7"):
+        decode(pb.VerifyRequest(math=pb.MathTask(completion="x", gold="1", mode=7)), 32)
+    with pytest.raises(InvalidCheck, match=r"code\.profile: unknown value 9"):
+        decode(pb.VerifyRequest(code=pb.CodeTask(
             program="p", profile=9, stdio=pb.StdioTests(cases=[pb.StdioCase()]))), 32)
+    with pytest.raises(InvalidCheck, match=r"code\.limits\.max_processes: this server allows"):
+        decode(pb.VerifyRequest(code=pb.CodeTask(
+            program="p", limits=pb.Limits(max_processes=33),
+            stdio=pb.StdioTests(cases=[pb.StdioCase()]))), 32)
 
 
 def test_a_bad_token_file_is_one_line_on_both_sides(tmp_path: Path) -> None:
@@ -321,7 +352,7 @@ def test_quiet_keeps_only_the_error(tmp_path: Path) -> None:
 def test_an_answer_that_arrives_twice_is_dropped_and_counted() -> None:
     from restem_client.client import _Batch
 
-    batch = _Batch([math_request("1", "1", request_id="mine")])
+    batch = _Batch([to_request(MathCheck("1", "1"), request_id="mine")])
     answer = pb.VerifyResponse(request_id=batch.wire[0].request_id, verdict=pb.PASS)
     again = pb.VerifyResponse()
     again.CopyFrom(answer)
@@ -330,13 +361,15 @@ def test_an_answer_that_arrives_twice_is_dropped_and_counted() -> None:
 
 
 def test_an_empty_program_is_no_answer_and_malformed_tests_still_invalid() -> None:
-    """A model that wrote nothing gave a wrong answer; a request with no tests is malformed
+    """A model that wrote nothing gave a wrong answer; a check with no tests is malformed
     whatever its program."""
-    from verifier_server.core import InvalidRequest, NoAnswer, validate
-
-    empty = pb.VerifyRequest(code=pb.CodeTask(program="  \n", stdio=pb.StdioTests(
-        cases=[pb.StdioCase(stdin="", expected_stdout="1\n")])))
-    with pytest.raises(NoAnswer, match=r"code\.program: empty"):
-        validate(empty, 4)
-    with pytest.raises(InvalidRequest, match=r"code\.tests: none"):
-        validate(pb.VerifyRequest(code=pb.CodeTask(program="")), 4)
+    core = Core(None, math_workers=1)
+    try:
+        with pytest.raises(NoAnswer, match=r"code\.program: empty"):
+            core.validate(CodeCheck("  \n", StdioTests((("", "1\n"),))))
+        with pytest.raises(InvalidCheck, match=r"code\.stdio\.cases: empty"):
+            core.validate(CodeCheck("", StdioTests(())))
+    finally:
+        core.close()
+    with pytest.raises(InvalidCheck, match=r"code\.tests: none"):
+        decode(pb.VerifyRequest(code=pb.CodeTask(program="")), 4)

@@ -43,7 +43,7 @@ from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 from verifier_server.core import Verifier
 from verifier_server.service import BearerToken, VerifierService
-from verifier_server.wire import TokenFileError, read_token
+from verifier_server.token_file import TokenFileError, read_token
 
 log = logging.getLogger("restem.serve")
 LOG_FORMAT = "%(asctime)s %(name)s %(message)s"

@@ -7,15 +7,13 @@ only by the gRPC client and the gRPC service:
     to_result(response)                                       # client: CheckResult
     verdict_to_pb(Verdict.PASS), verdict_from_pb(pb.PASS)     # one mapping, both ways
 
-and the names of the wire's math modes and compare profiles, and the bearer token file that
-client and server both read. Every mapping fails loudly on a name or number the other side
-does not know.
+and the names of the wire's math modes and compare profiles. Every mapping fails loudly on a
+name or number the other side does not know.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from evals.checks import (
@@ -49,21 +47,6 @@ MAX_JSON_ITEMS = 1_000_000  # values in a request's call tests, all cases togeth
 # before they are parsed (the records bound what they hold once built)
 
 
-class TokenFileError(ValueError):
-    """The bearer token file is missing, unreadable or empty."""
-
-
-def read_token(path: Path) -> str:
-    """The bearer token from a file (never from the command line, where `ps` shows it)."""
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise TokenFileError(f"the token file {path} cannot be read: {exc.strerror}") from None
-    if not token:
-        raise TokenFileError(f"the token file {path} is empty")
-    return token
-
-
 def verdict_to_pb(verdict: Verdict) -> int:
     """The wire number of a verdict; ValueError for a name the wire does not have."""
     try:
@@ -82,6 +65,8 @@ def verdict_from_pb(number: int) -> Verdict:
 
 def to_request(check: Check, *, request_id: str = "") -> pb.VerifyRequest:
     """The protobuf request for a check record (the only place one is built)."""
+    if not isinstance(check, MathCheck | ExactCheck | CodeCheck):
+        raise TypeError(f"not a check record: {type(check).__name__}")
     request = pb.VerifyRequest(request_id=request_id, timeout_s=check.timeout_s)
     match check:
         case MathCheck():
@@ -95,8 +80,6 @@ def to_request(check: Check, *, request_id: str = "") -> pb.VerifyRequest:
                                                 extract=check.extract))
         case CodeCheck():
             request.code.CopyFrom(_code_task(check))
-        case _:
-            raise TypeError(f"not a check record: {type(check).__name__}")
     return request
 
 
