@@ -29,19 +29,21 @@ from hypothesis import strategies as st
 
 from evals.checks import (
     CallTests,
+    Check,
     CodeCheck,
+    ExactCheck,
     InvalidCheck,
     MathCheck,
+    StdioTests,
     Verdict,
 )
 from restem_client.client import VerifierClient
-from restem_client.requests import code_request, exact_request, math_request
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 from tests.conftest import REPO
 from tests.verifier_server_process import ServerProcess
-from verifier_server import core
-from verifier_server.core import InvalidRequest, Verifier, validate
+from verifier_server import core, service
+from verifier_server.core import Verifier
 from verifier_server.exact import check_exact
 from verifier_server.exact import extract as exact_extract
 from verifier_server.math import check, check_many
@@ -49,6 +51,7 @@ from verifier_server.math import extract as ex
 from verifier_server.math.check import INLINE_CHARS
 from verifier_server.math.pool import WorkerPool
 from verifier_server.math.values import parse_answer
+from verifier_server.wire import to_request
 
 V = pb.Verdict.Name
 RESTEM = Path(sys.executable).parent / "restem"
@@ -267,12 +270,29 @@ def verifier():
     core_.close()
 
 
+def math_request(completion: str, gold: str, *, extract: bool = True,
+                 request_id: str = "") -> pb.VerifyRequest:
+    return to_request(MathCheck(completion, gold, extract=extract), request_id=request_id)
+
+
+def exact_request(completion: str, target: str, *, request_id: str = "") -> pb.VerifyRequest:
+    return to_request(ExactCheck(completion, target), request_id=request_id)
+
+
 def call_request(args_json: str = "[1]", expected_json: str = "1", **limits) -> pb.VerifyRequest:
-    request = code_request("def f(x):\n    return x", calls=("f", [([1], 1)]))
+    request = to_request(CodeCheck("def f(x):\n    return x", CallTests("f", (([1], 1),))))
     request.code.call.cases[0].args_json = args_json
     request.code.call.cases[0].expected_json = expected_json
     for name, value in limits.items():
         setattr(request.code.limits, name, value)
+    return request
+
+
+def stdio_request(cases: int) -> pb.VerifyRequest:
+    """A stdio request of `cases` tests, built on the wire (a record refuses so many)."""
+    request = to_request(CodeCheck("print(1)", StdioTests((("", "1\n"),))))
+    request.code.stdio.cases.extend(pb.StdioCase(stdin="", expected_stdout="1\n")
+                                    for _ in range(cases - 1))
     return request
 
 
@@ -281,27 +301,40 @@ REFUSED = [
     (call_request(args_json="[" * 100_000 + "]" * 100_000), "code.call.cases[0].args_json"),
     (call_request(expected_json="{\"a\":" * 100_000 + "1" + "}" * 100_000),
      "code.call.cases[0].expected_json"),
-    (call_request(args_json="[" + "[" * 80 + "]" * 80 + "]"), "nested deeper than 64"),
+    (call_request(args_json="[" + "[" * 80 + "]" * 80 + "]"),
+     "field 'tests.call.cases[0][0]' is nested deeper than 64"),
     # integers past Python's digit limit: ValueError, named
     (call_request(expected_json="9" * 1_000_000), "code.call.cases[0].expected_json"),
     # a flood of small values costs gigabytes once parsed: refused by count
     (call_request(args_json="[" + "{}," * 1_500_000 + "{}]"), "more than 1,000,000 values"),
-    # NaN passed every range check and broke Limits() inside the run (a lost batch)
-    (call_request(cpu_time_s=float("nan")), "code.limits.cpu_time_s"),
-    (call_request(wall_time_s=float("inf")), "code.limits.wall_time_s"),
-    # output kept per test crosses back to this process: a ceiling
-    (call_request(max_output_bytes=2**40), "code.limits.max_output_bytes"),
-    (call_request(memory_bytes=2**60), "code.limits.memory_bytes"),
+    # NaN passed every range check and broke Limits() inside the run (a lost batch); the
+    # record reads cpu_time_s as cpu_s and wall_time_s as wall_s, and names them so
+    (call_request(cpu_time_s=float("nan")), "field 'cpu_s'"),
+    (call_request(wall_time_s=float("inf")), "field 'wall_s'"),
+    # output kept per test crosses back to this process: a ceiling (the core's)
+    (call_request(max_output_bytes=2**40), "code.output_bytes"),
+    (call_request(memory_bytes=2**60), "code.memory_mb"),  # 2**40 MB: past the core's ceiling
+    (call_request(memory_bytes=-1), "code.limits.memory_bytes"),
+    (call_request(max_processes=10_000), "code.limits.max_processes"),
     (pb.VerifyRequest(request_id="x" * 5_000, math=pb.MathTask(completion="1", gold="1")),
      "request_id"),
-    (code_request("print(1)", stdio=[("", "1\n")] * 10_001), "code.stdio.cases"),
+    (stdio_request(10_001), "code.stdio.cases"),
 ]
 
 
+def decode_and_validate(verifier: Verifier, request: pb.VerifyRequest) -> Check:
+    """The whole path a request takes before it runs: read off the wire (into a record,
+    which checks itself), then judged by the core; either may refuse it."""
+    record = service.decode(request, 32)
+    verifier.validate(record)
+    return record
+
+
 @pytest.mark.parametrize("request_, field", REFUSED, ids=[f for _, f in REFUSED])
-def test_hostile_fields_are_invalid_requests_naming_the_field(request_, field: str) -> None:
-    with pytest.raises(InvalidRequest, match=re.escape(field)):
-        within(30, validate, request_, 32)
+def test_hostile_fields_are_invalid_requests_naming_the_field(
+        verifier: Verifier, request_, field: str) -> None:
+    with pytest.raises(InvalidCheck, match=re.escape(field)):
+        within(30, decode_and_validate, verifier, request_)
 
 
 def test_one_hostile_request_is_its_own_answer_in_a_batch(verifier: Verifier) -> None:
@@ -311,7 +344,7 @@ def test_one_hostile_request_is_its_own_answer_in_a_batch(verifier: Verifier) ->
                 math_request(CRAFTED["unclosed display math"], "1", request_id="d"),
                 exact_request("the answer is " + "." * 5_000_000, "(B)", request_id="e"),
                 math_request("\\boxed{2}", "2", request_id="f")]
-    answers = within(60, verifier.verify_many, requests)
+    answers = within(60, service.answer, verifier, requests)
     assert [V(a.verdict) for a in answers] == ["PASS", "INVALID_REQUEST", "INVALID_REQUEST",
                                                "NO_ANSWER", "FAIL", "PASS"]
     assert [a.request_id for a in answers] == ["a", "", "", "d", "e", "f"]
@@ -320,20 +353,20 @@ def test_one_hostile_request_is_its_own_answer_in_a_batch(verifier: Verifier) ->
 def test_numbers_json_reads_are_not_refused(verifier: Verifier) -> None:
     """1e999 is infinity and NaN a float to JSON: values, valid, answered (code is off)."""
     for args, expected in (("[1e999]", "1e999"), ("[NaN]", "-Infinity"), ("[[]]", "{}")):
-        (answer,) = verifier.verify_many([call_request(args, expected)])
-        assert V(answer.verdict) == "INVALID_REQUEST" and answer.message == verifier.code_off
+        (response,) = service.answer(verifier, [call_request(args, expected)])
+        assert V(response.verdict) == "INVALID_REQUEST" and response.message == verifier.code_off
 
 
 def test_what_a_response_echoes_and_the_cache_holds_is_bounded(verifier: Verifier) -> None:
     huge = "1" * 3_000_000
-    (answer,) = verifier.verify_many([math_request(huge, "1", extract=False)])
-    assert len(answer.extracted) <= core.MAX_ECHO_CHARS + 10
+    (response,) = service.answer(verifier, [math_request(huge, "1", extract=False)])
+    assert len(response.extracted) <= core.MAX_ECHO_CHARS + 10
     exact = check_exact("the answer is " + "x" * 3_000_000, "x")
     assert exact.verdict is Verdict.FAIL
-    (answer,) = verifier.verify_many([exact_request("the answer is " + "y" * 3_000_000, "y")])
-    assert len(answer.extracted) <= core.MAX_ECHO_CHARS + 10
+    (response,) = service.answer(verifier, [exact_request("the answer is " + "y" * 3_000_000, "y")])
+    assert len(response.extracted) <= core.MAX_ECHO_CHARS + 10
     for i in range(20):  # distinct 3 MB requests: the cache keeps digests, not requests
-        verifier.verify_many([math_request(huge + str(i), "1", extract=False)])
+        service.answer(verifier, [math_request(huge + str(i), "1", extract=False)])
     assert all(len(key) == 20 for key in verifier._math_cache)
     assert verifier._cache_bytes < core.MATH_CACHE_BYTES
 
@@ -541,7 +574,7 @@ def test_a_flood_of_spinning_programs_never_delays_math() -> None:
     """Code jobs and math batches run on separate thread pools: while 10 programs that spin
     to their time limit queue for the one sandbox worker (about 15 s of work; math waited
     behind all of them in one queue), math and exact answers come back at once."""
-    spin = code_request("while True: pass", stdio=[("", "")], cpu_s=1.5)
+    spin = to_request(CodeCheck("while True: pass", StdioTests((("", ""),)), cpu_s=1.5))
     with ServerProcess(sandbox="namespace", workers=1) as server, \
             VerifierClient(server.target) as client, ThreadPoolExecutor(10) as threads:
         flood = [threads.submit(client.verify, spin, timeout_s=600) for _ in range(10)]

@@ -12,17 +12,23 @@ from pathlib import Path
 
 import pytest
 
+from evals.checks import AssertTests, CodeCheck
 from restem_client.client import VerifierClient
-from restem_client.requests import code_request
 from restem_proto.v1 import verifier_pb2 as pb
 from tests.adversarial import CORRECT_ADD, HOST_FILE, MARK, PROGRAMS
 from tests.conftest import REPO
 from tests.verifier_server_process import ServerProcess
+from verifier_server.wire import to_request
 
 BACKENDS = [pytest.param("docker", marks=pytest.mark.docker, id="docker"),
             pytest.param("namespace", marks=pytest.mark.namespace, id="bwrap")]
 HOSTILE = [h for h in PROGRAMS if h.kind == "test_code"]
-BENIGN = ("def check(candidate):\n    assert candidate(2, 3) == 5\n", "add")
+BENIGN = AssertTests("def check(candidate):\n    assert candidate(2, 3) == 5\n", "add")
+
+
+def asserts_request(program: str, tests: AssertTests, cpu_s: float = 0.0) -> pb.VerifyRequest:
+    """The wire request the service reads: `program` against assert tests."""
+    return to_request(CodeCheck(program, tests, cpu_s=cpu_s))
 
 
 def proof_of_concept(target: Path) -> str:
@@ -40,7 +46,8 @@ def score_lines(tmp_path: Path) -> list[dict]:
                       "tests": {"asserts": {"entry_point": "add",
                                             "test_code": hostile.program}}})
     lines.append({"task_id": "benign", "completion": CORRECT_ADD,
-                  "tests": {"asserts": {"entry_point": BENIGN[1], "test_code": BENIGN[0]}}})
+                  "tests": {"asserts": {"entry_point": BENIGN.entry_point,
+                                        "test_code": BENIGN.test_code}}})
     return lines
 
 
@@ -73,20 +80,21 @@ def test_the_service_keeps_test_code_off_the_host(tmp_path: Path, backend: str) 
     still serves; nothing reached the host."""
     requests, expected = [], []
     target = tmp_path / "PWNED"
-    requests.append(code_request("def f(x):\n    return x\n",
-                                 asserts=(proof_of_concept(target), "f"), cpu_s=1.0))
+    requests.append(asserts_request("def f(x):\n    return x\n",
+                                    AssertTests(proof_of_concept(target), "f"), cpu_s=1.0))
     expected.append("INVALID_REQUEST")
     # A lone surrogate in a message (grpc/grpc#11442): protobuf refused the response, and
     # the batch around it was lost.
-    requests.append(code_request("def add(a, b):\n    raise ValueError('\\ud800')\n",
-                                 asserts=BENIGN))
+    requests.append(asserts_request("def add(a, b):\n    raise ValueError('\\ud800')\n",
+                                    BENIGN))
     expected.append("RUNTIME_ERROR")
     for hostile in HOSTILE:
-        requests.append(code_request(CORRECT_ADD, asserts=(hostile.program, "add"), cpu_s=1.0))
+        requests.append(asserts_request(CORRECT_ADD, AssertTests(hostile.program, "add"),
+                                        cpu_s=1.0))
         expected.append(hostile.expected)
-        requests.append(code_request(CORRECT_ADD, asserts=BENIGN))
+        requests.append(asserts_request(CORRECT_ADD, BENIGN))
         expected.append("PASS")
-        requests.append(code_request("def add(a, b):\n    return a - b\n", asserts=BENIGN))
+        requests.append(asserts_request("def add(a, b):\n    return a - b\n", BENIGN))
         expected.append("FAIL")
     with ServerProcess(sandbox=backend) as server, VerifierClient(server.target) as client:
         answers = client.verify_many(requests)
@@ -94,7 +102,7 @@ def test_the_service_keeps_test_code_off_the_host(tmp_path: Path, backend: str) 
         assert got == expected, [(e, g, a.message[:200]) for e, g, a in
                                  zip(expected, got, answers, strict=True) if e != g]
         assert all(MARK not in a.message for a in answers)
-        again = client.verify(code_request(CORRECT_ADD, asserts=BENIGN))
+        again = client.verify(asserts_request(CORRECT_ADD, BENIGN))
         assert pb.Verdict.Name(again.verdict) == "PASS"
         assert server.process.poll() is None
     assert not target.exists() and not Path(HOST_FILE).exists()
