@@ -297,6 +297,29 @@ class CheckResult:
         return Verdict(self.verdict) is Verdict.PASS
 
 
+@dataclass(frozen=True)
+class VerifierInfo:
+    """What a verifier offers: `sandbox_backends`, the backend code runs on (empty: no code
+    checks, and `code_off` says why and how to turn them on); the default limits of each
+    code test (`cpu_s` ... `file_bytes`, what a CodeCheck's 0 means; `max_processes` per
+    sandbox worker); and, from a service only, its queue (`max_queue` checks admitted at
+    once, `in_flight` now)."""
+
+    version: str
+    sandbox_backends: tuple[str, ...] = ()
+    code_off: str = ""
+    sandbox_workers: int = 0
+    math_workers: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    memory_mb: int = 0
+    max_processes: int = 0
+    output_bytes: int = 0
+    file_bytes: int = 0
+    max_queue: int = 0
+    in_flight: int = 0
+
+
 def parse_tests(value: Any) -> Tests:
     """Tests from their JSON form: {"stdio": {"cases": [[stdin, stdout], ...]}},
     {"call": {"fn_name", "cases": [[args, expected], ...]}} or {"asserts": {"test_code",

@@ -58,12 +58,12 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
-from evals.checks import Check, CheckResult
+from evals.checks import Check, CheckResult, VerifierInfo
 from restem_client.verifier import Verifier, VerifyTimeout
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 from verifier_server.token_file import read_token
-from verifier_server.wire import to_request, to_result
+from verifier_server.wire import info_from_pb, to_request, to_result
 
 log = logging.getLogger(__name__)
 
@@ -357,10 +357,10 @@ class VerifierClient(Verifier):
             _timed_out(exc, timeout_s)
             raise
 
-    def info(self) -> pb.ServerInfo:
-        return self._retrying(lambda: self.stub.GetInfo(pb.GetInfoRequest(),
-                                                         metadata=self.metadata),
-                              _CallClock(None))
+    def info(self) -> VerifierInfo:
+        return info_from_pb(self._retrying(
+            lambda: self.stub.GetInfo(pb.GetInfoRequest(), metadata=self.metadata),
+            _CallClock(None)))
 
     def check_many(self, checks: Sequence[Check], *, progress: bool = False,
                    timeout_s: float | None = None) -> list[CheckResult]:
@@ -454,7 +454,7 @@ class AsyncVerifierClient:
         return await self._call(self.client.check_many, checks, progress=progress,
                                 timeout_s=timeout_s)
 
-    async def info(self) -> pb.ServerInfo:
+    async def info(self) -> VerifierInfo:
         return await self._call(self.client.info)
 
     async def close(self) -> None:

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from evals.checks import Check, CheckResult
+from evals.checks import Check, CheckResult, VerifierInfo
 from restem_client.verifier import Verifier, VerifyTimeout
-from restem_proto.v1 import verifier_pb2 as pb
 from verifier_server.core import Verifier as Core
 from verifier_server.math import DEFAULT_TIMEOUT_S
 
@@ -44,7 +43,7 @@ class LocalVerifier(Verifier):
             raise VerifyTimeout(timeout_s)  # as over gRPC: a late answer is no answer
         return out
 
-    def info(self) -> pb.ServerInfo:
+    def info(self) -> VerifierInfo:
         return self.core.info()
 
     def close(self) -> None:

@@ -20,8 +20,7 @@ from typing import Protocol
 
 import grpc
 
-from evals.checks import Check, CheckResult
-from restem_proto.v1 import verifier_pb2 as pb
+from evals.checks import Check, CheckResult, VerifierInfo
 
 
 class VerifyTimeout(grpc.RpcError, TimeoutError):
@@ -49,7 +48,7 @@ class Verifier(Protocol):
         """Every check answered once, in input order."""
         ...
 
-    def info(self) -> pb.ServerInfo: ...
+    def info(self) -> VerifierInfo: ...
 
     def close(self) -> None: ...
 

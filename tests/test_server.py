@@ -148,7 +148,7 @@ def test_async_client(server) -> None:
 
 def test_info_health_reflection_metrics(server, client: VerifierClient) -> None:
     info = client.info()
-    assert info.version and info.sandbox_backends == ["namespace"] and info.max_queue == 4096
+    assert info.version and info.sandbox_backends == ("namespace",) and info.max_queue == 4096
     channel = grpc.insecure_channel(server.target)
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert health.status == health_pb2.HealthCheckResponse.SERVING
@@ -527,4 +527,4 @@ def test_local_verifier_has_the_same_interface_and_answers() -> None:
         assert first.extracted == "\\frac{1}{2}" and first.rule == "boxed"
         assert results[7].tests[0].passed and results[7].tests[0].stdout == "2\n"
         assert "math.gold" in results[-1].message
-        assert local.info().sandbox_backends == ["namespace"]
+        assert local.info().sandbox_backends == ("namespace",)

@@ -30,6 +30,7 @@ from evals.checks import (
     StdioTests,
     TestOutcome,
     Verdict,
+    VerifierInfo,
     parse_tests,
 )
 from evals.score import parse_line, result_fields
@@ -46,6 +47,8 @@ from verifier_server.service import decode
 from verifier_server.token_file import TokenFileError, read_token
 from verifier_server.wire import (
     from_request,
+    info_from_pb,
+    info_to_pb,
     to_request,
     to_response,
     to_result,
@@ -122,7 +125,8 @@ def test_check_many_answers_every_check_in_order(verifier: Verifier) -> None:
 
 def test_info_names_the_backend(verifier: Verifier) -> None:
     info = verifier.info()
-    assert info.sandbox_backends == ["local"] and info.math_workers >= 1 and info.version
+    assert info.sandbox_backends == ("local",) and info.math_workers >= 1 and info.version
+    assert info.cpu_s == 4.0 and info.memory_mb == 1024 and info.max_processes == 32
 
 
 def test_a_call_timeout_raises_verify_timeout(verifier: Verifier) -> None:
@@ -235,6 +239,13 @@ def test_every_record_field_crosses_the_wire_and_back(check) -> None:
     forgets fails here."""
     wire = pb.VerifyRequest.FromString(to_request(check, request_id="r").SerializeToString())
     assert from_request(wire) == check
+
+
+def test_every_info_field_crosses_the_wire_and_back() -> None:
+    info = VerifierInfo("1.2.3", ("docker",), "", 4, 2, cpu_s=4.0, wall_s=13.0, memory_mb=1024,
+                        max_processes=32, output_bytes=5, file_bytes=6, max_queue=7,
+                        in_flight=8)
+    assert info_from_pb(pb.ServerInfo.FromString(info_to_pb(info).SerializeToString())) == info
 
 
 def test_every_result_field_crosses_the_wire_and_back() -> None:

@@ -42,8 +42,8 @@ from evals.checks import (
     StdioTests,
     TestOutcome,
     Verdict,
+    VerifierInfo,
 )
-from restem_proto.v1 import verifier_pb2 as pb
 from sandbox import AssertTest, CallTest, Limits, Sandbox, StdioTest
 from sandbox import Status as SandboxStatus
 from sandbox.backends import default_backend
@@ -239,20 +239,14 @@ class Verifier:
                 out[i] = replace(result, elapsed_ms=elapsed)
         return out  # type: ignore[return-value]
 
-    def info(self) -> pb.ServerInfo:
+    def info(self) -> VerifierInfo:
         limits = self.default_limits
-        return pb.ServerInfo(
-            version=VERSION,
-            sandbox_backends=[self.sandbox_backend] if self.sandbox_backend else [],
-            code_off=self.code_off,
-            sandbox_workers=self.sandbox.size if self.sandbox else 0,
-            math_workers=self.math_pool.size,
-            default_limits=pb.Limits(
-                cpu_time_s=limits.cpu_s, wall_time_s=limits.wall_limit_s,
-                memory_bytes=limits.memory_mb * 2**20, max_processes=self.max_processes,
-                max_output_bytes=limits.output_bytes, max_file_bytes=limits.file_bytes,
-            ),
-        )
+        return VerifierInfo(
+            VERSION, (self.sandbox_backend,) if self.sandbox_backend else (), self.code_off,
+            self.sandbox.size if self.sandbox else 0, self.math_pool.size,
+            cpu_s=limits.cpu_s, wall_s=limits.wall_limit_s, memory_mb=limits.memory_mb,
+            max_processes=self.max_processes, output_bytes=limits.output_bytes,
+            file_bytes=limits.file_bytes)
 
     def close(self) -> None:
         if self.sandbox:

@@ -36,6 +36,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 
 import grpc
@@ -45,7 +46,7 @@ from evals.checks import Check, CheckResult, InvalidCheck, Verdict
 from restem_proto.v1 import verifier_pb2 as pb
 from restem_proto.v1 import verifier_pb2_grpc as pb_grpc
 from verifier_server.core import Job, NoAnswer, Verifier, internal_error
-from verifier_server.wire import from_request, to_response
+from verifier_server.wire import from_request, info_to_pb, to_response
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +295,8 @@ class VerifierService(pb_grpc.VerifierServicer):
         return _Stream(self, incoming, self._deadline(context), context.peer()).answers()
 
     async def GetInfo(self, request, context):
-        info = self.verifier.info()
-        info.max_queue = self.max_queue
-        info.in_flight = self.in_flight
-        return info
+        return info_to_pb(replace(self.verifier.info(), max_queue=self.max_queue,
+                                  in_flight=self.in_flight))
 
 
 class _Stream:

@@ -5,6 +5,7 @@ only by the gRPC client and the gRPC service:
     from_request(request)                                     # service: the record again
     to_response(result, request_id="q1")                      # service: pb.VerifyResponse
     to_result(response)                                       # client: CheckResult
+    info_to_pb(info), info_from_pb(server_info)               # VerifierInfo both ways
     verdict_to_pb(Verdict.PASS), verdict_from_pb(pb.PASS)     # one mapping, both ways
 
 and the names of the wire's math modes and compare profiles. Every mapping fails loudly on a
@@ -33,6 +34,7 @@ from evals.checks import (
     TestOutcome,
     Tests,
     Verdict,
+    VerifierInfo,
 )
 from restem_proto.v1 import verifier_pb2 as pb
 
@@ -210,3 +212,25 @@ def to_result(response: pb.VerifyResponse) -> CheckResult:
         tests=tuple(TestOutcome(t.passed, verdict_from_pb(t.verdict), t.exit_code, t.stdout,
                                 t.stderr, t.cpu_time_s, t.wall_time_s, t.detail)
                     for t in response.tests))
+
+
+def info_to_pb(info: VerifierInfo) -> pb.ServerInfo:
+    return pb.ServerInfo(
+        version=info.version, sandbox_backends=list(info.sandbox_backends),
+        code_off=info.code_off, sandbox_workers=info.sandbox_workers,
+        math_workers=info.math_workers, max_queue=info.max_queue, in_flight=info.in_flight,
+        default_limits=pb.Limits(cpu_time_s=info.cpu_s, wall_time_s=info.wall_s,
+                                 memory_bytes=info.memory_mb * 2**20,
+                                 max_processes=info.max_processes,
+                                 max_output_bytes=info.output_bytes,
+                                 max_file_bytes=info.file_bytes))
+
+
+def info_from_pb(info: pb.ServerInfo) -> VerifierInfo:
+    limits = info.default_limits
+    return VerifierInfo(
+        info.version, tuple(info.sandbox_backends), info.code_off, info.sandbox_workers,
+        info.math_workers, cpu_s=limits.cpu_time_s, wall_s=limits.wall_time_s,
+        memory_mb=limits.memory_bytes // 2**20, max_processes=limits.max_processes,
+        output_bytes=limits.max_output_bytes, file_bytes=limits.max_file_bytes,
+        max_queue=info.max_queue, in_flight=info.in_flight)
