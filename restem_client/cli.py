@@ -267,9 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=int, help="only the first N problems")
     p.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
+    from evals.prompts import VARIANTS
+
+    choices = "; ".join(f"{task}: {', '.join(v.name for v in variants)}"
+                        for task, variants in VARIANTS.items() if len(variants) > 1)
     p.add_argument("--prompt", metavar="VARIANT", help="prompt variant (default: the standard "
-                   "one): gsm8k: wei-8shot, zero-shot, train-seeded; math: minerva-4shot, "
-                   "train-seeded (the ReST-EM loop's); see evals/prompts.py")
+                   f"one, listed first): {choices}; see evals/prompts.py")
     p.add_argument("--data-dir", type=Path, help="local datasets (the ../shared/data layout)")
     p.add_argument("--out", type=Path, help="output directory (default runs/eval-TASK-SPLIT)")
     p.add_argument("--batch-size", type=int, default=16, help="hf: rows per generate call")

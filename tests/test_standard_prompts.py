@@ -78,20 +78,37 @@ def test_minerva_4shot_is_the_harness_layout(data_dir: Path) -> None:
 
 def test_standard_prompts_match_the_harness_contexts(data_dir: Path) -> None:
     """Byte for byte, the context lm-evaluation-harness 0.4.13 sends the model for the same
-    documents: its gsm8k_cot and minerva_math500 configs on the local data files (the task
-    configs of bench/lm_eval_compare.py), contexts copied from its --log_samples output."""
+    documents, and the strings where it stops generating: its gsm8k_cot, gsm8k_cot_zeroshot,
+    gsm8k (five exemplars drawn per document: documents 0, 1 and 59), minerva_math500,
+    humaneval and mbpp configs on the local data files (the task configs of
+    bench/lm_eval_compare.py), copied from its `--model dummy --log_samples` output."""
     recorded = json.loads(FIXTURES.read_text())
-    problems = {p.task_id: p for name, split in (("gsm8k", "test"), ("math", "math500"))
+    problems = {p.task_id: p for name, split in (("gsm8k", "test"), ("math", "math500"),
+                                                 ("humaneval", "test"), ("mbpp", "test"))
                 for p in load(name, split, data_dir)}
-    assert len(recorded) >= 2
+    assert {case["harness_task"] for case in recorded} == {
+        "gsm8k_cot", "gsm8k_cot_zeroshot", "gsm8k", "minerva_math500", "humaneval", "mbpp"}
     for case in recorded:
-        rendered = render(problems[case["task_id"]], data_dir, prompt=case["variant"])
-        assert rendered == case["context"], case["task_id"]
+        problem = problems[case["task_id"]]
+        rendered = render(problem, data_dir, prompt=case["variant"])
+        assert rendered == case["context"], (case["harness_task"], case["task_id"])
+        assert list(stop_sequences(problem, prompt=case["variant"])) == case["until"]
+
+
+def test_the_loop_keeps_the_mbpp_prompt_it_was_made_with(data_dir: Path) -> None:
+    """The harness's MBPP prompt is for evaluation; the loop's keeps normalized line ends and
+    one newline between items, as every recorded MBPP run was sampled with."""
+    problem = load("mbpp", "test", data_dir)[0]
+    loop, harness = render(problem, data_dir), render(problem, data_dir, prompt="harness-3shot")
+    assert "\r\n" not in loop and "\r\n" in harness
+    assert loop.count("[DONE]\nYou are") == 3 and harness.count("[DONE]\n\nYou are") == 3
+    assert loop == render(problem, data_dir, prompt="mbpp-3shot")
 
 
 def test_unknown_variants_name_the_valid_ones(data_dir: Path) -> None:
     problem = load("gsm8k", "test", data_dir)[0]
-    with pytest.raises(ValueError, match="expected one of wei-8shot, zero-shot, train-seeded"):
+    with pytest.raises(ValueError, match="expected one of wei-8shot, zero-shot, "
+                       "harness-5shot, train-seeded"):
         render(problem, data_dir, prompt="wei-5shot")
     with pytest.raises(ValueError, match="expected one of suzgun-3shot-cot"):
         variant("bbh/navigate", "minerva-4shot")
@@ -103,11 +120,12 @@ def test_unknown_variants_name_the_valid_ones(data_dir: Path) -> None:
 
 def test_the_loop_keeps_the_train_seeded_prompts(data_dir: Path) -> None:
     """restem_client.restem renders without naming a variant: that is the train-seeded one
-    for MATH and GSM8K (its exemplars are train problems, not Wei's or Minerva's)."""
-    assert LOOP["gsm8k"] == LOOP["math"] == "train-seeded"
+    for MATH and GSM8K (its exemplars are train problems, not Wei's or Minerva's), and
+    mbpp-3shot for MBPP."""
+    assert LOOP["gsm8k"] == LOOP["math"] == "train-seeded" and LOOP["mbpp"] == "mbpp-3shot"
     assert STANDARD == {"gsm8k": "wei-8shot", "math": "minerva-4shot",
                         "bbh": "suzgun-3shot-cot", "humaneval": "codex-zero-shot",
-                        "apps": "apps", "mbpp": "mbpp-3shot", "arith": "arith"}
+                        "apps": "apps", "mbpp": "harness-3shot", "arith": "arith"}
     train = {_words(p.question) for p in load("gsm8k", "train", data_dir)}
     problem = load("gsm8k", "test", data_dir)[0]
     loop_prompt = render(problem, data_dir)
