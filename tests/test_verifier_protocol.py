@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import grpc
@@ -224,13 +225,23 @@ def test_records_become_requests_and_responses_results() -> None:
 ROUND_TRIP = [
     MathCheck("so \\boxed{1}", "1"),
     MathCheck("0.5", "1/2", mode="gsm8k", extract=False, timeout_s=2.5),
-    ExactCheck("So the answer is (B).", "(B)", answer_format="multiple_choice", extract=False),
+    ExactCheck("So the answer is (B).", "(B)", answer_format="multiple_choice", extract=False,
+               timeout_s=1.0),
     CodeCheck("print(1)", StdioTests((("", "1\n"), ("x\n", "é\n")))),
     CodeCheck("p", CallTests("f", (([1, [2.5, None]], {"a": [True]}), ([], "s")))),
     CodeCheck("p", AssertTests("def check(c): pass", "f", "prompt"), cpu_s=1.5, memory_mb=64,
               profile="human_eval", run_all=True, wall_s=7.0, output_bytes=1000,
               file_bytes=2000, timeout_s=9.0),
 ]
+
+
+def test_the_round_trip_sets_every_field_of_every_record() -> None:
+    """A field added to a record must be added here too, set away from its default, or the
+    round trip below would not see a translator that forgets it."""
+    for kind in (MathCheck, ExactCheck, CodeCheck):
+        defaults = {f.name: f.default for f in fields(kind) if f.default is not MISSING}
+        assert any(all(getattr(c, name) != value for name, value in defaults.items())
+                   for c in ROUND_TRIP if type(c) is kind), kind.__name__
 
 
 @pytest.mark.parametrize("check", ROUND_TRIP, ids=lambda c: type(c).__name__)
