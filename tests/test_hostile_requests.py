@@ -30,11 +30,13 @@ from hypothesis import strategies as st
 from evals.checks import (
     CallTests,
     Check,
+    CheckResult,
     CodeCheck,
     ExactCheck,
     InvalidCheck,
     MathCheck,
     StdioTests,
+    TestOutcome,
     Verdict,
 )
 from restem_client.client import VerifierClient
@@ -369,6 +371,25 @@ def test_what_a_response_echoes_and_the_cache_holds_is_bounded(verifier: Verifie
         service.answer(verifier, [math_request(huge + str(i), "1", extract=False)])
     assert all(len(key) == 20 for key in verifier._math_cache)
     assert verifier._cache_bytes < core.MATH_CACHE_BYTES
+
+
+def test_the_cache_counts_what_its_answers_hold_in_memory(verifier: Verifier) -> None:
+    """Four-byte characters cost four bytes each in the cache's bound, not one (a bound
+    counted in characters let 64 MiB of accounting hold about 500 MB)."""
+    before = verifier._cache_bytes
+    answer = "\U0001F600" * 8_000
+    service.answer(verifier, [math_request(f"\\boxed{{{answer}}}", "1")])
+    assert verifier._cache_bytes - before >= 4 * 8_000
+
+
+def test_an_answer_the_wire_cannot_carry_is_its_own_sandbox_error() -> None:
+    """The result of one request that protobuf refuses to encode (an exit code past int32)
+    is that request's SANDBOX_ERROR, with its id cut to the limit; the batch goes on."""
+    long_id = pb.VerifyRequest(request_id="x" * 5_000)
+    broken = CheckResult(Verdict.FAIL, tests=(TestOutcome(True, Verdict.PASS, 2**40),))
+    response = service._encode(long_id, broken)
+    assert V(response.verdict) == "SANDBOX_ERROR" and "ValueError" in response.message
+    assert len(response.request_id) == service.MAX_REQUEST_ID_CHARS
 
 
 def test_the_exact_checker_strips_a_million_dots_at_once() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -179,14 +180,15 @@ class Verifier:
             raise InvalidCheck("exact.target: empty")
         if not isinstance(check, CodeCheck):
             return Job(check)
-        for name, value, ceiling in (("cpu_s", check.cpu_s, MAX_TIMEOUT_S),
-                                     ("wall_s", check.wall_s, MAX_TIMEOUT_S),
-                                     ("memory_mb", check.memory_mb, MAX_MEMORY_MB),
-                                     ("output_bytes", check.output_bytes, MAX_OUTPUT_BYTES),
-                                     ("file_bytes", check.file_bytes, MAX_FILE_BYTES)):
+        for name, value, ceiling, unit in (
+                ("cpu_s", check.cpu_s, MAX_TIMEOUT_S, "s"),
+                ("wall_s", check.wall_s, MAX_TIMEOUT_S, "s"),
+                ("memory_mb", check.memory_mb, MAX_MEMORY_MB, "MiB"),
+                ("output_bytes", check.output_bytes, MAX_OUTPUT_BYTES, "bytes"),
+                ("file_bytes", check.file_bytes, MAX_FILE_BYTES, "bytes")):
             if value > ceiling:
-                most = f"{ceiling:g} s" if isinstance(ceiling, float) else f"{ceiling:,}"
-                raise InvalidCheck(f"code.{name}: this verifier allows at most {most}")
+                raise InvalidCheck(f"code.{name}: this verifier allows at most {ceiling:,g} "
+                                   f"{unit}")
         tests = sandbox_tests(check)
         if not check.program.strip():  # checked last: the check is otherwise well formed
             raise NoAnswer("code.program: empty (no program to run)")
@@ -346,9 +348,10 @@ def _math_digest(completion: str, gold: str, mode: str, extract: bool) -> bytes:
 
 
 def _result_bytes(result: CheckResult) -> int:
-    """About what a cached result holds, in bytes."""
-    return 200 + sum(len(text or "") for text in (result.extracted, result.canonical,
-                                                   result.rule, result.message))
+    """What a cached result holds in memory, its strings by their real size (a character
+    outside Latin-1 costs 2 or 4 bytes), plus the record itself."""
+    return 200 + sum(sys.getsizeof(text) for text in (result.extracted, result.canonical,
+                                                       result.rule, result.message) if text)
 
 
 def echo(text: str | None) -> str:

@@ -91,8 +91,18 @@ def answer(verifier: Verifier, requests: list[pb.VerifyRequest],
     checked = verifier.check_many([check for _, check in checks], deadline, flow)
     for (i, _), result in zip(checks, checked, strict=True):
         results[i] = result
-    return [to_response(result, request.request_id[:MAX_REQUEST_ID_CHARS])  # type: ignore[arg-type]
+    return [_encode(request, result)  # type: ignore[arg-type]
             for request, result in zip(requests, results, strict=True)]
+
+
+def _encode(request: pb.VerifyRequest, result: CheckResult) -> pb.VerifyResponse:
+    """The response to one request, with its id cut to MAX_REQUEST_ID_CHARS; a result the
+    wire cannot carry is that request's SANDBOX_ERROR, never its batch's."""
+    request_id = request.request_id[:MAX_REQUEST_ID_CHARS]
+    try:
+        return to_response(result, request_id)
+    except Exception as exc:
+        return to_response(internal_error(request, exc), request_id)
 
 
 class FairGate:
@@ -211,14 +221,14 @@ class VerifierService(pb_grpc.VerifierServicer):
         if job is None:
             work = partial(answer, self.verifier, requests, deadline, flow)
         else:
-            work = partial(self._run_job, job, requests[0].request_id, deadline, flow)
+            work = partial(self._run_job, job, requests[0], deadline, flow)
         await gate.acquire(flow)
         try:
             started = time.monotonic()
             responses = await loop.run_in_executor(
                 self.executor if code else self.check_executor, work)
         except Exception as exc:  # a bug on some input: answered, never a lost stream
-            responses = [to_response(internal_error(r, exc), r.request_id) for r in requests]
+            responses = [_encode(r, internal_error(r, exc)) for r in requests]
         finally:
             gate.release()
         done = time.monotonic()
@@ -227,10 +237,10 @@ class VerifierService(pb_grpc.VerifierServicer):
             self.metrics.observe(request, resp, done - admitted)
         return responses
 
-    def _run_job(self, job: Job, request_id: str, deadline: float | None, flow: Hashable
-                 ) -> list[pb.VerifyResponse]:
+    def _run_job(self, job: Job, request: pb.VerifyRequest, deadline: float | None,
+                 flow: Hashable) -> list[pb.VerifyResponse]:
         (result,) = self.verifier.run([job], deadline, flow)
-        return [to_response(result, request_id)]
+        return [_encode(request, result)]
 
     def _validate(self, request: pb.VerifyRequest) -> Job:
         return self.verifier.validate(decode(request, self.verifier.max_processes))
@@ -262,7 +272,7 @@ class VerifierService(pb_grpc.VerifierServicer):
             job = None  # a wrong answer: the batch path answers it NO_ANSWER and counts it
         except Exception as exc:
             await self._release(1)
-            return to_response(internal_error(request, exc), request.request_id)
+            return _encode(request, internal_error(request, exc))
         try:
             (resp,) = await self._run([request], self._deadline(context), time.monotonic(),
                                       context.peer(), job)
