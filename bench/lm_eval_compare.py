@@ -34,7 +34,7 @@ directory holding that metric's two files (code_eval.py and execute.py, from
 huggingface/evaluate's metrics/code_eval); the harness then runs from a directory where it
 finds them, with HF_ALLOW_CODE_EVAL=1 and --confirm_run_unsafe_code: it executes the model's
 programs on this machine, outside any sandbox, as it does everywhere. restem's side runs them
-in its sandbox (--sandbox, default auto).
+in its sandbox (--sandbox, default docker).
 """
 
 from __future__ import annotations
@@ -360,10 +360,12 @@ def main() -> int:
     parser.add_argument("--code-eval", type=Path, help="a directory with the evaluate library's "
                         "code_eval metric (code_eval.py, execute.py), for the harness's code "
                         "tasks")
-    parser.add_argument("--sandbox", default="auto", help="restem's sandbox for programs")
+    parser.add_argument("--sandbox", default="docker", choices=["docker", "namespace"],
+                        help="restem's sandbox for programs")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the harness may run from another directory (code tasks)
     if (args.humaneval or args.mbpp) and not (args.code_eval
                                               and (args.code_eval / "code_eval.py").is_file()):
         raise SystemExit("--humaneval and --mbpp need --code-eval DIR holding code_eval.py and "
