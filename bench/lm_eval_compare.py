@@ -109,7 +109,7 @@ def pairs(args: argparse.Namespace) -> list[tuple[Pair, int]]:
         if args.humaneval:
             out.append((Pair("humaneval", "humaneval/humaneval.yaml", "humaneval",
                              "humaneval", "test", "codex-zero-shot",
-                             (("pass_at_k", "create_test"),), code=True), args.humaneval))
+                             (("pass@1", "create_test"),), code=True), args.humaneval))
         if args.mbpp:
             out.append((Pair("mbpp", "mbpp/mbpp.yaml", "mbpp", "mbpp", "test", "harness-3shot",
                              (("pass_at_1", "none"),), code=True), args.mbpp))
