@@ -5,6 +5,8 @@
     CodeCheck(program, StdioTests((("3 4\\n", "7\\n"),)))     # or CallTests, AssertTests
     MathCheck(completion, gold, timeout_s=5)                 # any check: its own time budget
     CheckResult(Verdict.PASS, extracted="12", canonical="12", rule="boxed")
+    CheckResult(Verdict.FAIL, tests=(TestOutcome(False, Verdict.FAIL, stdout="6\\n"),))
+    VerifierInfo("1.0.0", ("docker",), cpu_s=4.0)             # what a verifier offers
 
 `Verdict` is the one verdict vocabulary: the names of `enum Verdict` in
 proto/restem_proto/v1/verifier.proto (less VERDICT_UNSPECIFIED); the sandbox's `Status` and

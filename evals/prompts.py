@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -290,11 +291,13 @@ class _Draws:
     def __init__(self, size: int, shots: int) -> None:
         self.size, self.shots = size, shots
         self.rnd, self.draws = random.Random(SEED), []
+        self.lock = threading.Lock()  # prompts rendered from several threads draw in order
 
     def __getitem__(self, index: int) -> list[int]:
-        while len(self.draws) <= index:
-            self.draws.append(self.rnd.sample(range(self.size), self.shots))
-        return self.draws[index]
+        with self.lock:
+            while len(self.draws) <= index:
+                self.draws.append(self.rnd.sample(range(self.size), self.shots))
+            return self.draws[index]
 
 
 @lru_cache(maxsize=8)

@@ -215,3 +215,17 @@ def test_restem_eval_prints_and_records_the_variant(option: list[str], expected:
     assert config["prompt"]["extraction"] == used.extraction
     assert config["sampling"]["stop"] == list(stop_sequences(load("gsm8k", "test", data_dir)[0],
                                                              prompt=expected))
+
+
+def test_the_harness_draws_are_the_same_from_many_threads() -> None:
+    """Draw k belongs to test document k whichever thread renders it first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from evals.prompts import _Draws
+
+    expected = [_Draws(7473, 5)[k] for k in range(300)]
+    shared = _Draws(7473, 5)
+    order = list(range(300))[::-1] + list(range(300))
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        got = list(threads.map(lambda k: (k, shared[k]), order))
+    assert all(draw == expected[k] for k, draw in got)
