@@ -26,6 +26,8 @@ Pairs of tasks (harness task -> restem task and prompt variant):
     humaneval                           -> humaneval, codex-zero-shot   (with --code-eval)
     mbpp                                -> mbpp, harness-3shot          (with --code-eval)
 Work is kept in --out: a side whose outputs exist is not run again (delete them to rerun).
+Each side's run of one task is bounded by --side-timeout (4 h); a side that fails or runs
+out of time ends the script with exit status 2 and a line naming the side and the task.
 
 The harness scores HumanEval and MBPP with the `evaluate` library's `code_eval` metric, which
 `evaluate.load("code_eval")` fetches from the Hugging Face hub; offline it is found only as a
@@ -119,18 +121,38 @@ def pairs(args: argparse.Namespace) -> list[tuple[Pair, int]]:
 # ---------------------------------------------------------------------- the harness side
 
 
+class SideFailed(RuntimeError):
+    """One side's run failed or did not end in time; the message names it."""
+
+
+def run_side(what: str, command: list[str], timeout_s: float, **options) -> None:
+    """Run one side's command (its output goes to this terminal), bounded by `timeout_s`;
+    SideFailed naming the side, the task and how it ended."""
+    print("$ " + " ".join(command), file=sys.stderr)
+    started = time.monotonic()
+    try:
+        subprocess.run(command, check=True, timeout=timeout_s, **options)
+    except subprocess.TimeoutExpired:
+        raise SideFailed(f"{what} did not finish within {timeout_s:g} s "
+                         "(--side-timeout)") from None
+    except subprocess.CalledProcessError as exc:
+        raise SideFailed(f"{what} failed with exit status {exc.returncode} (its output is "
+                         "above)") from None
+    print(f"{what}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
 def harness_tasks_dir(lm_eval: Path) -> Path:
     python = lm_eval.parent / "python"
     found = subprocess.run([str(python), "-c", "import lm_eval, os; "
                             "print(os.path.dirname(lm_eval.__file__))"],
-                           capture_output=True, text=True, check=True).stdout.strip()
+                           capture_output=True, text=True, check=True, timeout=120).stdout.strip()
     return Path(found) / "tasks"
 
 
 def harness_version(lm_eval: Path) -> str:
     return subprocess.run([str(lm_eval.parent / "python"), "-c", "from importlib.metadata "
                            "import version; print(version('lm_eval'))"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+                          text=True, check=True, timeout=120).stdout.strip()
 
 
 def code_data(pair: Pair, data_dir: Path, out: Path) -> Path:
@@ -189,10 +211,7 @@ def run_harness(pair: Pair, n: int, args: argparse.Namespace) -> Path:
         shutil.copytree(args.code_eval, cwd / "code_eval", dirs_exist_ok=True)
         env["HF_ALLOW_CODE_EVAL"] = "1"
         command.append("--confirm_run_unsafe_code")
-    print("$ " + " ".join(command), file=sys.stderr)
-    started = time.monotonic()
-    subprocess.run(command, env=env, check=True, cwd=cwd)
-    print(f"harness {pair.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    run_side(f"harness {pair.name}", command, args.side_timeout, env=env, cwd=cwd)
     return sorted(out.rglob(f"samples_{pair.harness_task}_*.jsonl"))[-1]
 
 
@@ -229,7 +248,7 @@ def harness_rows(pair: Pair, path: Path, lm_eval: Path) -> list[dict]:
     docs = [by_doc[k] for k in sorted(by_doc)]
     if pair.task == "math":
         read = subprocess.run([str(lm_eval.parent / "python"), "-c", _MATH_EXTRACT, str(path)],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=True, timeout=600)
         for line in read.stdout.splitlines():
             doc_id, minerva, parsed = json.loads(line)
             extracted = by_doc[doc_id]["extracted"]
@@ -249,10 +268,7 @@ def run_restem(pair: Pair, n: int, args: argparse.Namespace) -> Path:
                    "--backend", "hf", "--limit", str(n), "--max-tokens", str(args.max_tokens),
                    "--batch-size", str(args.batch_size), "--data-dir", str(args.data_dir),
                    "--out", str(out), "--sandbox", args.sandbox if pair.code else "local"]
-        print("$ " + " ".join(command), file=sys.stderr)
-        started = time.monotonic()
-        subprocess.run(command, cwd=REPO, check=True)
-        print(f"restem {pair.name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+        run_side(f"restem {pair.name}", command, args.side_timeout, cwd=REPO)
     return out / "samples_results.jsonl"
 
 
@@ -362,6 +378,8 @@ def main() -> int:
                         "tasks")
     parser.add_argument("--sandbox", default="docker", choices=["docker", "namespace"],
                         help="restem's sandbox for programs")
+    parser.add_argument("--side-timeout", type=float, default=4 * 3600,
+                        help="seconds one side may take for one task")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
@@ -385,8 +403,13 @@ def main() -> int:
     with ThreadPoolExecutor(max_workers=2) as lanes:
         futures = [lanes.submit(lambda: [run_harness(p, n, args) for p, n in chosen]),
                    lanes.submit(lambda: [run_restem(p, n, args) for p, n in chosen])]
-        for future in futures:
-            future.result()
+        errors = [exc for future in futures if (exc := future.exception())]
+    for exc in errors:
+        if not isinstance(exc, SideFailed):
+            raise exc  # a bug here, with its trace
+        print(f"lm_eval_compare: {exc}", file=sys.stderr)
+    if errors:
+        return 2
     rows, notes = [], []
     for pair, n in chosen:
         more_rows, more_notes = compare(pair, n, args)
