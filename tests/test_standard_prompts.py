@@ -80,14 +80,17 @@ def test_standard_prompts_match_the_harness_contexts(data_dir: Path) -> None:
     """Byte for byte, the context lm-evaluation-harness 0.4.13 sends the model for the same
     documents, and the strings where it stops generating: its gsm8k_cot, gsm8k_cot_zeroshot,
     gsm8k (five exemplars drawn per document: documents 0, 1 and 59), minerva_math500,
-    humaneval and mbpp configs on the local data files (the task configs of
-    bench/lm_eval_compare.py), copied from its `--model dummy --log_samples` output."""
+    humaneval, mbpp and four bbh_cot_fewshot configs on the local data files (the task configs
+    of bench/lm_eval_compare.py), copied from its `--model dummy --log_samples` output."""
     recorded = json.loads(FIXTURES.read_text())
+    bbh = ("navigate", "date_understanding", "object_counting", "word_sorting")
     problems = {p.task_id: p for name, split in (("gsm8k", "test"), ("math", "math500"),
-                                                 ("humaneval", "test"), ("mbpp", "test"))
+                                                 ("humaneval", "test"), ("mbpp", "test"),
+                                                 *((f"bbh/{task}", "test") for task in bbh))
                 for p in load(name, split, data_dir)}
     assert {case["harness_task"] for case in recorded} == {
-        "gsm8k_cot", "gsm8k_cot_zeroshot", "gsm8k", "minerva_math500", "humaneval", "mbpp"}
+        "gsm8k_cot", "gsm8k_cot_zeroshot", "gsm8k", "minerva_math500", "humaneval", "mbpp",
+        *(f"bbh_cot_fewshot_{task}" for task in bbh)}
     for case in recorded:
         problem = problems[case["task_id"]]
         rendered = render(problem, data_dir, prompt=case["variant"])
@@ -105,12 +108,23 @@ def test_the_loop_keeps_the_mbpp_prompt_it_was_made_with(data_dir: Path) -> None
     assert loop == render(problem, data_dir, prompt="mbpp-3shot")
 
 
+def test_the_bbh_variants_differ_by_the_harness_newline(data_dir: Path) -> None:
+    """suzgun-3shot-cot ends where the BBH repository's code ends the prompt; the harness adds a
+    newline and stops at any "Q" or a blank line."""
+    problem = load("bbh/navigate", "test", data_dir)[0]
+    suzgun = render(problem, data_dir, prompt="suzgun-3shot-cot")
+    assert suzgun.endswith(f"\n\nQ: {problem.question}\nA: Let's think step by step.")
+    assert render(problem, data_dir, prompt="harness-3shot-cot") == suzgun + "\n"
+    assert stop_sequences(problem, prompt="suzgun-3shot-cot") == ("\n\nQ:", "\nQ:")
+    assert stop_sequences(problem, prompt="harness-3shot-cot") == ("</s>", "Q", "\n\n")
+
+
 def test_unknown_variants_name_the_valid_ones(data_dir: Path) -> None:
     problem = load("gsm8k", "test", data_dir)[0]
     with pytest.raises(ValueError, match="expected one of wei-8shot, zero-shot, "
                        "harness-5shot, train-seeded"):
         render(problem, data_dir, prompt="wei-5shot")
-    with pytest.raises(ValueError, match="expected one of suzgun-3shot-cot"):
+    with pytest.raises(ValueError, match="expected one of suzgun-3shot-cot, harness-3shot-cot"):
         variant("bbh/navigate", "minerva-4shot")
     with pytest.raises(ValueError, match="shots must be 0 to 8, not 9"):
         render(problem, data_dir, prompt="wei-8shot", shots=9)
