@@ -60,8 +60,12 @@ def code_from(text: str) -> str:
     return match.group(1) if match else text
 
 
-def sample_record(problem: Problem, text: str, chat: bool) -> dict[str, Any]:
-    """A samples.jsonl line in the human-eval / evalplus conventions."""
+def sample_record(problem: Problem, text: str, chat: bool, extract: bool = True
+                  ) -> dict[str, Any]:
+    """A samples.jsonl line in the human-eval / evalplus conventions; `extract=False` (an exact
+    task's variant without "the answer is") marks the whole completion as the answer."""
+    if problem.kind == "exact" and not extract:
+        return {"task_id": problem.task_id, "completion": text, "extract": False}
     if problem.kind != "code":
         return {"task_id": problem.task_id, "completion": text}
     if "asserts" in problem.tests and not chat:
@@ -127,7 +131,8 @@ def evaluate(problems: list[Problem], sampler: Sampler | ShardSampler, verifier:
 
         def done(index: int, completions: list[list[Completion]]) -> None:
             nonlocal samples_done
-            lines = [json.dumps({**sample_record(problem, c.text, chat), "tokens": c.tokens,
+            lines = [json.dumps({**sample_record(problem, c.text, chat, used.extract),
+                                 "tokens": c.tokens,
                                  "finish_reason": c.finish_reason}, ensure_ascii=False) + "\n"
                      for problem, outputs in zip(shards[index], completions, strict=True)
                      for c in outputs]

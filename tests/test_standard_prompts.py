@@ -122,9 +122,10 @@ def test_the_bbh_variants_differ_by_the_harness_newline(data_dir: Path) -> None:
 def test_unknown_variants_name_the_valid_ones(data_dir: Path) -> None:
     problem = load("gsm8k", "test", data_dir)[0]
     with pytest.raises(ValueError, match="expected one of wei-8shot, zero-shot, "
-                       "harness-5shot, train-seeded"):
+                       "harness-5shot, lighteval-5shot, train-seeded"):
         render(problem, data_dir, prompt="wei-5shot")
-    with pytest.raises(ValueError, match="expected one of suzgun-3shot-cot, harness-3shot-cot"):
+    with pytest.raises(ValueError, match="expected one of suzgun-3shot-cot, harness-3shot-cot, "
+                       "lighteval-3shot"):
         variant("bbh/navigate", "minerva-4shot")
     with pytest.raises(ValueError, match="shots must be 0 to 8, not 9"):
         render(problem, data_dir, prompt="wei-8shot", shots=9)
@@ -243,3 +244,75 @@ def test_the_harness_draws_are_the_same_from_many_threads() -> None:
     with ThreadPoolExecutor(max_workers=8) as threads:
         got = list(threads.map(lambda k: (k, shared[k]), order))
     assert all(draw == expected[k] for k, draw in got)
+
+
+LIGHTEVAL = Path(__file__).parent / "data" / "lighteval_fewshot.json"
+
+
+def test_lighteval_variants_pick_what_lighteval_picks(data_dir: Path) -> None:
+    """The exemplars lighteval's own sampler code picks on the local files (recorded by
+    tests/data/record_lighteval_fewshot.py): each BBH task's balanced pool, the exemplars of
+    its row 0 and of the pool's first row (which gets the pool's other three), and the train
+    rows drawn for four GSM8K test rows."""
+    recorded = json.loads(LIGHTEVAL.read_text())
+    assert len(recorded["bbh"]) == 27
+    for task, picked in recorded["bbh"].items():
+        problems = load(f"bbh/{task}", "test", data_dir)
+        for row, rows in picked.items():
+            if row == "pool":
+                continue
+            messages = render(problems[int(row)], data_dir, chat=True, prompt="lighteval-3shot")
+            expected = [m for r in rows for m in (
+                {"role": "user", "content": f"Question: {problems[r].question}\nAnswer: "},
+                {"role": "assistant", "content": problems[r].gold})]
+            assert messages[:-1] == expected, (task, row)
+        pool = picked["pool"]
+        assert picked[str(pool[0])] == pool[1:]
+        assert picked["0"] == ([r for r in pool if r != 0][:3] if 0 in pool else pool[:3])
+    train = load("gsm8k", "train", data_dir)
+    test = load("gsm8k", "test", data_dir)
+    for row, rows in recorded["gsm8k"].items():
+        messages = render(test[int(row)], data_dir, chat=True, prompt="lighteval-5shot")
+        assert [m["content"] for m in messages[:-1]] == [
+            text for r in rows for text in (f"Question: {train[r].question}\nAnswer:",
+                                            f" {train[r].solutions[0]}")]
+
+
+def test_lighteval_layout_chat_and_plain(data_dir: Path) -> None:
+    """A user turn per exemplar answered by an assistant turn, then the problem; without the
+    chat template, the turns joined by a blank line (lighteval's plain layout). Its stops
+    hold in a chat too, as lighteval passes them to vLLM."""
+    problem = load("bbh/navigate", "test", data_dir)[5]
+    messages = render(problem, data_dir, chat=True, prompt="lighteval-3shot")
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3 + ["user"]
+    assert messages[-1]["content"] == f"Question: {problem.question}\nAnswer: "
+    plain = render(problem, data_dir, prompt="lighteval-3shot")
+    assert plain == "\n\n".join([messages[i]["content"] + messages[i + 1]["content"]
+                                 for i in range(0, 6, 2)] + [messages[-1]["content"]])
+    for chat in (True, False):
+        assert stop_sequences(problem, chat=chat, prompt="lighteval-3shot") == (
+            "Question:", "Question")
+    assert stop_sequences(problem, chat=True) == ()  # the loop's variant: the model's own end
+    gsm8k = load("gsm8k", "test", data_dir)[0]
+    assert len(render(gsm8k, data_dir, chat=True, prompt="lighteval-5shot")) == 11
+    with pytest.raises(ValueError, match="lighteval-5shot draws by the test problem's position"):
+        render(load("gsm8k", "train", data_dir)[0], data_dir, prompt="lighteval-5shot")
+
+
+def test_lighteval_bbh_reads_the_whole_completion(data_dir: Path, tmp_path: Path) -> None:
+    """lighteval-3shot's answer is the completion itself: a bare "True" passes, and a chain of
+    thought that ends "So the answer is True." does not (nothing is extracted from it)."""
+    from evals.evaluate import sample_record
+    from evals.score import parse_line
+    from restem_client.local_verifier import LocalVerifier
+
+    problem = next(p for p in load("bbh/boolean_expressions", "test", data_dir)
+                   if p.gold == "True")
+    bare = sample_record(problem, " True\n", chat=True, extract=False)
+    reasoned = sample_record(problem, "Not False is True. So the answer is True.", chat=True,
+                             extract=False)
+    assert bare["extract"] is False and "extract" not in sample_record(problem, "x", True)
+    with LocalVerifier(sandbox=None) as verifier:
+        results = verifier.check_many([parse_line(json.dumps(r), {problem.task_id: problem})[1]
+                                       for r in (bare, reasoned)])
+    assert [r.verdict.value for r in results] == ["PASS", "FAIL"]

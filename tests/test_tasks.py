@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evals.tasks import apps_problem, boxed_answer, load
+from evals.tasks import apps_problem, boxed_answer, first, load
 
 EMPTY_BOXED = {"train/number_theory/7115.json", "train/number_theory/7117.json"}
 
@@ -47,6 +47,19 @@ def test_bbh_one_task_and_unknown(data_dir) -> None:
     assert navigate and {p.meta["task"] for p in navigate} == {"navigate"}
     with pytest.raises(ValueError, match="unknown task"):
         load("mmlu")
+
+
+def test_a_limit_counts_each_bbh_task(data_dir) -> None:
+    """As lm-evaluation-harness's --limit: the first N of each BBH task, of the whole list
+    elsewhere (MATH's subjects are not tasks)."""
+    bbh = load("bbh", "test", data_dir)
+    picked = first(bbh, 3)
+    assert len(picked) == 3 * 27
+    assert [p.task_id for p in picked[:4]] == [
+        "bbh/boolean_expressions/0", "bbh/boolean_expressions/1", "bbh/boolean_expressions/2",
+        "bbh/causal_judgement/0"]
+    math = load("math", "test", data_dir)
+    assert first(math, 5) == math[:5] and first(math, None) == math == first(math, 0)
 
 
 def test_apps_from_both_layouts_is_the_same(data_dir, tmp_path) -> None:
