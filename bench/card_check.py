@@ -141,10 +141,12 @@ def summarize(task: str, out: Path, problems: dict) -> dict:
 
 
 def macro_interval(means: dict, index: int) -> tuple[float, float, float]:
-    """The mean of per-task accuracies and a normal 95 % interval from their variances."""
+    """The mean of per-task accuracies and a normal 95 % interval from their variances (each
+    task's rate taken as (k + 1) / (n + 2) there, so that 0 of 10 still varies)."""
     values = [(m[index], m[2]) for m in means.values()]
     mean = sum(p for p, _ in values) / len(values)
-    spread = math.sqrt(sum(p * (1 - p) / n for p, n in values)) / len(values)
+    smoothed = [((p * n + 1) / (n + 2), n) for p, n in values]
+    spread = math.sqrt(sum(p * (1 - p) / n for p, n in smoothed)) / len(values)
     return mean, max(0.0, mean - 1.96 * spread), min(1.0, mean + 1.96 * spread)
 
 
@@ -181,7 +183,7 @@ def main() -> None:
             ours = macro_interval(result["groups"], 0)[0]
             theirs, low, high = macro_interval(result["groups"], 1)
             figures = (f"{ours:.1%} (mean of {len(result['groups'])} tasks)",
-                       f"{theirs:.1%}", f"{low:.1%} to {high:.1%} (normal)")
+                       f"{theirs:.1%}", f"{low:.1%} to {high:.1%} (normal, smoothed)")
         lines.append((f"{task} ({prompt}, {n} problems)", f"{CARD[task]:.1f}%", *figures,
                       f"{result['agree']}/{n}", f"{cut}/{n}", f"{result['capped']}/{n}"))
         if task == "bbh":
