@@ -90,7 +90,8 @@ def run_eval(args: argparse.Namespace, task: str, prompt: str, limit: int, out: 
                "--prompt", prompt, "--chat", "--model", args.model, "--backend", args.backend,
                "--limit", str(limit), "--max-tokens", str(args.max_tokens),
                "--shard-size", "50", "--data-dir", str(args.data_dir), "--out", str(out),
-               "--sandbox", "local"]
+               "--sandbox", "local", *(["--batch-size", str(args.batch_size)]
+                                       if args.backend == "hf" else [])]
     print("$", " ".join(command), file=sys.stderr, flush=True)
     done = subprocess.run(command, cwd=REPO, timeout=args.side_timeout)
     if done.returncode:
@@ -156,7 +157,9 @@ def main() -> None:
                                                "smollm2-135m-instruct"))
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "card-check")
-    parser.add_argument("--backend", default="vllm", help="as lighteval ran it (vllm)")
+    parser.add_argument("--backend", default="vllm", help="as lighteval ran it (vllm); hf is "
+                        "faster on a CPU where the completions are short (BBH)")
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch (hf)")
     parser.add_argument("--gsm8k", type=int, default=400, help="GSM8K test problems (0: skip)")
     parser.add_argument("--bbh-n", type=int, default=10, help="problems per BBH task (0: skip)")
     parser.add_argument("--max-tokens", type=int, default=256,
