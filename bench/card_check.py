@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     def at_most_k(p: float) -> float:  # P(X <= k), falls as p grows
         return sum(term(i, p) for i in range(k + 1))
 
-    def bisect(below: callable) -> float:  # the p where `below(p)` turns false
+    def bisect(below: Callable[[float], bool]) -> float:  # the p where `below(p)` turns false
         lo, hi = 0.0, 1.0
         for _ in range(50):
             mid = (lo + hi) / 2
@@ -83,9 +84,18 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return low, high
 
 
-def run_eval(args: argparse.Namespace, task: str, prompt: str, limit: int, out: Path) -> None:
-    if (out / "samples_results.jsonl").exists():
-        return  # kept from an earlier run: delete the directory to sample again
+def run_eval(args: argparse.Namespace, task: str, prompt: str, limit: int, problems: int,
+             out: Path) -> None:
+    """restem eval into `out`, unless `out` holds a finished run of this very setting (a run
+    of another setting there is an error that names it, never mixed in)."""
+    if (out / "results.json").exists():
+        config = json.loads((out / "results.json").read_text())["config"]
+        kept = (config["problems"], config["prompt"]["variant"], config["backend"],
+                config["sampling"]["max_tokens"], config["chat"])
+        if kept == (problems, prompt, args.backend, args.max_tokens, True):
+            return
+        raise SystemExit(f"card_check: {out} holds another run (problems, variant, backend, "
+                         f"max tokens, chat: {kept}); delete it to sample this one")
     command = [sys.executable, "-m", "restem_client.cli", "eval", "--task", task,
                "--prompt", prompt, "--chat", "--model", args.model, "--backend", args.backend,
                "--limit", str(limit), "--max-tokens", str(args.max_tokens),
@@ -114,6 +124,9 @@ def too_long(args: argparse.Namespace, problems: list, prompt: str, new_tokens: 
 
 def summarize(task: str, out: Path, problems: dict) -> dict:
     rows = [json.loads(line) for line in (out / "samples_results.jsonl").open()]
+    if len(rows) != len(problems):
+        raise SystemExit(f"card_check: {out} holds {len(rows)} samples for {len(problems)} "
+                         "problems; delete it to sample again")
     by_group: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     classes: Counter = Counter()
     examples: dict[str, str] = {}
@@ -163,7 +176,8 @@ def main() -> None:
     parser.add_argument("--gsm8k", type=int, default=400, help="GSM8K test problems (0: skip)")
     parser.add_argument("--bbh-n", type=int, default=10, help="problems per BBH task (0: skip)")
     parser.add_argument("--max-tokens", type=int, default=256,
-                        help="lighteval: 256 for GSM8K; none for BBH (to its context's end)")
+                        help="lighteval's GSM8K limit; lighteval sets none for BBH, where a "
+                        "completion this long can equal no target anyway")
     parser.add_argument("--side-timeout", type=float, default=4 * 3600)
     args = parser.parse_args()
     args.out = args.out.resolve()
@@ -171,8 +185,8 @@ def main() -> None:
     lines = []
     for task, prompt, limit in [p for p in plan if p[2]]:
         out = args.out / task
-        run_eval(args, task, prompt, limit, out)
         problems = first(load(task, "test", args.data_dir), limit)
+        run_eval(args, task, prompt, limit, len(problems), out)
         result = summarize(task, out, {p.task_id: p for p in problems})
         cut = too_long(args, problems, prompt, 256 if task == "gsm8k" else 0)
         n = result["n"]

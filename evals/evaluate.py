@@ -13,7 +13,8 @@ Files:
     <shards_dir>/00007.samples.jsonl   shard 7's samples, written at once when it is sampled
     <shards_dir>/00007.results.jsonl   their verdicts, written when the verifier is done
     samples.jsonl                  one line per sample: task_id, completion (or solution),
-                                   tokens, finish_reason
+                                   tokens, finish_reason; "extract": false where the whole
+                                   completion is the answer (an exact task's variant)
     samples_results.jsonl          each sample with its verdict (see evals.score)
     samples_results.summary.json   counts, pass@K, maj@K, breakdowns
     results.json                   the model, configuration, sampling params, metrics, and

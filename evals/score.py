@@ -195,7 +195,8 @@ def parse_line(text: str, problems: dict[str, Problem] | None = None, cpu_s: flo
     if problem is None:
         raise InvalidCheck(f"task_id {record['task_id']!r} is not in the dataset")
     if problem.kind == "math":
-        return record, MathCheck(generation, problem.gold, problem.mode)
+        return record, MathCheck(generation, problem.gold, problem.mode,
+                                 record.get("extract", True))
     if problem.kind == "exact":
         return record, ExactCheck(generation, problem.gold, extract=record.get("extract", True))
     program = generation

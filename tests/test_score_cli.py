@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 RESTEM = Path(sys.executable).parent / "restem"
 
 
@@ -76,3 +78,21 @@ def test_score_cpu_limit_reaches_each_program(tmp_path: Path) -> None:
     out = subprocess.run([str(RESTEM), "score", str(source), "--cpu-limit", "-1"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--cpu-limit must be a number of seconds" in out.stderr
+
+
+def test_extract_false_is_honoured_with_a_dataset_too(data_dir: Path) -> None:
+    """`"extract": false` means the completion is the bare answer, inline or by task_id."""
+    from evals.score import parse_line
+    from evals.tasks import load
+
+    gsm8k = load("gsm8k", "test", data_dir)[0]
+    bbh = load("bbh/navigate", "test", data_dir)[0]
+    problems = {gsm8k.task_id: gsm8k, bbh.task_id: bbh}
+    for problem in (gsm8k, bbh):
+        for extract in (True, False):
+            line = json.dumps({"task_id": problem.task_id, "completion": "x",
+                               "extract": extract})
+            assert parse_line(line, problems)[1].extract is extract
+    bad = json.dumps({"task_id": bbh.task_id, "completion": "x", "extract": "no"})
+    with pytest.raises(ValueError, match="extract"):
+        parse_line(bad, problems)

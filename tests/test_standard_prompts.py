@@ -293,13 +293,16 @@ def test_lighteval_layout_chat_and_plain(data_dir: Path) -> None:
         assert stop_sequences(problem, chat=chat, prompt="lighteval-3shot") == (
             "Question:", "Question")
     assert stop_sequences(problem, chat=True) == ()  # the loop's variant: the model's own end
+    # A variant named after a harness task keeps the harness's stops in a chat too.
+    assert stop_sequences(problem, chat=True, prompt="harness-3shot-cot") == ("</s>", "Q", "\n\n")
+    assert stop_sequences(problem, chat=True, prompt="suzgun-3shot-cot") == ()
     gsm8k = load("gsm8k", "test", data_dir)[0]
     assert len(render(gsm8k, data_dir, chat=True, prompt="lighteval-5shot")) == 11
     with pytest.raises(ValueError, match="lighteval-5shot draws by the test problem's position"):
         render(load("gsm8k", "train", data_dir)[0], data_dir, prompt="lighteval-5shot")
 
 
-def test_lighteval_bbh_reads_the_whole_completion(data_dir: Path, tmp_path: Path) -> None:
+def test_lighteval_bbh_reads_the_whole_completion(data_dir: Path) -> None:
     """lighteval-3shot's answer is the completion itself: a bare "True" passes, and a chain of
     thought that ends "So the answer is True." does not (nothing is extracted from it)."""
     from evals.evaluate import sample_record

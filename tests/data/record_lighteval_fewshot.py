@@ -24,6 +24,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+SOURCE = ("lighteval commit ea46419a93fb390e8f694f7c6c64c1e684487c9d (the one smollm's SmolLM2 "
+          "evaluation pins): its FewShotSampler methods run on the local files by "
+          "tests/data/record_lighteval_fewshot.py; BBH: each task's balanced pool (row indices) "
+          "and the exemplars of row 0 and of the pool's first row; GSM8K: the train rows drawn "
+          "for four test rows")
 METHODS = ("sample_fewshot_examples", "_init_fewshot_pool", "_sample_from_pool",
            "_init_fewshot_sampling_balanced", "_init_fewshot_sampling_random")
 
@@ -78,7 +83,7 @@ def picks(sampler_cls: type, pool: list[Doc], docs: list[Doc], shots: int, sorti
 def main(prompt_manager: str, data_dir: str) -> None:
     sampler_cls = sampler_class(Path(prompt_manager).read_text())
     data = Path(data_dir)
-    out: dict[str, Any] = {"bbh": {}, "gsm8k": {}}
+    out: dict[str, Any] = {"source": SOURCE, "bbh": {}, "gsm8k": {}}
     for path in sorted((data / "bbh" / "bbh").glob("*.json")):
         rows = json.loads(path.read_text())["examples"]
         docs = [Doc(f"Question: {r['input']}\nAnswer: ", [r["target"]], 0) for r in rows]
@@ -92,6 +97,7 @@ def main(prompt_manager: str, data_dir: str) -> None:
     _, chosen = picks(sampler_cls, pool, docs, 5, "random", True)
     out["gsm8k"] = {str(i): chosen[i] for i in (0, 1, 784, len(test) - 1)}
     json.dump(out, sys.stdout, indent=1)
+    print()
 
 
 if __name__ == "__main__":
