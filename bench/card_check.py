@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import re
-import subprocess
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -35,7 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lm_eval_compare import SideFailed, run_side  # noqa: E402  (bench/, this script's dir)
+
 from evals.prompts import render  # noqa: E402
+from evals.report import format_table  # noqa: E402
 from evals.tasks import first, load  # noqa: E402
 
 CARD = {"gsm8k": 1.4, "bbh": 28.2}  # percent, SmolLM2-135M-Instruct's model card
@@ -102,10 +104,7 @@ def run_eval(args: argparse.Namespace, task: str, prompt: str, limit: int, probl
                "--shard-size", "50", "--data-dir", str(args.data_dir), "--out", str(out),
                "--sandbox", "local", *(["--batch-size", str(args.batch_size)]
                                        if args.backend == "hf" else [])]
-    print("$", " ".join(command), file=sys.stderr, flush=True)
-    done = subprocess.run(command, cwd=REPO, timeout=args.side_timeout)
-    if done.returncode:
-        raise SystemExit(f"card_check: restem eval of {task} failed (exit {done.returncode})")
+    run_side(f"restem eval of {task}", command, args.side_timeout, cwd=REPO)
 
 
 def too_long(args: argparse.Namespace, problems: list, prompt: str, new_tokens: int) -> int:
@@ -139,12 +138,10 @@ def summarize(task: str, out: Path, problems: dict) -> dict:
         by_group[group].append((row["passed"], theirs))
         capped += row["finish_reason"] == "length"
         if row["passed"] != theirs:
-            kind = (f"restem {row['verdict']} (read {row['extracted']!r}), lighteval "
-                    f"{'pass' if theirs else 'fail'}")
-            key = kind.split(" (")[0] + kind.split(")")[-1]
+            key = f"restem {row['verdict']}, lighteval {'pass' if theirs else 'fail'}"
             classes[key] += 1
-            examples.setdefault(key, f"{row['task_id']}: {row['completion'][:160]!r} "
-                                     f"gold {problem.gold!r}")
+            examples.setdefault(key, f"{row['task_id']}: {row['completion'][:160]!r} (restem "
+                                     f"read {row['extracted']!r}), gold {problem.gold!r}")
     means = {g: (sum(r for r, _ in v) / len(v), sum(t for _, t in v) / len(v), len(v))
              for g, v in by_group.items()}
     agree = sum(r == t for v in by_group.values() for r, t in v)
@@ -164,7 +161,7 @@ def macro_interval(means: dict, index: int) -> tuple[float, float, float]:
     return mean, max(0.0, mean - 1.96 * spread), min(1.0, mean + 1.96 * spread)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(Path.home() / ".cache" / "restem" / "models" /
                                                "smollm2-135m-instruct"))
@@ -186,7 +183,11 @@ def main() -> None:
     for task, prompt, limit in [p for p in plan if p[2]]:
         out = args.out / task
         problems = first(load(task, "test", args.data_dir), limit)
-        run_eval(args, task, prompt, limit, len(problems), out)
+        try:
+            run_eval(args, task, prompt, limit, len(problems), out)
+        except SideFailed as exc:
+            print(f"card_check: {exc}", file=sys.stderr)
+            return 2
         result = summarize(task, out, {p.task_id: p for p in problems})
         cut = too_long(args, problems, prompt, 256 if task == "gsm8k" else 0)
         n = result["n"]
@@ -201,20 +202,18 @@ def main() -> None:
             theirs, low, high = macro_interval(result["groups"], 1)
             figures = (f"{ours:.1%} (mean of {len(result['groups'])} tasks)",
                        f"{theirs:.1%}", f"{low:.1%} to {high:.1%} (normal, smoothed)")
-        lines.append((f"{task} ({prompt}, {n} problems)", f"{CARD[task]:.1f}%", *figures,
-                      f"{result['agree']}/{n}", f"{cut}/{n}", f"{result['capped']}/{n}"))
+        lines.append([f"{task} ({prompt}, {n} problems)", f"{CARD[task]:.1f}%", *figures,
+                      f"{result['agree']}/{n}", f"{cut}/{n}", f"{result['capped']}/{n}"])
         if task == "bbh":
             for group, (r, t, k) in sorted(result["groups"].items()):
                 print(f"  bbh/{group}: restem {r:.0%}, lighteval metric {t:.0%} of {k}")
         for key, count in result["classes"].most_common():
             print(f"  {task}: {count} x {key}; e.g. {result['examples'][key]}")
-    header = ("task", "card", "restem (its checker)", "lighteval metric, same text",
-              "95% interval (lighteval metric)", "verdicts agree", "prompts lighteval cuts",
-              "hit --max-tokens")
-    widths = [max(len(str(r[i])) for r in [header, *lines]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *lines]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    print(format_table(["task", "card", "restem (its checker)", "lighteval metric, same text",
+                        "95% interval (lighteval metric)", "verdicts agree",
+                        "prompts lighteval cuts", "hit --max-tokens"], lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -42,11 +42,13 @@ in its sandbox (--sandbox, default docker).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -127,18 +129,38 @@ class SideFailed(RuntimeError):
 
 def run_side(what: str, command: list[str], timeout_s: float, **options) -> None:
     """Run one side's command (its output goes to this terminal), bounded by `timeout_s`;
-    SideFailed naming the side, the task and how it ended."""
+    SideFailed naming the side, the task and how it ended. A late command is killed with all
+    its descendants (a vLLM engine's processes outlive a killed parent); it stays in this
+    process group, so Ctrl-C reaches it as before."""
     print("$ " + " ".join(command), file=sys.stderr)
     started = time.monotonic()
-    try:
-        subprocess.run(command, check=True, timeout=timeout_s, **options)
-    except subprocess.TimeoutExpired:
-        raise SideFailed(f"{what} did not finish within {timeout_s:g} s "
-                         "(--side-timeout)") from None
-    except subprocess.CalledProcessError as exc:
-        raise SideFailed(f"{what} failed with exit status {exc.returncode} (its output is "
-                         "above)") from None
+    with subprocess.Popen(command, **options) as process:
+        try:
+            code = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            for pid in _process_tree(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            process.wait()
+            raise SideFailed(f"{what} did not finish within {timeout_s:g} s "
+                             "(--side-timeout); it and its children were killed") from None
+    if code:
+        raise SideFailed(f"{what} failed with exit status {code} (its output is above)")
     print(f"{what}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and every process below it, read from /proc's parent ids (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        tree.append(pid := todo.pop())
+        todo += children.get(pid, [])
+    return tree
 
 
 def harness_tasks_dir(lm_eval: Path) -> Path:

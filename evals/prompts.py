@@ -377,8 +377,8 @@ def _lighteval_gsm8k_draws(data_dir: str, shots: int) -> tuple[list[Problem], di
     """lighteval's draws: one random.Random(42) shuffles the test set, then draws `shots`
     train indices for each test problem in the shuffled order. Only the two splits' lengths
     matter, so indices stand for the problems."""
-    train = load("gsm8k", "train", data_dir if data_dir != "None" else None)
-    size = len(load("gsm8k", "test", data_dir if data_dir != "None" else None))
+    data = data_dir if data_dir != "None" else None
+    train, size = load("gsm8k", "train", data), len(load("gsm8k", "test", data))
     rnd = random.Random(42)
     order = list(range(size))
     rnd.shuffle(order)
