@@ -35,8 +35,9 @@ local directory named code_eval under the working directory. `--code-eval DIR` n
 directory holding that metric's two files (code_eval.py and execute.py, from
 huggingface/evaluate's metrics/code_eval); the harness then runs from a directory where it
 finds them, with HF_ALLOW_CODE_EVAL=1 and --confirm_run_unsafe_code: it executes the model's
-programs on this machine, outside any sandbox, as it does everywhere. restem's side runs them
-in its sandbox (--sandbox, default docker).
+programs in its own process, so the script runs that harness under bubblewrap (`jailed`: the
+host read-only but for its output, no network, no capabilities). restem's side runs them in
+its sandbox (--sandbox, default docker).
 """
 
 from __future__ import annotations
@@ -163,6 +164,26 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
+def jailed(command: list[str], inputs: list[Path], writable: list[Path]) -> list[str]:
+    """`command` under bubblewrap, for the harness's code tasks, which execute the model's
+    programs in its own process: the host's files read-only but for `writable`, an empty
+    /tmp (with `inputs` seen through it, read-only), no network, no capabilities, its own
+    pid, ipc and uts namespaces, killed with this script. A containment for a peer tool's
+    run, not restem's sandbox (no time or memory limits)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SystemExit("the harness's code tasks run the model's programs: they need "
+                         "bubblewrap to contain them (apt-get install bubblewrap)")
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--uid", "65534", "--gid", "65534", "--ro-bind", "/", "/", "--proc", "/proc",
+            "--dev", "/dev", "--tmpfs", "/tmp"]
+    for flag, paths in (("--ro-bind", inputs), ("--bind", writable)):
+        for path in paths:
+            real = str(Path(path).resolve())
+            argv += [flag, real, real]
+    return argv + command
+
+
 def harness_tasks_dir(lm_eval: Path) -> Path:
     python = lm_eval.parent / "python"
     found = subprocess.run([str(python), "-c", "import lm_eval, os; "
@@ -231,8 +252,10 @@ def run_harness(pair: Pair, n: int, args: argparse.Namespace) -> Path:
     if pair.code:  # evaluate.load("code_eval") finds ./code_eval offline
         cwd = args.out / "harness-cwd"
         shutil.copytree(args.code_eval, cwd / "code_eval", dirs_exist_ok=True)
-        env["HF_ALLOW_CODE_EVAL"] = "1"
-        command.append("--confirm_run_unsafe_code")
+        out.mkdir(parents=True, exist_ok=True)
+        env.update(HF_ALLOW_CODE_EVAL="1", HF_HOME=str(cwd / "hf-home"))
+        command = jailed([*command, "--confirm_run_unsafe_code"],
+                         [args.out, Path(args.model), args.data_dir], [out, cwd])
     run_side(f"harness {pair.name}", command, args.side_timeout, env=env, cwd=cwd)
     return sorted(out.rglob(f"samples_{pair.harness_task}_*.jsonl"))[-1]
 
